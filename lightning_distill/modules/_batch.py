@@ -1,0 +1,59 @@
+"""How the LightningModules read a batch, so images and tokenized text go through the same step code.
+
+A batch is either ``(inputs, labels)`` or a mapping with a ``labels`` entry. In a mapping, entries whose names start
+with ``teacher_`` are the teacher's own encoding of the same examples (used when teacher and student tokenize
+differently); every other entry except ``labels`` and ``index`` is passed to the student as a keyword argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+TEACHER_PREFIX = "teacher_"
+_NOT_INPUTS = ("labels", "index")
+
+
+def batch_labels(batch: Any) -> Tensor:
+    """The integer class labels of a batch."""
+    if isinstance(batch, Mapping):
+        if "labels" not in batch:
+            raise KeyError(f"a mapping batch needs a 'labels' entry, got keys {sorted(batch)}")
+        return batch["labels"]
+    return batch[1]
+
+
+def student_inputs(batch: Any) -> Any:
+    """The student's inputs: a tensor, or a dict of keyword arguments."""
+    if isinstance(batch, Mapping):
+        return {k: v for k, v in batch.items() if k not in _NOT_INPUTS and not k.startswith(TEACHER_PREFIX)}
+    return batch[0]
+
+
+def teacher_inputs(batch: Any) -> Any:
+    """The teacher's inputs: its own ``teacher_*`` entries where the batch has them, else the student's."""
+    if isinstance(batch, Mapping):
+        own = {k[len(TEACHER_PREFIX) :]: v for k, v in batch.items() if k.startswith(TEACHER_PREFIX)}
+        return own or student_inputs(batch)
+    return batch[0]
+
+
+def batch_size(batch: Any) -> int:
+    return int(batch_labels(batch).shape[0])
+
+
+def logits_of(model: nn.Module, inputs: Any) -> Tensor:
+    """Run ``model`` on ``inputs`` (keyword arguments for a dict) and return its logits tensor."""
+    output = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+    return output.logits if hasattr(output, "logits") else output
+
+
+def model_num_classes(model: nn.Module) -> int | None:
+    """The number of classes a model predicts, where it says so (``num_classes`` or a Hugging Face config)."""
+    value = getattr(model, "num_classes", None)
+    if value is None:
+        config = getattr(model, "config", None)
+        value = getattr(config, "num_labels", None)
+    return int(value) if value is not None else None

@@ -1,0 +1,103 @@
+"""Supervised training of one classifier: teachers, and students trained from scratch for comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_distill.modules._batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
+
+
+def check_num_classes(model: nn.Module, num_classes: int | None, what: str = "model") -> None:
+    """Raise if ``model`` says it predicts a different number of classes than ``num_classes`` (from the data)."""
+    predicted = model_num_classes(model)
+    if num_classes is not None and predicted is not None and predicted != num_classes:
+        raise ValueError(
+            f"{what} has {predicted} classes but the data module has {num_classes}; set the {what}'s num_classes "
+            f"to {num_classes} (or leave it out so the CLI links it from the data)"
+        )
+
+
+class ClassifierModule(pl.LightningModule):
+    """Fits ``model`` with cross-entropy on the labels and logs loss and accuracy.
+
+    Args:
+        model: Any classifier ``nn.Module``; a mapping batch is passed to it as keyword arguments.
+        num_classes: Classes in the data; linked from ``data.num_classes`` by the CLI and checked against the model.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_fraction: Fraction of the training steps with a linear learning-rate warm-up, followed by linear
+            decay to zero; 0 keeps the learning rate constant.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_fraction: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        check_num_classes(model, num_classes)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.num_classes = num_classes
+
+    def forward(self, inputs: Any) -> Tensor:
+        return logits_of(self.model, inputs)
+
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        logits = self(student_inputs(batch))
+        labels = batch_labels(batch)
+        loss = F.cross_entropy(logits, labels)
+        n = batch_size(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n)
+        self.log(f"{stage}/acc", (logits.argmax(-1) == labels).float().mean(), prog_bar=True, batch_size=n)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self(student_inputs(batch)).argmax(-1)
+
+    def configure_optimizers(self) -> Any:
+        return build_optimizer(
+            self, self.hparams.learning_rate, self.hparams.weight_decay, self.hparams.warmup_fraction
+        )
+
+
+def build_optimizer(
+    module: pl.LightningModule, learning_rate: float, weight_decay: float, warmup_fraction: float
+) -> Any:
+    """AdamW over the trainable parameters, with an optional linear warm-up then linear decay."""
+    trainable = getattr(module, "trainable_parameters", None)
+    params = list(trainable()) if trainable is not None else [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    if warmup_fraction <= 0:
+        return optimizer
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    warmup = max(1, int(total * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
