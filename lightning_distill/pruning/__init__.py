@@ -1,0 +1,56 @@
+"""Pruning without Lightning: schedules, unstructured magnitude masks, structured removal of units, save/load."""
+
+from lightning_distill.pruning.schedule import PruningSchedule
+from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, select_weights
+from lightning_distill.pruning.serialization import (
+    load_pruned,
+    pruned_shapes,
+    resize_to_shapes,
+    resize_to_state_dict,
+    save_pruned,
+)
+from lightning_distill.pruning.structured import (
+    SliceRecord,
+    UnitGroup,
+    find_unit_groups,
+    keep_indices,
+    l1_importance,
+    prune_structured,
+    remove_units,
+    slice_optimizer_states,
+    taylor_importance,
+    units_to_keep,
+)
+from lightning_distill.pruning.unstructured import (
+    apply_masks,
+    magnitude_masks,
+    prune_magnitude,
+    sparsity,
+    sparsity_report,
+)
+
+__all__ = [
+    "DEFAULT_EXCLUDE",
+    "PruningSchedule",
+    "SliceRecord",
+    "UnitGroup",
+    "apply_masks",
+    "find_unit_groups",
+    "keep_indices",
+    "l1_importance",
+    "load_pruned",
+    "magnitude_masks",
+    "prune_magnitude",
+    "prune_structured",
+    "pruned_shapes",
+    "remove_units",
+    "resize_to_shapes",
+    "resize_to_state_dict",
+    "save_pruned",
+    "select_weights",
+    "slice_optimizer_states",
+    "sparsity",
+    "sparsity_report",
+    "taylor_importance",
+    "units_to_keep",
+]
