@@ -1,0 +1,179 @@
+"""Structured pruning on a schedule: whole neurons and attention heads are removed, so the model really shrinks."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+from typing_extensions import override
+
+from lightning_distill.callbacks._scheduled_pruning import ScheduledPruning
+from lightning_distill.pruning.serialization import resize_to_state_dict
+from lightning_distill.pruning.structured import (
+    UNIT_TYPES,
+    UnitGroup,
+    find_unit_groups,
+    keep_indices,
+    l1_importance,
+    remove_units,
+    slice_optimizer_states,
+    taylor_importance,
+    units_to_keep,
+)
+
+
+class StructuredPruning(ScheduledPruning):
+    """Removes the least important neurons and attention heads on a schedule and rewires their neighbours.
+
+    Unit groups are found by type and name (see :mod:`lightning_distill.pruning.structured`): output neurons of
+    Linear layers in MLPs (the next Linear loses the matching inputs), and the attention heads and feed-forward
+    neurons of BERT-style and DistilBERT encoder layers. At each pruning point every chosen group is cut down to
+    ``units - round(sparsity * original units)`` units, least important first. The parameters keep their identity
+    (their data is replaced), and the optimizer's per-parameter states are cut the same way, so training and the
+    learning-rate schedule go on without a restart.
+
+    Checkpoints hold the smaller weights. So that ``fit(ckpt_path=...)``, ``validate``/``test(ckpt_path=...)`` can
+    load them into a freshly built model, the callback shrinks the model's Linears to the checkpoint's shapes when
+    the LightningModule's state dict is loaded (keep the callback in the trainer for those runs). To deploy, save the
+    network with :func:`lightning_distill.pruning.save_pruned`.
+
+    Logged at each pruning point: ``pruning/parameters`` (of the LightningModule's trainable parameters),
+    ``pruning/units/<group>`` and ``pruning/sparsity`` (fraction of the chosen units removed).
+
+    Args:
+        final_sparsity: Fraction of each group's units removed at the end of the schedule, in [0, 1).
+        start: First pruning point (epoch or optimizer step). With ``importance="taylor"`` it must be > 0 so scores
+            are gathered before the first pruning.
+        end: Last pruning point; default ``start`` (one shot). Must be before ``trainer.max_epochs`` (or ``max_steps``).
+        unit: ``"epoch"`` (prune at the start of the epoch) or ``"step"`` (prune before the optimizer step).
+        frequency: Epochs or steps between pruning points (fine-tuning in between).
+        schedule: Growth of sparsity over the points: ``"constant"``, ``"linear"`` or ``"cubic"`` (Zhu and Gupta).
+        initial_sparsity: Sparsity the schedule grows from, in [0, ``final_sparsity``].
+        importance: ``"l1"`` (weight norm of each unit) or ``"taylor"`` (``|sum w * grad|`` summed over the training
+            batches since the last pruning point).
+        unit_types: Which units to remove: ``["neurons", "heads"]`` (default) or one of them.
+        include: Glob patterns of group names to prune; default every group.
+        exclude: Glob patterns of group names never pruned; default ``["teacher.*", "*.teacher.*"]``.
+        verbose: Print which groups are pruned and which layers are skipped (and why), and sizes at each point.
+    """
+
+    def __init__(
+        self,
+        final_sparsity: float = 0.5,
+        start: int = 0,
+        end: int | None = None,
+        unit: Literal["epoch", "step"] = "epoch",
+        frequency: int = 1,
+        schedule: Literal["constant", "linear", "cubic"] = "cubic",
+        initial_sparsity: float = 0.0,
+        importance: Literal["l1", "taylor"] = "l1",
+        unit_types: list[Literal["neurons", "heads"]] | None = None,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        verbose: bool = True,
+    ) -> None:
+        super().__init__(
+            final_sparsity, start, end, unit, frequency, schedule, initial_sparsity, include, exclude, verbose
+        )
+        if importance not in ("l1", "taylor"):
+            raise ValueError(f"importance must be 'l1' or 'taylor', got {importance!r}")
+        if importance == "taylor" and start == 0:
+            raise ValueError(
+                "importance='taylor' needs gradients from training before the first pruning point, so start must be "
+                "> 0, got start=0; use importance='l1' to prune before training"
+            )
+        self.unit_types = list(unit_types) if unit_types is not None else list(UNIT_TYPES)
+        if not self.unit_types or any(t not in UNIT_TYPES for t in self.unit_types):
+            raise ValueError(f"unit_types must be a non-empty list of {list(UNIT_TYPES)}, got {unit_types!r}")
+        self.importance = importance
+        self.groups: list[UnitGroup] = []
+        self.original_units: dict[str, int] = {}
+        self.scores: dict[str, Tensor] = {}
+        self._hook: RemovableHandle | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._hook is None:
+            self._hook = pl_module.register_load_state_dict_pre_hook(_shrink_to_checkpoint)
+        if stage != "fit":
+            return
+        self._check_fits_run(trainer)
+        self.groups, skipped = find_unit_groups(pl_module, self.include, self.exclude, self.unit_types)
+        if not self.groups:
+            raise ValueError(
+                f"include={self.include} (exclude={self.exclude}, unit_types={self.unit_types}) selects no group of "
+                f"prunable units; skipped: {skipped}"
+            )
+        for group in self.groups:
+            self.original_units.setdefault(group.name, group.num_units)
+            # Fail now, not hours into training, when the schedule would empty a layer.
+            units_to_keep(self.original_units[group.name], self.schedule.final_sparsity, group.name)
+        described = [f"{g.name} ({g.num_units} {g.kind})" for g in self.groups]
+        self._report_selection("unit groups", described, skipped)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, target: float) -> dict[str, float]:
+        records = []
+        for group in self.groups:
+            keep = units_to_keep(self.original_units[group.name], target, group.name)
+            if keep >= group.num_units:
+                continue
+            scores = self.scores.get(group.name) if self.importance == "taylor" else None
+            if scores is None:
+                scores = l1_importance(group)
+            records += remove_units(group, keep_indices(scores, keep))
+        slice_optimizer_states(trainer.optimizers, records)
+        self.scores = {}
+        return self._measure(pl_module)
+
+    def _measure(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        original = sum(self.original_units.values())
+        current = sum(g.num_units for g in self.groups)
+        trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        metrics = {"pruning/parameters": float(trainable), "pruning/sparsity": 1.0 - current / max(1, original)}
+        metrics.update({f"pruning/units/{g.name}": float(g.num_units) for g in self.groups})
+        return metrics
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self.importance != "taylor" or (self.last_point is not None and self.last_point >= self.schedule.last):
+            return
+        for group in self.groups:
+            score = taylor_importance(group)
+            previous = self.scores.get(group.name)
+            self.scores[group.name] = score if previous is None else previous + score
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "original_units": dict(self.original_units),
+            "units": {g.name: g.num_units for g in self.groups},
+            "scores": {n: s.cpu() for n, s in self.scores.items()},
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.original_units = dict(state_dict.get("original_units", {}))
+        self.scores = dict(state_dict.get("scores", {}))
+        current = {g.name: g.num_units for g in self.groups}
+        saved = state_dict.get("units", {})
+        wrong = {n: (saved[n], current[n]) for n in saved if n in current and saved[n] != current[n]}
+        if wrong:
+            raise ValueError(f"the model's unit counts do not match the checkpoint's (saved, current): {wrong}")
+
+
+def _shrink_to_checkpoint(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Before a checkpoint of a pruned model loads, give the freshly built model's Linears the checkpoint's shapes."""
+    resize_to_state_dict(module, state_dict, prefix)
