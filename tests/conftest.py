@@ -1,0 +1,38 @@
+"""Shared fixtures: paths to ../shared and a quiet, tiny Trainer factory."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MNIST10K = SHARED / "data" / "mnist10k"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_and_seeded() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    torch.manual_seed(0)
+
+
+def tiny_trainer(**kwargs) -> pl.Trainer:
+    """A CPU Trainer without logger, checkpoints or progress bar; ``kwargs`` override."""
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)
