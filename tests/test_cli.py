@@ -28,7 +28,7 @@ class FourClassDigits(DigitsDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
-        for split, dataset in list(self._splits.items()):
+        for dataset in list(self._splits.values()):
             features, labels = dataset.tensors
             keep = labels < 4
             dataset.tensors = (features[keep], labels[keep])
@@ -79,7 +79,7 @@ def test_fit_test_and_benchmark_through_the_cli(tmp_path: Path, monkeypatch: pyt
 
 def test_benchmark_missing_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(ROOT)
-    with pytest.raises(FileNotFoundError, match="ckpt_path .* does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path .* does not exist"):
         cli_main(
             [
                 "benchmark",

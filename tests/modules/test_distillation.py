@@ -76,7 +76,7 @@ def test_model_class_count_must_match_data() -> None:
 
 
 def test_missing_teacher_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="teacher_checkpoint .*nope.ckpt' does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"teacher_checkpoint .*nope.ckpt' does not exist"):
         DistillationModule(_student(), _teacher(), teacher_checkpoint=str(tmp_path / "nope.ckpt"))
 
 

@@ -1,0 +1,32 @@
+"""What the benchmark asks of a data module, for data modules that hold their splits as tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+
+class TensorBenchmarkMixin:
+    """``benchmark_data`` and ``encode`` for data modules whose ``_dataset(split)`` returns a ``TensorDataset``.
+
+    The benchmark measures a deployed model on *raw* inputs (here: tensors; for text: strings), so the cost of
+    turning a raw input into model inputs (``encode``) is part of every latency figure.
+    """
+
+    def _dataset(self, split: str) -> TensorDataset:  # pragma: no cover - provided by the data module
+        raise NotImplementedError
+
+    def benchmark_data(self, split: str = "test") -> tuple[Tensor, Tensor]:
+        """All raw inputs and labels of ``split``."""
+        inputs, labels = self._dataset(split).tensors
+        return inputs, labels
+
+    def encode(self, raw: Any) -> Tensor:
+        """Model inputs for raw inputs: the identity for tensors."""
+        return raw
+
+    def example_input(self, n: int = 1) -> Tensor:
+        """The first ``n`` test inputs, ready for the model (for export and latency measurement)."""
+        return self.encode(self.benchmark_data("test")[0][:n])
