@@ -1,8 +1,10 @@
-"""Knowledge distillation: a frozen teacher trains a student through soft targets."""
+"""Knowledge distillation: a frozen teacher trains a student through soft targets (and optionally its features)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,8 +14,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
 from lightning_distill.losses.kd import KDLoss, agreement
+from lightning_distill.modules import _teacher_cache
 from lightning_distill.modules._batch import (
+    TEACHER_PREFIX,
     batch_labels,
     batch_size,
     logits_of,
@@ -46,6 +51,19 @@ class DistillationModule(pl.LightningModule):
         learning_rate: AdamW learning rate of the student.
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of training steps with linear warm-up, then linear decay; 0 keeps it constant.
+        cache_teacher_logits: Run the teacher once over the training set (eval mode, batched, no gradients) when
+            training starts, and look its logits up by each batch's ``index`` in every epoch, so an epoch costs about
+            what plain fine-tuning of the student costs. The cache is keyed by a hash of the teacher's weights and
+            config, the teacher's exact inputs and the data module's ``fingerprint()`` (data files, tokenizers), so a
+            changed teacher, tokenizer or data never reuses stale logits. Refused where the training batches carry no
+            ``index`` or are not deterministic (random augmentation), and with feature losses (they need the
+            teacher's hidden states at every step).
+        teacher_cache_dir: Folder where cached logits are saved as ``teacher_logits_<key>.pt`` and reused by later
+            fits with the same key; None keeps them in memory for this fit only.
+        hidden_state_loss: Optional hidden-state loss over a student -> teacher layer map (both models must return
+            ``hidden_states``, as :class:`~lightning_distill.models.TransformerClassifier` does); its ``weight``
+            scales it in the total loss.
+        attention_loss: Optional TinyBERT attention-map loss (both models need ``attn_implementation: eager``).
     """
 
     def __init__(
@@ -58,6 +76,10 @@ class DistillationModule(pl.LightningModule):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_fraction: float = 0.0,
+        cache_teacher_logits: bool = False,
+        teacher_cache_dir: str | None = None,
+        hidden_state_loss: HiddenStateLoss | None = None,
+        attention_loss: AttentionLoss | None = None,
     ) -> None:
         super().__init__()
         if learning_rate <= 0:
@@ -72,14 +94,29 @@ class DistillationModule(pl.LightningModule):
             )
         check_num_classes(teacher, num_classes, "teacher")
         check_num_classes(student, num_classes, "student")
+        if cache_teacher_logits and (hidden_state_loss is not None or attention_loss is not None):
+            raise ValueError(
+                "cache_teacher_logits caches logits only, but hidden_state_loss/attention_loss need the teacher's "
+                "features at every step; use one or the other"
+            )
+        if hidden_state_loss is not None or attention_loss is not None:
+            _bind_feature_losses(student, teacher, hidden_state_loss, attention_loss)
         if teacher_checkpoint is not None:
             load_teacher_weights(teacher, teacher_checkpoint)
-        self.save_hyperparameters(ignore=["student", "teacher", "loss"])
+        self.save_hyperparameters(ignore=["student", "teacher", "loss", "hidden_state_loss", "attention_loss"])
         self.student = student
         self.teacher = teacher.requires_grad_(False).eval()
         self.loss = loss if loss is not None else KDLoss()
+        self.hidden_state_loss = hidden_state_loss
+        self.attention_loss = attention_loss
         self.num_classes = num_classes
+        self.cache_teacher_logits = cache_teacher_logits
+        self.teacher_cache_dir = teacher_cache_dir
         self.teacher_val_acc: float | None = None
+        # Filled when training starts; deliberately not a buffer, so checkpoints stay student-only.
+        self.cached_teacher_logits: torch.Tensor | None = None
+        self.teacher_cache_key: str | None = None
+        self.teacher_cache_seconds: float | None = None
 
     # --- the teacher stays frozen, in eval mode, and out of checkpoints -------------------------------------------
 
@@ -118,17 +155,56 @@ class DistillationModule(pl.LightningModule):
         with torch.no_grad():
             return logits_of(self.teacher, teacher_inputs(batch)).detach()
 
+    def _cached_logits(self, batch: Any) -> Tensor:
+        if self.cached_teacher_logits is None:
+            raise RuntimeError(
+                "cache_teacher_logits is on but the cache was not built; it is built when training starts"
+            )
+        index = batch["index"] if isinstance(batch, Mapping) and "index" in batch else None
+        if index is None:
+            raise ValueError("cache_teacher_logits needs an 'index' entry in every training batch")
+        return self.cached_teacher_logits[index.to(self.cached_teacher_logits.device)]
+
+    def _feature_step(self, batch: Any) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Student and teacher logits plus the weighted feature losses, from one forward pass of each model."""
+        if isinstance(batch, Mapping) and any(str(k).startswith(TEACHER_PREFIX) for k in batch):
+            raise ValueError(
+                "hidden_state_loss/attention_loss compare the models token by token, but the batch holds a separate "
+                "teacher encoding (teacher_* entries): student and teacher must share one tokenizer"
+            )
+        attentions = self.attention_loss is not None
+        inputs = student_inputs(batch)
+        student_out = self.student(**inputs, output_hidden_states=True, output_attentions=attentions)
+        with torch.no_grad():
+            teacher_out = self.teacher(**teacher_inputs(batch), output_hidden_states=True, output_attentions=attentions)
+        mask = inputs.get("attention_mask")
+        terms: dict[str, Tensor] = {}
+        if self.hidden_state_loss is not None:
+            value = self.hidden_state_loss(student_out.hidden_states, teacher_out.hidden_states, mask)
+            terms["hidden_loss"] = value * self.hidden_state_loss.weight
+        if self.attention_loss is not None:
+            value = self.attention_loss(student_out.attentions, teacher_out.attentions, mask)
+            terms["attention_loss"] = value * self.attention_loss.weight
+        return student_out.logits, teacher_out.logits.detach(), terms
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         labels = batch_labels(batch)
-        student_logits = self(student_inputs(batch))
-        teacher_logits = self.teacher_logits(batch)
+        terms: dict[str, Tensor] = {}
+        if self.hidden_state_loss is not None or self.attention_loss is not None:
+            student_logits, teacher_logits, terms = self._feature_step(batch)
+        else:
+            student_logits = self(student_inputs(batch))
+            teacher_logits = self._cached_logits(batch) if self.cache_teacher_logits else self.teacher_logits(batch)
         out = self.loss(student_logits, teacher_logits, labels)
+        loss = out.loss + sum(terms.values()) if terms else out.loss
         n = batch_size(batch)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/soft_loss", out.soft, batch_size=n)
         self.log("train/hard_loss", out.hard, batch_size=n)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=n)
         self.log("train/agreement", agreement(student_logits, teacher_logits), batch_size=n)
-        return out.loss
+        return loss
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         labels = batch_labels(batch)
@@ -155,10 +231,49 @@ class DistillationModule(pl.LightningModule):
 
     # --- the teacher is measured once before training -------------------------------------------------------------
 
+    def setup(self, stage: str) -> None:
+        # A tokenizer larger than a model's embedding table fails deep inside the model; say so before any step.
+        from lightning_distill.models.text import check_tokenizer_fits
+
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        student_vocab = getattr(datamodule, "vocab_size", None)
+        if student_vocab is not None:
+            check_tokenizer_fits(student_vocab, self.student, "student")
+            teacher_vocab = getattr(datamodule, "teacher_vocab_size", None)
+            check_tokenizer_fits(teacher_vocab or student_vocab, self.teacher, "teacher")
+
     def on_train_start(self) -> None:
+        if self.cache_teacher_logits:
+            self.build_teacher_cache()
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or self.trainer.sanity_checking or self.trainer.fast_dev_run:
             return
+        self._measure_teacher(datamodule)
+
+    def build_teacher_cache(self) -> None:
+        """Compute (or load from ``teacher_cache_dir``) the teacher's logits over the training set; see the class."""
+        start = time.perf_counter()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        train_loader = self.trainer.train_dataloader
+        batch = getattr(train_loader, "batch_size", None) or 64
+        batches = _teacher_cache.teacher_batches(datamodule, train_loader, batch)
+        key = _teacher_cache.cache_key(self.teacher, batches, datamodule)
+        if self.cached_teacher_logits is None or self.teacher_cache_key != key:
+            logits, loaded = _teacher_cache.load_or_compute(
+                self.teacher, batches, key, self.teacher_cache_dir, self.device
+            )
+            self.cached_teacher_logits = logits.to(self.device)
+            self.teacher_cache_key = key
+            how = f"loaded from {self.teacher_cache_dir}" if loaded else "computed"
+        else:
+            how = "kept from the previous fit"
+        self.teacher_cache_seconds = time.perf_counter() - start
+        rank_zero_info(
+            f"teacher logits for {len(self.cached_teacher_logits)} training examples {how} in "
+            f"{self.teacher_cache_seconds:.1f} s (key {key})"
+        )
+
+    def _measure_teacher(self, datamodule: Any) -> None:
         correct = total = 0
         with torch.no_grad():
             for batch in datamodule.val_dataloader():
@@ -178,3 +293,45 @@ class DistillationModule(pl.LightningModule):
                 f"the teacher's validation accuracy is {self.teacher_val_acc:.4f}, close to chance for {classes} "
                 "classes: is teacher_checkpoint the trained teacher?"
             )
+
+
+def _feature_count(model: nn.Module, *names: str) -> int:
+    config = getattr(model, "config", None)
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    raise ValueError(
+        f"feature losses need models with a Hugging Face config ({'/'.join(names)}); {type(model).__name__} has none"
+    )
+
+
+def _bind_feature_losses(
+    student: nn.Module, teacher: nn.Module, hidden: HiddenStateLoss | None, attention: AttentionLoss | None
+) -> None:
+    """Check that both models can return features and that the layer maps fit them; create projections."""
+    for what, model in (("student", student), ("teacher", teacher)):
+        parameters = inspect.signature(model.forward).parameters
+        if "output_hidden_states" not in parameters and not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            raise ValueError(
+                f"hidden_state_loss/attention_loss need the {what} to return hidden states, but "
+                f"{type(model).__name__}.forward takes no output_hidden_states; use a TransformerClassifier"
+            )
+    student_layers = _feature_count(student, "num_hidden_layers")
+    teacher_layers = _feature_count(teacher, "num_hidden_layers")
+    if hidden is not None:
+        hidden.bind(
+            student_layers,
+            teacher_layers,
+            _feature_count(student, "hidden_size"),
+            _feature_count(teacher, "hidden_size"),
+        )
+    if attention is not None:
+        attention.bind(student_layers, teacher_layers)
+        for what, model in (("student", student), ("teacher", teacher)):
+            implementation = getattr(model.config, "_attn_implementation", None)
+            if implementation not in (None, "eager"):
+                raise ValueError(
+                    f"attention_loss needs attention maps, which only eager attention returns, but the {what} uses "
+                    f"{implementation!r}; set attn_implementation: eager on the {what}"
+                )

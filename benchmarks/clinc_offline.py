@@ -1,0 +1,254 @@
+"""The offline CLINC150 recipe on CPU: MiniLM-L6 teacher, 3-layer student fine-tuned plainly and distilled.
+
+Writes ``benchmarks/results/clinc_offline.json`` with the teacher's validation and test accuracy, the 3-layer student's
+accuracy after plain fine-tuning and after distillation (same epochs, seed and initialisation: layers 0, 2, 4 of the
+pretrained MiniLM), and the training-epoch wall time of plain fine-tuning, distillation without the teacher-logits cache
+and distillation with it. Saves the trained models with ``save_pretrained`` under ``runs/clinc_offline/``.
+
+Run (one benchmark at a time on the machine):
+    flock /tmp/bench.lock python benchmarks/clinc_offline.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from lightning_distill.benchmark import benchmark_module
+from lightning_distill.data import TextClassificationDataModule
+from lightning_distill.losses import KDLoss
+from lightning_distill.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.modules import ClassifierModule, DistillationModule
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+RESULTS = Path(__file__).resolve().parent / "results" / "clinc_offline.json"
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch (validation is off during these fits, so it is training alone)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.load_average: list[float] = []  # other processes on the machine slow epochs down; kept for the record
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        self.load_average.append(os.getloadavg()[0])
+
+
+def fit(
+    module: pl.LightningModule, data: TextClassificationDataModule, epochs: int, name: str, args: Any
+) -> EpochTimer:
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        logger=CSVLogger(args.runs, name=f"logs_{name}"),
+        log_every_n_steps=20,
+        callbacks=[timer],
+    )
+    trainer.fit(module, data)
+    print(f"{name}: epoch seconds {[round(s, 1) for s in timer.seconds]}", flush=True)
+    return timer
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: TextClassificationDataModule, split: str) -> float:
+    model.eval()
+    correct = total = 0
+    loader = torch.utils.data.DataLoader(data.dataset(split), batch_size=256, collate_fn=data.collator())
+    for batch in loader:
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "index")}
+        correct += int((model(**inputs).logits.argmax(-1) == batch["labels"]).sum())
+        total += len(batch["labels"])
+    return correct / total
+
+
+def write(results: dict[str, Any]) -> None:
+    output = Path(results["settings"]["output"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-h384-uncased"))
+    parser.add_argument("--data", default=str(SHARED / "data" / "clinc_oos" / "plus"))
+    parser.add_argument("--runs", default="runs/clinc_offline")
+    parser.add_argument("--teacher-epochs", type=int, default=4)
+    parser.add_argument("--student-epochs", type=int, default=4)
+    parser.add_argument("--layers", type=int, nargs="+", default=[0, 2, 4])
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--teacher-lr", type=float, default=1e-4)
+    parser.add_argument("--student-lr", type=float, default=2e-4)
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--soft-target-weight", type=float, default=0.8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = Path(args.runs)
+    started = time.time()
+
+    data = TextClassificationDataModule(
+        tokenizer=args.model,
+        data_files={split: f"{args.data}/{split}.parquet" for split in ("train", "validation", "test")},
+        label_column="intent",
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        eval_batch_size=256,
+    )
+    data.setup()
+    results: dict[str, Any] = {
+        "command": "flock /tmp/bench.lock python benchmarks/clinc_offline.py",
+        "settings": vars(args) | {"train_examples": len(data.dataset("train")), "num_classes": data.num_classes},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
+        },
+    }
+    labels = {"num_classes": data.num_classes, "id2label": data.id2label}
+
+    # 1. Teacher: MiniLM-L6 fine-tuned on CLINC150 plus.
+    pl.seed_everything(args.seed)
+    teacher = TransformerClassifier(args.model, **labels)
+    module = ClassifierModule(teacher, data.num_classes, learning_rate=args.teacher_lr, warmup_fraction=0.06)
+    timer = fit(module, data, args.teacher_epochs, "teacher", args)
+    teacher.save_pretrained(runs / "teacher", tokenizer=data.tokenizer)
+    results["teacher"] = {
+        "path": str(runs / "teacher"),
+        "layers": teacher.config.num_hidden_layers,
+        "val_accuracy": accuracy(teacher, data, "val"),
+        "test_accuracy": accuracy(teacher, data, "test"),
+        "epochs": args.teacher_epochs,
+        "epoch_seconds": timer.seconds,
+        "epoch_load_average": timer.load_average,
+    }
+    write(results)
+    print(results["teacher"], flush=True)
+
+    def student() -> StudentFromTeacher:
+        pl.seed_everything(args.seed)  # same head initialisation and data order for every student
+        return StudentFromTeacher(args.model, layers=args.layers, **labels)
+
+    # 2. Plain fine-tuning of the layer-dropped student.
+    plain = student()
+    module = ClassifierModule(plain, data.num_classes, learning_rate=args.student_lr, warmup_fraction=0.06)
+    plain_timer = fit(module, data, args.student_epochs, "student_plain", args)
+    plain.save_pretrained(runs / "student_plain", tokenizer=data.tokenizer)
+    results["student_plain"] = {
+        "path": str(runs / "student_plain"),
+        "layers": plain.config.num_hidden_layers,
+        "val_accuracy": accuracy(plain, data, "val"),
+        "test_accuracy": accuracy(plain, data, "test"),
+        "epochs": args.student_epochs,
+        "epoch_seconds": plain_timer.seconds,
+        "epoch_load_average": plain_timer.load_average,
+    }
+    write(results)
+    print(results["student_plain"], flush=True)
+
+    # 3. Distillation with cached teacher logits (the recipe's student).
+    loss = KDLoss(temperature=args.temperature, soft_target_weight=args.soft_target_weight)
+    distilled = student()
+    module = DistillationModule(
+        distilled,
+        teacher,
+        loss=loss,
+        num_classes=data.num_classes,
+        learning_rate=args.student_lr,
+        warmup_fraction=0.06,
+        cache_teacher_logits=True,
+    )
+    cached_timer = fit(module, data, args.student_epochs, "student_distilled", args)
+    distilled.save_pretrained(runs / "student_distilled", tokenizer=data.tokenizer)
+    results["student_distilled"] = {
+        "path": str(runs / "student_distilled"),
+        "layers": distilled.config.num_hidden_layers,
+        "val_accuracy": accuracy(distilled, data, "val"),
+        "test_accuracy": accuracy(distilled, data, "test"),
+        "epochs": args.student_epochs,
+        "epoch_seconds": cached_timer.seconds,
+        "epoch_load_average": cached_timer.load_average,
+        "teacher_cache_seconds": module.teacher_cache_seconds,
+        "teacher_cache_key": module.teacher_cache_key,
+        "loss": {"temperature": args.temperature, "soft_target_weight": args.soft_target_weight},
+    }
+    write(results)
+    print(results["student_distilled"], flush=True)
+
+    # 4. One epoch of distillation without the cache, for its epoch time only.
+    module = DistillationModule(
+        student(),
+        teacher,
+        loss=loss,
+        num_classes=data.num_classes,
+        learning_rate=args.student_lr,
+        warmup_fraction=0.06,
+        cache_teacher_logits=False,
+    )
+    uncached_timer = fit(module, data, 1, "student_distilled_uncached", args)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    plain_epoch, cached_epoch = mean(plain_timer.seconds), mean(cached_timer.seconds)
+    results["epoch_seconds"] = {
+        "plain_fine_tuning": plain_epoch,
+        "distillation_without_cache": uncached_timer.seconds[0],
+        "distillation_with_cache": cached_epoch,
+        "teacher_cache_build_once": results["student_distilled"]["teacher_cache_seconds"],
+        "cached_over_plain": cached_epoch / plain_epoch,
+        "uncached_over_plain": uncached_timer.seconds[0] / plain_epoch,
+        "uncached_epoch_load_average": uncached_timer.load_average[0],
+    }
+
+    # 5. Deployment figures: batch-1 latency includes tokenizing the query.
+    rows = []
+    for name, model, path in (
+        ("teacher", teacher, runs / "teacher"),
+        ("student_plain", plain, runs / "student_plain"),
+        ("student_distilled", distilled, runs / "student_distilled"),
+    ):
+        rows.append(
+            benchmark_module(model, data, name=f"clinc_offline/{name}", artifact_path=path / "model.safetensors")
+        )
+    results["benchmark_rows"] = [row.to_dict() for row in rows]
+    gap = results["teacher"]["test_accuracy"] - results["student_distilled"]["test_accuracy"]
+    results["targets"] = {
+        "distilled_within_2_points_of_teacher_on_test": gap <= 0.02,
+        "test_gap_points": round(100 * gap, 2),
+        "cached_epoch_at_most_1_15x_plain": cached_epoch <= 1.15 * plain_epoch,
+    }
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["total_minutes"] = (time.time() - started) / 60
+    write(results)
+    print(json.dumps({k: results[k] for k in ("epoch_seconds", "targets")}, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
