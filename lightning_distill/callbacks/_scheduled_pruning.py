@@ -47,6 +47,8 @@ class ScheduledPruning(Callback):
         self.verbose = verbose
         self.last_point: int | None = None
         self.history: list[dict[str, Any]] = []
+        self.pruned: list[str] = []
+        self.skipped: dict[str, str] = {}
 
     @property
     @override
@@ -70,6 +72,8 @@ class ScheduledPruning(Callback):
                 )
 
     def _report_selection(self, what: str, chosen: Sequence[str], skipped: dict[str, str]) -> None:
+        """Record (in ``self.pruned`` and ``self.skipped``) and print what is pruned and what is left alone, and why."""
+        self.pruned, self.skipped = list(chosen), dict(skipped)
         if not self.verbose:
             return
         lines = [f"{type(self).__name__}: pruning {len(chosen)} {what}: {', '.join(chosen)}"]

@@ -90,8 +90,8 @@ class MagnitudePruning(ScheduledPruning):
     def _measure(self) -> dict[str, float]:
         report = sparsity_report({n: w.detach() for n, w in self._weights.items()})
         self.last_sparsity = report
-        overall = report.pop("overall")
-        return {"pruning/sparsity": overall, **{f"pruning/sparsity/{n}": v for n, v in report.items()}}
+        per_layer = {f"pruning/sparsity/{n}": v for n, v in report.items() if n != "overall"}
+        return {"pruning/sparsity": report["overall"], **per_layer}
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

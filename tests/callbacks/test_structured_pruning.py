@@ -1,0 +1,145 @@
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import BertConfig, BertForSequenceClassification
+
+from lightning_distill.callbacks import StructuredPruning
+from lightning_distill.models import MLP
+from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.pruning import load_pruned, save_pruned
+
+
+def mlp_loader(n: int = 96, batch_size: int = 16) -> DataLoader:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 20, generator=generator)
+    return DataLoader(TensorDataset(x, x[:, :3].argmax(1)), batch_size=batch_size)
+
+
+def mlp_module(seed: int = 0) -> ClassifierModule:
+    torch.manual_seed(seed)
+    return ClassifierModule(MLP(num_classes=3, in_features=20, hidden_sizes=[16, 8]), learning_rate=0.02)
+
+
+def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=100, num_labels=3
+    )
+    return BertForSequenceClassification(config)
+
+
+class _Dicts(torch.utils.data.Dataset):
+    def __init__(self, n: int = 48) -> None:
+        generator = torch.Generator().manual_seed(2)
+        self.ids = torch.randint(5, 100, (n, 8), generator=generator)
+        self.labels = self.ids[:, 0] % 3
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long), "labels": self.labels[i]}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_mlp_shrinks_by_the_expected_amount_and_keeps_training() -> None:
+    pruning = StructuredPruning(0.5, start=0, end=1, schedule="linear", verbose=False)
+    module = mlp_module()
+    trainer = tiny_trainer(max_epochs=4, callbacks=[pruning])
+    trainer.fit(module, mlp_loader())
+    # 20 -> 16 -> 8 -> 3 becomes 20 -> 8 -> 4 -> 3 (25% at epoch 0, 50% at epoch 1)
+    assert [h["pruning/units/model.hidden.0"] for h in pruning.history] == [12, 8]
+    assert n_params(module.model) == (20 * 8 + 8) + (8 * 4 + 4) + (4 * 3 + 3)
+    assert pruning.history[-1]["pruning/parameters"] == n_params(module.model)
+    assert pruning.pruned == ["model.hidden.0 (16 neurons)", "model.hidden.2 (8 neurons)"]
+    assert pruning.skipped == {"model.classifier": "its outputs are the model's outputs"}
+    # the optimizer holds the same (cut) parameters, so the pruned model still learns
+    assert trainer.optimizers[0].state[module.model.hidden[0].weight]["exp_avg"].shape == (8, 20)
+    x, y = mlp_loader().dataset.tensors
+    accuracy = float((module.model(x).argmax(1) == y).float().mean())
+    assert accuracy > 0.6
+
+
+def test_bert_in_a_distillation_module_loses_heads_and_neurons_but_not_the_teacher() -> None:
+    teacher = tiny_bert(seed=1)
+    teacher_params = n_params(teacher)
+    student = tiny_bert()
+    before = n_params(student)
+    module = DistillationModule(student, teacher, learning_rate=1e-3)
+    pruning = StructuredPruning(0.5, verbose=False)
+    tiny_trainer(max_epochs=1, callbacks=[pruning]).fit(module, DataLoader(_Dicts(), batch_size=16))
+    assert before - n_params(student) == 2 * (2 * 8 * (3 * 33 + 32) + 32 * (33 + 32))
+    assert n_params(teacher) == teacher_params
+    assert all(name.startswith("teacher.") or not name.startswith("student.bert.encoder") for name in pruning.skipped)
+    assert "teacher.bert.encoder.layer.0.attention.self" in pruning.skipped
+    batch = next(iter(DataLoader(_Dicts(), batch_size=4)))
+    logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert logits.shape == (4, 3) and torch.isfinite(logits).all()
+
+
+def test_resuming_mid_schedule_gives_the_same_model_and_test_loads_the_checkpoint(tmp_path: Path) -> None:
+    def run(ckpt_path: str | None, callbacks: list) -> tuple[StructuredPruning, ClassifierModule]:
+        pruning = StructuredPruning(0.75, start=0, end=2, schedule="cubic", verbose=False)
+        module = mlp_module()
+        trainer = tiny_trainer(max_epochs=4, callbacks=[pruning, *callbacks], enable_checkpointing=bool(callbacks))
+        trainer.fit(module, mlp_loader(), ckpt_path=ckpt_path)
+        return pruning, module
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1)
+    full, full_module = run(None, [checkpoint])
+    resumed, resumed_module = run(str(tmp_path / "epoch=0.ckpt"), [])
+    assert [h["point"] for h in resumed.history] == [0, 1, 2]
+    assert resumed.history == full.history
+    for (name, a), b in zip(full_module.state_dict().items(), resumed_module.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+    # a fresh, unpruned module tests from the pruned checkpoint: the callback shrinks it to the checkpoint's shapes
+    fresh = mlp_module(seed=5)
+    trainer = tiny_trainer(callbacks=[StructuredPruning(0.75, start=0, end=2, verbose=False)])
+    trainer.test(fresh, mlp_loader(), ckpt_path=str(tmp_path / "epoch=3.ckpt"), verbose=False)
+    assert torch.equal(fresh.model.hidden[0].weight, full_module.model.hidden[0].weight)
+    save_pruned(fresh.model, tmp_path / "deploy")
+    deployed = load_pruned(MLP(num_classes=3, in_features=20, hidden_sizes=[16, 8]), tmp_path / "deploy")
+    x = torch.randn(3, 20)
+    assert torch.equal(deployed.eval()(x), full_module.model.eval()(x))
+
+
+def test_taylor_importance_gathers_scores_before_pruning() -> None:
+    pruning = StructuredPruning(0.5, start=1, importance="taylor", unit_types=["neurons"], verbose=False)
+    module = mlp_module()
+    tiny_trainer(max_epochs=2, callbacks=[pruning]).fit(module, mlp_loader())
+    assert [h["point"] for h in pruning.history] == [1]
+    assert module.model.hidden[0].out_features == 8 and module.model.hidden[2].out_features == 4
+    assert pruning.scores == {}  # scores are reset after each pruning point and not gathered after the last
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"final_sparsity": 1.0}, r"final_sparsity must be in \[0, 1\), got 1.0"),
+        ({"start": 2, "end": 1}, r"end must be >= start=2, got end=1"),
+        ({"importance": "taylor"}, r"importance='taylor' needs gradients .* got start=0"),
+        ({"importance": "random"}, r"importance must be 'l1' or 'taylor', got 'random'"),
+        ({"unit_types": ["layers"]}, r"unit_types must be a non-empty list of \['neurons', 'heads'\]"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        StructuredPruning(**kwargs)
+
+
+def test_bad_input_that_needs_the_model_fails_before_training() -> None:
+    module = ClassifierModule(MLP(num_classes=3, in_features=20, hidden_sizes=[2]))
+    with pytest.raises(ValueError, match=r"would remove every unit of model.hidden.0 \(2 units\)"):
+        tiny_trainer(callbacks=[StructuredPruning(0.8)]).fit(module, mlp_loader())
+    with pytest.raises(ValueError, match=r"include=\['encoder.\*'\].*selects no group"):
+        tiny_trainer(callbacks=[StructuredPruning(0.5, include=["encoder.*"])]).fit(mlp_module(), mlp_loader())
+    with pytest.raises(ValueError, match=r"ends at epoch 2 .*trainer.max_epochs=2"):
+        tiny_trainer(max_epochs=2, callbacks=[StructuredPruning(0.5, end=2)]).fit(mlp_module(), mlp_loader())
