@@ -1,0 +1,129 @@
+"""ONNX Runtime int8 quantization of an exported graph: dynamic, or static with calibration on real batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from lightning_distill.export.config import OrtQuantConfig
+from lightning_distill.export.onnx import _model_inputs, _numpy_inputs, read_metadata, write_metadata
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantization tools log advice through the root logger; keep it to errors while they run."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _pre_process(path: Path, prepared: Path, folder: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # When symbolic shape inference gives up (e.g. on a dynamo-exported BERT) it leaves files in the working
+    # directory, so run it from the temporary folder; ONNX's own shape inference still runs without it.
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        try:
+            quant_pre_process(str(path), str(prepared), skip_symbolic_shape=False)
+        except Exception:
+            quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
+    finally:
+        os.chdir(previous)
+
+
+def quantize_onnx(
+    path: str | Path,
+    output_path: str | Path,
+    config: OrtQuantConfig,
+    calibration_data: Iterable[Any] | None = None,
+) -> Path:
+    """Write an int8 copy of the float ONNX model at ``path`` to ``output_path``, keeping its metadata (label names).
+
+    The graph first goes through ONNX Runtime's quantization pre-processing (shape inference and graph cleanup), as
+    its documentation recommends. ``dynamic`` stores int8 weights and quantizes activations at run time; ``static``
+    calibrates activation ranges (min/max) on ``calibration_data`` and writes a QDQ graph.
+
+    Args:
+        path: The float ``.onnx`` file from :func:`export_onnx`.
+        output_path: Where to write the int8 model.
+        config: Mode, per-channel weights, number of calibration batches, operator types.
+        calibration_data: Static mode only: batches of model inputs (tensors, ``(inputs, labels)`` pairs, or dicts of
+            tensors), e.g. a data module's ``val_dataloader()``.
+
+    Raises:
+        ValueError: static mode without calibration data, or with an empty one.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    if config.mode == "static" and calibration_data is None:
+        raise ValueError(
+            "OrtQuantConfig(mode='static') needs calibration_data, e.g. datamodule.val_dataloader(); or use "
+            "mode='dynamic', which needs none"
+        )
+    if config.mode == "dynamic" and calibration_data is not None:
+        raise ValueError("calibration_data is only used by OrtQuantConfig(mode='static')")
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder, _quiet_root_logger():
+        prepared = Path(folder) / "prepared.onnx"
+        _pre_process(Path(path).resolve(), prepared, Path(folder))
+        op_types = list(config.op_types) if config.op_types is not None else None
+        if config.mode == "dynamic":
+            quantize_dynamic(
+                str(prepared),
+                str(output_path),
+                op_types_to_quantize=op_types,
+                per_channel=config.per_channel,
+                weight_type=QuantType.QInt8,
+            )
+        else:
+            import onnxruntime as ort
+
+            names = [
+                i.name for i in ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()
+            ]
+            feeds = [
+                _numpy_inputs(_model_inputs(b), names) for b in islice(calibration_data, config.calibration_batches)
+            ]
+            if not feeds:
+                raise ValueError("OrtQuantConfig(mode='static'): calibration_data yielded no batches")
+
+            class _Reader(CalibrationDataReader):
+                def __init__(self) -> None:
+                    self._feeds: Iterator[dict[str, Any]] = iter(feeds)
+
+                def get_next(self) -> dict[str, Any] | None:
+                    return next(self._feeds, None)
+
+            quantize_static(
+                str(prepared),
+                str(output_path),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                per_channel=config.per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+    metadata = read_metadata(path)
+    if metadata:
+        write_metadata(output_path, metadata)
+    return output_path

@@ -1,0 +1,25 @@
+"""Post-training and quantization-aware int8 quantization of PyTorch models: ``quantize(model, config)``."""
+
+from lightning_distill.quantization.config import (
+    BitsAndBytesConfig,
+    DynamicQuantConfig,
+    QATConfig,
+    QuantConfig,
+    StaticQuantConfig,
+)
+from lightning_distill.quantization.quantize import freeze_qat, prepare_qat_, quantize
+from lightning_distill.quantization.serialization import load_quantized, read_config, save_quantized
+
+__all__ = [
+    "BitsAndBytesConfig",
+    "DynamicQuantConfig",
+    "QATConfig",
+    "QuantConfig",
+    "StaticQuantConfig",
+    "freeze_qat",
+    "load_quantized",
+    "prepare_qat_",
+    "quantize",
+    "read_config",
+    "save_quantized",
+]

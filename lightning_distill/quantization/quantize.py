@@ -1,0 +1,163 @@
+"""The quantization verb: ``quantize(model, config)`` returns a quantized copy; the config type picks the applier."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from itertools import islice
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_distill.modules._batch import logits_of, student_inputs
+from lightning_distill.quantization import _bnb, _eager
+from lightning_distill.quantization.config import (
+    BitsAndBytesConfig,
+    DynamicQuantConfig,
+    QATConfig,
+    QuantConfig,
+    StaticQuantConfig,
+)
+
+CONFIG_ATTRIBUTE = "quantization_config"
+
+
+def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[Any] | None = None) -> nn.Module:
+    """Return a quantized copy of ``model``; ``model`` itself is never changed.
+
+    Args:
+        model: A float model (for ``QATConfig(step="convert")``: the model returned by the ``prepare`` step, trained).
+        config: :class:`DynamicQuantConfig`, :class:`StaticQuantConfig`, :class:`QATConfig` or
+            :class:`BitsAndBytesConfig`.
+        calibration_data: Static quantization only: batches to observe activation ranges on, e.g. a data module's
+            ``val_dataloader()``. A batch is a tensor of inputs, an ``(inputs, labels)`` pair, or a mapping of model
+            keyword arguments (``labels`` and ``index`` entries are ignored). The first
+            ``config.calibration_batches`` batches are used.
+
+    Returns:
+        The quantized model, in eval mode (train mode after ``QATConfig(step="prepare")``), with the config stored as
+        its ``quantization_config`` attribute so :func:`save_quantized` can rebuild it.
+
+    Raises:
+        ValueError: static quantization without calibration data; QAT converted before any training step or of a model
+            never prepared; a model with no layer the config applies to.
+        RuntimeError: the config's backend is not compiled into this PyTorch build (the message names one that is).
+        TypeError: ``config`` is not a quantization config.
+    """
+    applier = _APPLIERS.get(type(config))
+    if applier is None:
+        raise TypeError(
+            f"config must be one of {', '.join(t.__name__ for t in _APPLIERS)}; got {type(config).__name__}"
+        )
+    if calibration_data is not None and not isinstance(config, StaticQuantConfig):
+        raise ValueError(f"calibration_data is only used by StaticQuantConfig, not {type(config).__name__}")
+    quantized = applier(model, config, calibration_data)
+    if not (isinstance(config, QATConfig) and config.step == "prepare"):
+        quantized.eval()  # layers created during quantization start in train mode
+    setattr(quantized, CONFIG_ATTRIBUTE, config)
+    return quantized
+
+
+def model_inputs(batch: Any) -> Any:
+    """The model inputs of a batch: a tensor as is, the first item of ``(inputs, labels)``, or a dict of keyword
+    arguments without ``labels``, ``index`` and the ``teacher_*`` entries of a distillation batch."""
+    return batch if isinstance(batch, Tensor) else student_inputs(batch)
+
+
+def _apply_dynamic(model: nn.Module, config: DynamicQuantConfig, calibration_data: Any) -> nn.Module:
+    return _eager.dynamic(copy.deepcopy(model).eval(), config)
+
+
+def _apply_static(model: nn.Module, config: StaticQuantConfig, calibration_data: Iterable[Any] | None) -> nn.Module:
+    if calibration_data is None:
+        raise ValueError(
+            "StaticQuantConfig needs calibration_data to observe activation ranges: pass e.g. "
+            "calibration_data=datamodule.val_dataloader() (or use DynamicQuantConfig, which needs none)"
+        )
+    _eager.check_backend(config.backend)
+    inputs = [model_inputs(b) for b in islice(calibration_data, config.calibration_batches)]
+    if not inputs:
+        raise ValueError("StaticQuantConfig: calibration_data yielded no batches; pass a non-empty loader")
+    end_to_end = _eager.whole_model(model, config.skip_modules)
+    quantized = _static(model, config, inputs, end_to_end)
+    if end_to_end:
+        try:
+            with torch.inference_mode():
+                logits_of(quantized, inputs[0])
+        except (NotImplementedError, RuntimeError):
+            # The forward applies a float-only operation between layers (e.g. a residual sum): quantize each layer
+            # on its own instead.
+            quantized = _static(model, config, inputs, end_to_end=False)
+    return quantized
+
+
+def _static(model: nn.Module, config: StaticQuantConfig, inputs: list[Any], end_to_end: bool) -> nn.Module:
+    observed = _eager.prepare_static(copy.deepcopy(model), config, end_to_end=end_to_end)
+    with torch.inference_mode():
+        for batch in inputs:
+            logits_of(observed, batch)
+    return _eager.convert(observed)
+
+
+def _apply_qat(model: nn.Module, config: QATConfig, calibration_data: Any) -> nn.Module:
+    prepared = _eager.is_qat_prepared(model)
+    if config.step == "prepare":
+        if prepared:
+            raise ValueError(
+                "model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')"
+            )
+        return _eager.prepare_qat(copy.deepcopy(model), config)
+    if not prepared:
+        raise ValueError(
+            "QATConfig(step='convert') needs a model returned by quantize(model, QATConfig(step='prepare')) and trained"
+        )
+    unobserved = _eager.unobserved_fake_quant(model)
+    if unobserved:
+        raise ValueError(
+            "QAT model converted before any training step: its fake-quantize observers have seen no data "
+            f"({', '.join(unobserved[:3])}{' ...' if len(unobserved) > 3 else ''}); train the prepared model for at "
+            "least one step (or use StaticQuantConfig with calibration data)"
+        )
+    converted = copy.deepcopy(model)
+    _eager.set_engine(config.backend)
+    _eager.remove_pruning(converted)
+    return _eager.convert(converted)
+
+
+def prepare_qat_(model: nn.Module, config: QATConfig) -> nn.Module:
+    """Prepare ``model`` for quantization-aware training *in place* and return it.
+
+    In place, every ``nn.Parameter`` object survives, so optimizers and pruning masks that already hold the
+    parameters keep working (the QAT callback relies on this). Parameter names do not change either; the
+    fake-quantize state is added as extra buffers.
+    """
+    if config.step != "prepare":
+        raise ValueError(f"prepare_qat_ needs QATConfig(step='prepare'); got step={config.step!r}")
+    if _eager.is_qat_prepared(model):
+        raise ValueError("model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')")
+    _eager.prepare_qat(model, config)
+    setattr(model, CONFIG_ATTRIBUTE, config)
+    return model
+
+
+def freeze_qat(model: nn.Module, observers: bool = False, batchnorm: bool = False) -> None:
+    """Stop updating activation ranges (``observers``) and/or fused batch-norm statistics of a QAT-prepared model."""
+    if observers:
+        _eager.freeze_observers(model)
+    if batchnorm:
+        _eager.freeze_bn_stats(model)
+
+
+def _apply_bnb(model: nn.Module, config: BitsAndBytesConfig, calibration_data: Any) -> nn.Module:
+    quantized = copy.deepcopy(model).eval()
+    _bnb.replace_linears(quantized, config)
+    return quantized
+
+
+_APPLIERS: dict[type, Callable[[nn.Module, Any, Any], nn.Module]] = {
+    DynamicQuantConfig: _apply_dynamic,
+    StaticQuantConfig: _apply_static,
+    QATConfig: _apply_qat,
+    BitsAndBytesConfig: _apply_bnb,
+}

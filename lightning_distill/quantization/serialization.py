@@ -1,0 +1,120 @@
+"""Save and reload quantized PyTorch models: a state dict plus the config that rebuilds the quantized structure.
+
+The file is one ``torch.save`` dict::
+
+    {"format": "lightning-distill/quantized", "version": 1,
+     "config": {"type": "StaticQuantConfig", "backend": "x86", ...},
+     "state_dict": <quantized model state_dict>}
+
+Reloading takes a freshly built *float* model of the same architecture (e.g. ``TinyMNIST()``, or
+``BertForSequenceClassification(config)``), rebuilds the quantized structure from the saved config (no calibration
+needed: the saved scales and zero points are loaded), then loads the state dict strictly. This avoids pickling code
+(TorchScript is deprecated and pickled modules break when the code moves) and gives identical predictions.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_distill.quantization import _bnb, _eager
+from lightning_distill.quantization.config import (
+    BitsAndBytesConfig,
+    DynamicQuantConfig,
+    QATConfig,
+    QuantConfig,
+    StaticQuantConfig,
+    config_from_dict,
+    config_to_dict,
+)
+from lightning_distill.quantization.quantize import CONFIG_ATTRIBUTE
+
+FORMAT = "lightning-distill/quantized"
+VERSION = 1
+
+
+def save_quantized(model: nn.Module, path: str | Path) -> Path:
+    """Write a model returned by :func:`quantize` to ``path`` (see the module docstring for the format).
+
+    Raises:
+        ValueError: ``model`` was not produced by :func:`quantize`, or is a QAT model that was prepared but not
+            converted (save its float checkpoint instead, or convert it first).
+    """
+    config = getattr(model, CONFIG_ATTRIBUTE, None)
+    if config is None:
+        raise ValueError("save_quantized needs a model returned by quantize(model, config); this one has no config")
+    if isinstance(config, QATConfig) and config.step == "prepare":
+        raise ValueError(
+            "this QAT model is prepared, not converted: convert it with quantize(model, QATConfig(step='convert')) "
+            "before saving (its float weights live in the training checkpoint)"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"format": FORMAT, "version": VERSION, "config": config_to_dict(config), "state_dict": model.state_dict()}, path
+    )
+    return path
+
+
+def read_config(path: str | Path) -> QuantConfig:
+    """The quantization config stored in a file written by :func:`save_quantized`."""
+    return config_from_dict(_read(path)["config"])
+
+
+def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
+    """Rebuild the quantized model saved at ``path`` from ``model``, a float model of the same architecture.
+
+    ``model`` is not changed; its weights do not matter (they are replaced by the saved ones). The global quantized
+    engine is set to the saved backend.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not in this format, or its weights do not fit ``model``.
+    """
+    payload = _read(path)
+    config = config_from_dict(payload["config"])
+    state = payload["state_dict"]
+    skeleton = _skeleton(copy.deepcopy(model).eval(), config, state)
+    try:
+        if isinstance(config, BitsAndBytesConfig):
+            _bnb.load_state_dict(skeleton, state)
+        else:
+            skeleton.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"quantized model {str(path)!r} does not fit the given {type(model).__name__}: {error}. Pass a float "
+            "model built with the same architecture as the one that was quantized"
+        ) from error
+    setattr(skeleton, CONFIG_ATTRIBUTE, config)
+    return skeleton.eval()
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no quantized model at {str(path)!r}")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a {FORMAT} file written by save_quantized")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{str(path)!r} has format version {payload.get('version')}; this code reads {VERSION}")
+    return payload
+
+
+def _skeleton(model: nn.Module, config: QuantConfig, state: dict[str, Any]) -> nn.Module:
+    """The quantized structure for ``config`` without calibration; the saved state fills in every number."""
+    if isinstance(config, DynamicQuantConfig):
+        return _eager.dynamic(model, config)
+    if isinstance(config, StaticQuantConfig):
+        end_to_end = "quant_stub.scale" in state
+        return _eager.convert(_eager.prepare_static(model, config, end_to_end=end_to_end))
+    if isinstance(config, QATConfig):
+        prepared = _eager.prepare_qat(model, config)
+        return _eager.convert(prepared)
+    if isinstance(config, BitsAndBytesConfig):
+        _bnb.replace_linears(model, config)
+        return model
+    raise TypeError(f"cannot rebuild a model for {type(config).__name__}")  # pragma: no cover
