@@ -9,7 +9,8 @@ from lightning_distill.benchmark.measure import (
     module_predictor,
     state_dict_size_mb,
 )
-from lightning_distill.benchmark.report import markdown_table, write_rows
+from lightning_distill.benchmark.plot import plot_accuracy_latency
+from lightning_distill.benchmark.report import markdown_table, report_markdown, with_ratios, write_report, write_rows
 
 __all__ = [
     "BenchmarkResult",
@@ -19,6 +20,10 @@ __all__ = [
     "file_size_mb",
     "markdown_table",
     "module_predictor",
+    "plot_accuracy_latency",
+    "report_markdown",
     "state_dict_size_mb",
+    "with_ratios",
+    "write_report",
     "write_rows",
 ]

@@ -49,3 +49,55 @@ def markdown_table(rows: Sequence[BenchmarkResult | dict[str, Any]]) -> str:
         cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in _COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def with_ratios(rows: Sequence[BenchmarkResult | dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+    """Rows with ``speedup_vs_<ref>`` (p50 latency), ``size_ratio_vs_<ref>`` and ``accuracy_delta_vs_<ref>`` added."""
+    dicts = [_as_dict(r) for r in rows]
+    base = next((r for r in dicts if r["name"] == reference), None)
+    if base is None:
+        raise ValueError(f"reference row {reference!r} is not among {[r['name'] for r in dicts]}")
+    for row in dicts:
+        row["speedup_vs_reference"] = round(base["latency_ms_p50"] / row["latency_ms_p50"], 3)
+        row["size_fraction_of_reference"] = round(row["size_mb"] / base["size_mb"], 4)
+        row["accuracy_delta_vs_reference"] = round(row["accuracy"] - base["accuracy"], 4)
+        row["reference"] = reference
+    return dicts
+
+
+def report_markdown(rows: Sequence[dict[str, Any]], title: str) -> str:
+    """A report page: the standard table, then the ratios against the reference row where present."""
+    lines = [f"# {title}", "", markdown_table(rows), ""]
+    if rows and "reference" in rows[0]:
+        lines += [
+            f"Ratios against `{rows[0]['reference']}`:",
+            "",
+            "| artifact | speed-up (p50) | size fraction | accuracy delta (points) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['name']} | {r['speedup_vs_reference']:.2f}x | {r['size_fraction_of_reference']:.3f} | "
+            f"{100 * r['accuracy_delta_vs_reference']:+.2f} |"
+            for r in rows
+        ]
+        lines.append("")
+    threads = sorted({r.get("num_threads") for r in rows if r.get("num_threads")})
+    lines.append(
+        f"Latency: batch 1, {threads} intra-op thread(s); throughput at batch {rows[0].get('throughput_batch_size')}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    rows: Sequence[BenchmarkResult | dict[str, Any]], folder: str | Path, title: str, reference: str
+) -> Path:
+    """``report.json``, ``report.md`` and ``report.png`` in ``folder``; returns the folder."""
+    from lightning_distill.benchmark.plot import plot_accuracy_latency
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dicts = with_ratios(rows, reference)
+    (folder / "report.json").write_text(json.dumps(dicts, indent=2) + "\n")
+    (folder / "report.md").write_text(report_markdown(dicts, title))
+    plot_accuracy_latency(dicts, folder / "report.png", title=title)
+    return folder
