@@ -1,0 +1,242 @@
+"""Pruning on CPU: unstructured (magnitude masks) vs structured (removed neurons and heads) at 30/50/70% sparsity.
+
+For the MNIST MLP (the ``MNISTClassifier`` preset, trained here for a few epochs on ``../shared/data/mnist10k``) and
+the offline CLINC150 student (3 layers of MiniLM-L6, from ``--clinc-student`` or ``runs/clinc_offline/
+student_distilled`` when the CLINC recipe has run, else fine-tuned briefly here), every variant is pruned in one
+shot at the start of a recovery fine-tuning run by the ``MagnitudePruning`` / ``StructuredPruning`` callbacks, then
+measured with ``lightning_distill.benchmark``: parameters (and non-zero parameters), size on disk of
+``save_pruned``'s ``model.pt``, batch-1 latency (tokenization included for text; one thread) and test accuracy. The
+dense model gets the same recovery fine-tuning as a control row, so accuracy differences come from pruning alone.
+
+Sparsity means: unstructured, the fraction of the chosen Linear weights set to zero (MNIST: all three Linears;
+CLINC: the encoder's Linears); structured, the fraction of units removed from every group (MLP hidden neurons;
+attention heads and FFN neurons of each encoder layer).
+
+Writes ``benchmarks/results/pruning.json`` and prints a markdown table.
+
+Run (one benchmark at a time on the machine):
+    flock /tmp/bench.lock python benchmarks/pruning.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from lightning_distill.benchmark import benchmark_module, file_size_mb
+from lightning_distill.callbacks import MagnitudePruning, StructuredPruning
+from lightning_distill.data import MNISTDataModule, TextClassificationDataModule
+from lightning_distill.models import MNISTClassifier, StudentFromTeacher, TransformerClassifier
+from lightning_distill.modules import ClassifierModule
+from lightning_distill.pruning import save_pruned
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RESULTS = ROOT / "benchmarks" / "results" / "pruning.json"
+DISTILLED_STUDENT = ROOT / "runs" / "clinc_offline" / "student_distilled"
+
+
+def trainer(epochs: int, steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+
+
+def fine_tune(model: nn.Module, data: Any, lr: float, epochs: int, steps: int, pruning: pl.Callback | None) -> float:
+    """Train ``model`` (with ``pruning`` applied at the first epoch); returns the wall seconds."""
+    model.train()
+    module = ClassifierModule(model, learning_rate=lr)
+    started = time.perf_counter()
+    trainer(epochs, steps, [pruning] if pruning is not None else []).fit(module, data)
+    model.eval()
+    return time.perf_counter() - started
+
+
+def measure(model: nn.Module, data: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    model.eval()
+    with tempfile.TemporaryDirectory() as folder:
+        save_pruned(model, folder)
+        size = file_size_mb(Path(folder) / "model.pt")
+        row = benchmark_module(
+            model,
+            data,
+            name=name,
+            artifact_path=Path(folder) / "model.pt",
+            num_threads=args.latency_threads,
+            iterations=args.iterations,
+        ).to_dict()
+    row["size_mb"] = round(size, 4)
+    row["nonzero_params"] = int(sum(int(torch.count_nonzero(p)) for p in model.parameters()))
+    return row
+
+
+def variants(
+    task: str,
+    base: nn.Module,
+    data: Any,
+    args: argparse.Namespace,
+    lr: float,
+    epochs: int,
+    steps: int,
+    magnitude_include: list[str],
+) -> list[dict[str, Any]]:
+    rows = [{**measure(base, data, f"{task}/dense", args), "method": "dense", "sparsity": 0.0, "train_s": 0.0}]
+    print(rows[-1], flush=True)
+    control = copy.deepcopy(base)
+    seconds = fine_tune(control, data, lr, epochs, steps, None)
+    rows.append({**measure(control, data, f"{task}/dense+ft", args), "method": "dense+ft", "sparsity": 0.0})
+    rows[-1]["train_s"] = seconds
+    print(rows[-1], flush=True)
+    for sparsity in args.sparsities:
+        for method in ("unstructured", "structured"):
+            model = copy.deepcopy(base)
+            if method == "unstructured":
+                callback: pl.Callback = MagnitudePruning(sparsity, include=magnitude_include, verbose=False)
+            else:
+                callback = StructuredPruning(sparsity, verbose=False)
+            seconds = fine_tune(model, data, lr, epochs, steps, callback)
+            row = measure(model, data, f"{task}/{method}-{round(100 * sparsity)}", args)
+            rows.append({**row, "method": method, "sparsity": sparsity, "train_s": seconds})
+            print(rows[-1], flush=True)
+    dense = rows[0]
+    for row in rows:
+        row["task"] = task
+        row["speedup_p50"] = round(dense["latency_ms_p50"] / row["latency_ms_p50"], 3)
+        row["accuracy_change_points"] = round(100 * (row["accuracy"] - dense["accuracy"]), 2)
+        row["accuracy_change_vs_dense_ft_points"] = round(100 * (row["accuracy"] - rows[1]["accuracy"]), 2)
+    return rows
+
+
+def mnist_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    data = MNISTDataModule(root=args.mnist_root, download=False, batch_size=128)
+    pl.seed_everything(args.seed)
+    model = MNISTClassifier()
+    seconds = fine_tune(model, data, 1e-3, args.mnist_epochs, -1, None)
+    print(f"mnist: trained the MNISTClassifier for {args.mnist_epochs} epochs in {seconds:.1f} s", flush=True)
+    return variants("mnist_mlp", model, data, args, 1e-3, args.mnist_recovery_epochs, -1, ["*"])
+
+
+def clinc_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    data = TextClassificationDataModule(
+        tokenizer=args.minilm,
+        data_files={split: f"{args.clinc_data}/{split}.parquet" for split in ("train", "validation", "test")},
+        label_column="intent",
+        max_length=32,
+        batch_size=64,
+        eval_batch_size=256,
+    )
+    data.setup()
+    student_path = args.clinc_student or (str(DISTILLED_STUDENT) if DISTILLED_STUDENT.is_dir() else None)
+    pl.seed_everything(args.seed)
+    if student_path is not None:
+        student: nn.Module = TransformerClassifier(student_path, num_classes=data.num_classes, id2label=data.id2label)
+        source = {"student": student_path, "trained_here_steps": 0}
+    else:
+        student = StudentFromTeacher(
+            args.minilm, layers=[0, 2, 4], num_classes=data.num_classes, id2label=data.id2label
+        )
+        seconds = fine_tune(student, data, 2e-4, 100, args.clinc_train_steps, None)
+        source = {"student": "layers 0,2,4 of MiniLM-L6, fine-tuned here", "trained_here_steps": args.clinc_train_steps}
+        source["trained_here_seconds"] = seconds
+    print(f"clinc: student {source}", flush=True)
+    rows = variants(
+        "clinc_student", student, data, args, args.clinc_lr, 100, args.clinc_recovery_steps, ["*.encoder.layer.*"]
+    )
+    return rows, source
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| model | method | sparsity | params | non-zero | size (MB) | p50 ms | speed-up | accuracy | vs dense | "
+        "vs dense+ft |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['method']} | {round(100 * r['sparsity'])}% | {r['params']:,} | "
+            f"{r['nonzero_params']:,} | {r['size_mb']:.3f} | {r['latency_ms_p50']:.3f} | {r['speedup_p50']:.2f}x | "
+            f"{100 * r['accuracy']:.2f} | {r['accuracy_change_points']:+.2f} | "
+            f"{r['accuracy_change_vs_dense_ft_points']:+.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist-root", default=str(SHARED / "data" / "mnist10k"))
+    parser.add_argument("--minilm", default=str(SHARED / "models" / "minilm-l6-h384-uncased"))
+    parser.add_argument("--clinc-data", default=str(SHARED / "data" / "clinc_oos" / "plus"))
+    parser.add_argument("--clinc-student", default=None, help="a trained student saved with save_pretrained")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    parser.add_argument("--mnist-epochs", type=int, default=5, help="training of the dense MNIST MLP")
+    parser.add_argument("--mnist-recovery-epochs", type=int, default=2)
+    parser.add_argument("--clinc-train-steps", type=int, default=400, help="only when no trained student is given")
+    parser.add_argument("--clinc-recovery-steps", type=int, default=150, help="batches of 64 after pruning")
+    parser.add_argument("--clinc-lr", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--latency-threads", type=int, default=1)
+    parser.add_argument("--iterations", type=int, default=200, help="timed batch-1 calls per model")
+    parser.add_argument("--skip", choices=["mnist", "clinc"], nargs="*", default=[])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    results: dict[str, Any] = {
+        "command": "flock /tmp/bench.lock python benchmarks/pruning.py",
+        "settings": vars(args),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
+        },
+        "rows": [],
+    }
+    if "mnist" not in args.skip:
+        results["rows"] += mnist_rows(args)
+    if "clinc" not in args.skip:
+        rows, results["clinc_student"] = clinc_rows(args)
+        results["rows"] += rows
+        half = next((r for r in rows if r["method"] == "structured" and r["sparsity"] == 0.5), None)
+        if half is not None:
+            # The stricter of the two comparisons: with the dense student as given, and after the same fine-tuning.
+            loss = max(-half["accuracy_change_points"], -half["accuracy_change_vs_dense_ft_points"])
+            results["target"] = {
+                "structured_50_speedup_p50": half["speedup_p50"],
+                "speedup_at_least_1_5x": half["speedup_p50"] >= 1.5,
+                "accuracy_loss_points": loss,
+                "accuracy_loss_at_most_1_5_points": loss <= 1.5,
+            }
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["total_minutes"] = round((time.time() - started) / 60, 2)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results["rows"]))
+    print(json.dumps(results.get("target", {}), indent=2))
+
+
+if __name__ == "__main__":
+    main()
