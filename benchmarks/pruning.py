@@ -73,8 +73,24 @@ def fine_tune(model: nn.Module, data: Any, lr: float, epochs: int, steps: int, p
     return time.perf_counter() - started
 
 
+class _FirstExamples:
+    """The benchmark interface of ``data`` (``benchmark_data``, ``encode``) cut to the first ``limit`` test examples."""
+
+    def __init__(self, data: Any, limit: int) -> None:
+        self.data, self.limit = data, limit
+
+    def benchmark_data(self, split: str = "test") -> tuple[Any, torch.Tensor]:
+        inputs, labels = self.data.benchmark_data(split)
+        return inputs[: self.limit], labels[: self.limit]
+
+    def encode(self, raw: Any) -> Any:
+        return self.data.encode(raw)
+
+
 def measure(model: nn.Module, data: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
+    if args.test_limit > 0:
+        data = _FirstExamples(data, args.test_limit)
     with tempfile.TemporaryDirectory() as folder:
         save_pruned(model, folder)
         size = file_size_mb(Path(folder) / "model.pt")
@@ -198,6 +214,7 @@ def main() -> None:
     parser.add_argument("--latency-threads", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=200, help="timed batch-1 calls per model")
     parser.add_argument("--skip", choices=["mnist", "clinc"], nargs="*", default=[])
+    parser.add_argument("--test-limit", type=int, default=0, help="measure accuracy on the first N test examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
