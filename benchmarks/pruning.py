@@ -25,6 +25,7 @@ import copy
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -208,7 +209,7 @@ def main() -> None:
     parser.add_argument("--mnist-epochs", type=int, default=5, help="training of the dense MNIST MLP")
     parser.add_argument("--mnist-recovery-epochs", type=int, default=2)
     parser.add_argument("--clinc-train-steps", type=int, default=400, help="only when no trained student is given")
-    parser.add_argument("--clinc-recovery-steps", type=int, default=150, help="batches of 64 after pruning")
+    parser.add_argument("--clinc-recovery-steps", type=int, default=200, help="batches of 64 after pruning")
     parser.add_argument("--clinc-lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--latency-threads", type=int, default=1)
@@ -221,7 +222,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     results: dict[str, Any] = {
-        "command": "flock /tmp/bench.lock python benchmarks/pruning.py",
+        "command": " ".join(["flock /tmp/bench.lock python benchmarks/pruning.py", *sys.argv[1:]]),
         "settings": vars(args),
         "machine": {
             "cpu_count": os.cpu_count(),
