@@ -53,7 +53,8 @@ class ScheduledPruning(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(schedule=repr(self.schedule), include=self.include, exclude=self.exclude)
+        # Not keyed by the schedule: a run resumed with a longer schedule keeps its masks and position.
+        return self._generate_state_key(include=self.include, exclude=self.exclude)
 
     def _check_fits_run(self, trainer: pl.Trainer) -> None:
         last = self.schedule.last
