@@ -18,8 +18,12 @@ def _check_choice(owner: str, name: str, value: Any, allowed: tuple[Any, ...]) -
         raise ValueError(f"{owner}.{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
-def _check_patterns(owner: str, patterns: tuple[str, ...]) -> None:
-    if isinstance(patterns, str) or not all(isinstance(p, str) and p for p in patterns):
+def _check_patterns(owner: str, patterns: Any) -> None:
+    if (
+        isinstance(patterns, str)
+        or not isinstance(patterns, (list, tuple))
+        or not all(isinstance(p, str) and p for p in patterns)
+    ):
         raise ValueError(
             f"{owner}.skip_modules must be a list of module-name patterns (fnmatch style, e.g. 'classifier' or "
             f"'*.attention.*'); got {patterns!r}"
@@ -45,8 +49,8 @@ class DynamicQuantConfig:
     def __post_init__(self) -> None:
         _check_choice("DynamicQuantConfig", "backend", self.backend, BACKENDS)
         _check_choice("DynamicQuantConfig", "dtype", self.dtype, ("qint8", "float16"))
-        object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
         _check_patterns("DynamicQuantConfig", self.skip_modules)
+        object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ class StaticQuantConfig:
             raise ValueError(
                 f"StaticQuantConfig.calibration_batches must be an int >= 1; got {self.calibration_batches!r}"
             )
-        object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
         _check_patterns("StaticQuantConfig", self.skip_modules)
+        object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
 
 
 @dataclass(frozen=True)
@@ -136,8 +140,8 @@ class BitsAndBytesConfig:
         _check_choice("BitsAndBytesConfig", "compute_dtype", self.compute_dtype, ("float32", "bfloat16", "float16"))
         if self.threshold < 0:
             raise ValueError(f"BitsAndBytesConfig.threshold must be >= 0; got {self.threshold!r}")
-        object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
         _check_patterns("BitsAndBytesConfig", self.skip_modules)
+        object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
 
 
 QuantConfig = DynamicQuantConfig | StaticQuantConfig | QATConfig | BitsAndBytesConfig
