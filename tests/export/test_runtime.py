@@ -1,0 +1,109 @@
+"""ONNX Runtime: graph optimization, int8 quantization (dynamic and calibrated static), sessions and predictors."""
+
+import numpy as np
+import pytest
+import torch
+from quant_helpers import accuracy, bert_logits
+
+from lightning_distill.benchmark import benchmark, file_size_mb
+from lightning_distill.export import (
+    OnnxExportConfig,
+    OrtQuantConfig,
+    OrtSessionConfig,
+    check_parity,
+    create_session,
+    export_onnx,
+    onnx_predictor,
+    optimize_onnx,
+    quantize_onnx,
+    read_label_names,
+)
+
+
+@pytest.fixture(scope="module")
+def mlp_onnx(trained_mlp, mnist, tmp_path_factory):
+    path = tmp_path_factory.mktemp("mlp") / "mlp.onnx"
+    return export_onnx(trained_mlp, OnnxExportConfig(), mnist["test_x"][:4], path, label_names=list("0123456789"))
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(tiny_bert, bert_batches, tmp_path_factory):
+    inputs = {k: v for k, v in bert_batches[0].items() if k != "labels"}
+    return export_onnx(tiny_bert, OnnxExportConfig(), inputs, tmp_path_factory.mktemp("bert") / "bert.onnx")
+
+
+def test_optimized_graph_keeps_outputs_and_labels(mlp_onnx, trained_mlp, calibration, tmp_path):
+    optimized = optimize_onnx(mlp_onnx, tmp_path / "mlp.opt.onnx")
+    assert check_parity(optimized, trained_mlp, calibration).max_abs_diff <= 1e-4
+    assert read_label_names(optimized) == read_label_names(mlp_onnx)
+
+
+def test_bert_optimized_graph_matches_pytorch(bert_onnx, tiny_bert, bert_batches, tmp_path):
+    optimized = optimize_onnx(bert_onnx, tmp_path / "bert.opt.onnx")
+    assert check_parity(optimized, tiny_bert, bert_batches).max_abs_diff <= 1e-4
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_mlp_int8_is_smaller_and_close_to_float(mode, mlp_onnx, trained_mlp, calibration, mnist, tmp_path):
+    data = calibration if mode == "static" else None
+    path = quantize_onnx(mlp_onnx, tmp_path / f"mlp.{mode}.onnx", OrtQuantConfig(mode=mode), calibration_data=data)
+    assert file_size_mb(path) <= 0.35 * file_size_mb(mlp_onnx)
+    assert read_label_names(path) == read_label_names(mlp_onnx)
+    logits = torch.as_tensor(onnx_predictor(create_session(path))(mnist["test_x"]))
+    expected = trained_mlp(mnist["test_x"]).detach()
+    assert float((logits.argmax(-1) == expected.argmax(-1)).float().mean()) >= 0.97
+    onnx_accuracy = float((logits.argmax(-1) == mnist["test_y"]).float().mean())
+    assert accuracy(trained_mlp, mnist["test_x"], mnist["test_y"]) - onnx_accuracy <= 0.015
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_bert_int8_is_close_to_float(mode, bert_onnx, tiny_bert, bert_batches, tmp_path):
+    data = bert_batches if mode == "static" else None
+    path = quantize_onnx(bert_onnx, tmp_path / f"bert.{mode}.onnx", OrtQuantConfig(mode=mode), calibration_data=data)
+    predict = onnx_predictor(create_session(path))
+    for batch in bert_batches:
+        logits = predict({k: v for k, v in batch.items() if k != "labels"})
+        assert np.abs(logits - bert_logits(tiny_bert, batch).numpy()).max() <= 0.05
+
+
+def test_static_onnx_quantization_without_calibration_data_is_refused(mlp_onnx, tmp_path):
+    with pytest.raises(ValueError, match=r"OrtQuantConfig\(mode='static'\) needs calibration_data"):
+        quantize_onnx(mlp_onnx, tmp_path / "q.onnx", OrtQuantConfig(mode="static"))
+    with pytest.raises(ValueError, match="calibration_data yielded no batches"):
+        quantize_onnx(mlp_onnx, tmp_path / "q.onnx", OrtQuantConfig(mode="static"), calibration_data=[])
+    with pytest.raises(ValueError, match=r"calibration_data is only used by OrtQuantConfig\(mode='static'\)"):
+        quantize_onnx(mlp_onnx, tmp_path / "q.onnx", OrtQuantConfig(), calibration_data=[torch.zeros(1, 784)])
+
+
+def test_session_threads_are_explicit_and_predictor_fits_the_benchmark(mlp_onnx, mnist):
+    session = create_session(mlp_onnx, OrtSessionConfig(intra_op_num_threads=1, inter_op_num_threads=1))
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    result = benchmark(
+        onnx_predictor(session),
+        mnist["test_x"][:50],
+        mnist["test_y"][:50],
+        name="onnx",
+        size_mb=file_size_mb(mlp_onnx),
+        warmup=1,
+        iterations=3,
+        throughput_iterations=2,
+    )
+    assert result.accuracy > 0.7 and result.latency_ms_p50 > 0
+
+
+def test_bad_session_and_quantization_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="intra_op_num_threads must be an int >= 0; got -1"):
+        OrtSessionConfig(intra_op_num_threads=-1)
+    with pytest.raises(ValueError, match="optimization_level must be one of"):
+        OrtSessionConfig(optimization_level="max")
+    with pytest.raises(ValueError, match="mode must be 'dynamic' or 'static'; got 'int4'"):
+        OrtQuantConfig(mode="int4")
+    with pytest.raises(FileNotFoundError, match="no ONNX model at"):
+        create_session(tmp_path / "missing.onnx")
+
+
+def test_predictor_names_missing_inputs(bert_onnx):
+    predict = onnx_predictor(create_session(bert_onnx))
+    with pytest.raises(KeyError, match=r"needs inputs \['attention_mask', 'token_type_ids'\]"):
+        predict({"input_ids": torch.ones(1, 3, dtype=torch.long)})
