@@ -201,7 +201,18 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> DistillCLI:
 
 
 def main() -> None:
-    """Entry point of the ``lightning-distill`` console script."""
+    """Entry point of the ``lightning-distill`` console script.
+
+    ``lightning-distill tune --config TUNE.yaml`` runs an Optuna search (:mod:`lightning_distill.tuning`); every other
+    subcommand goes to the LightningCLI.
+    """
+    import sys
+
+    if sys.argv[1:2] == ["tune"]:
+        from lightning_distill.tuning import tune_main
+
+        tune_main(sys.argv[2:])
+        return
     cli_main()
 
 

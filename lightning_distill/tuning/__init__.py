@@ -1,0 +1,26 @@
+"""Hyperparameter search with Optuna: ``lightning-distill tune --config configs/digits/tune.yaml``."""
+
+from lightning_distill.tuning.config import SearchRange, TuneConfig, TuneConfigError, load_tune_config
+from lightning_distill.tuning.pruning import OptunaPruning
+from lightning_distill.tuning.search import (
+    check_search_keys,
+    check_search_space,
+    trial_arguments,
+    tune,
+    tune_main,
+    write_best_config,
+)
+
+__all__ = [
+    "OptunaPruning",
+    "SearchRange",
+    "TuneConfig",
+    "TuneConfigError",
+    "check_search_keys",
+    "check_search_space",
+    "load_tune_config",
+    "trial_arguments",
+    "tune",
+    "tune_main",
+    "write_best_config",
+]
