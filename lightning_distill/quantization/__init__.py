@@ -7,7 +7,7 @@ from lightning_distill.quantization.config import (
     QuantConfig,
     StaticQuantConfig,
 )
-from lightning_distill.quantization.quantize import freeze_qat, prepare_qat_, quantize
+from lightning_distill.quantization.quantize import freeze_qat_batchnorm, prepare_qat_, quantize, set_qat_observers
 from lightning_distill.quantization.serialization import load_quantized, read_config, save_quantized
 
 __all__ = [
@@ -16,10 +16,11 @@ __all__ = [
     "QATConfig",
     "QuantConfig",
     "StaticQuantConfig",
-    "freeze_qat",
+    "freeze_qat_batchnorm",
     "load_quantized",
     "prepare_qat_",
     "quantize",
     "read_config",
     "save_quantized",
+    "set_qat_observers",
 ]

@@ -217,8 +217,8 @@ def unobserved_fake_quant(model: nn.Module) -> list[str]:
     return names
 
 
-def freeze_observers(model: nn.Module) -> None:
-    model.apply(tq.disable_observer)
+def set_observers(model: nn.Module, enabled: bool) -> None:
+    model.apply(tq.enable_observer if enabled else tq.disable_observer)
 
 
 def freeze_bn_stats(model: nn.Module) -> None:

@@ -141,12 +141,18 @@ def prepare_qat_(model: nn.Module, config: QATConfig) -> nn.Module:
     return model
 
 
-def freeze_qat(model: nn.Module, observers: bool = False, batchnorm: bool = False) -> None:
-    """Stop updating activation ranges (``observers``) and/or fused batch-norm statistics of a QAT-prepared model."""
-    if observers:
-        _eager.freeze_observers(model)
-    if batchnorm:
-        _eager.freeze_bn_stats(model)
+def set_qat_observers(model: nn.Module, enabled: bool) -> None:
+    """Let the activation and weight ranges of a QAT-prepared model move with the data (``True``) or hold them.
+
+    Observers update whenever the model runs, in eval mode too: hold them while validating or testing so
+    evaluation data does not shift the ranges, and from the epoch where the ranges should freeze.
+    """
+    _eager.set_observers(model, enabled)
+
+
+def freeze_qat_batchnorm(model: nn.Module) -> None:
+    """Stop updating the batch-norm statistics fused into the layers of a QAT-prepared model."""
+    _eager.freeze_bn_stats(model)
 
 
 def _apply_bnb(model: nn.Module, config: BitsAndBytesConfig, calibration_data: Any) -> nn.Module:

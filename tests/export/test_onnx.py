@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from quant_helpers import BERT_LABELS, bert_logits
+from export_fixtures import BERT_LABELS, bert_logits
 from torch import Tensor, nn
 
 from lightning_distill.export import (
@@ -16,6 +16,9 @@ from lightning_distill.export import (
     onnx_predictor,
     read_label_names,
 )
+
+# The shared fixtures (trained MNIST MLP, tiny BERT, their batches) live in export_fixtures.py.
+pytest_plugins = ["export_fixtures"]
 
 ATOL = 1e-4
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from quant_helpers import accuracy, bert_logits
+from export_fixtures import accuracy, bert_logits
 
 from lightning_distill.benchmark import benchmark, file_size_mb
 from lightning_distill.export import (
@@ -18,6 +18,9 @@ from lightning_distill.export import (
     quantize_onnx,
     read_label_names,
 )
+
+# The shared fixtures (trained MNIST MLP, tiny BERT, their batches) live in export_fixtures.py.
+pytest_plugins = ["export_fixtures"]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,10 @@ import torch
 from quant_helpers import accuracy, build_mlp
 from torch import nn
 
-from lightning_distill.quantization import QATConfig, freeze_qat, prepare_qat_, quantize
+from lightning_distill.quantization import QATConfig, freeze_qat_batchnorm, prepare_qat_, quantize, set_qat_observers
+
+# The shared fixtures (trained MNIST MLP, tiny BERT, their batches) live in quant_helpers.py.
+pytest_plugins = ["quant_helpers"]
 
 
 def _train(model: nn.Module, mnist: dict, steps: int = 20) -> None:
@@ -70,7 +73,11 @@ def test_qat_on_a_transformer_is_refused_with_the_alternatives(tiny_bert):
 def test_frozen_observers_stop_moving(trained_mlp, mnist):
     prepared = quantize(trained_mlp, QATConfig())
     _train(prepared, mnist, steps=2)
-    freeze_qat(prepared, observers=True, batchnorm=True)
+    set_qat_observers(prepared, False)
+    freeze_qat_batchnorm(prepared)
     scale = prepared.hidden[0].activation_post_process.scale.clone()
     _train(prepared, mnist, steps=5)
     assert torch.equal(prepared.hidden[0].activation_post_process.scale, scale)
+    set_qat_observers(prepared, True)
+    _train(prepared, mnist, steps=5)
+    assert not torch.equal(prepared.hidden[0].activation_post_process.scale, scale)

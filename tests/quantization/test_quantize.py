@@ -21,6 +21,9 @@ from lightning_distill.quantization import (
     quantize,
 )
 
+# The shared fixtures (trained MNIST MLP, tiny BERT, their batches) live in quant_helpers.py.
+pytest_plugins = ["quant_helpers"]
+
 INT8 = [
     DynamicQuantConfig(),
     StaticQuantConfig(backend="x86"),

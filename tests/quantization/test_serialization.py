@@ -16,6 +16,9 @@ from lightning_distill.quantization import (
     save_quantized,
 )
 
+# The shared fixtures (trained MNIST MLP, tiny BERT, their batches) live in quant_helpers.py.
+pytest_plugins = ["quant_helpers"]
+
 CONFIGS = [
     DynamicQuantConfig(),
     DynamicQuantConfig(dtype="float16"),
