@@ -120,6 +120,7 @@ def main() -> None:
         max_length=args.max_length,
         batch_size=args.batch_size,
         eval_batch_size=256,
+        group_by_length=True,  # batches of similar-length queries: little padding, about 2x faster steps on CPU
     )
     data.setup()
     results: dict[str, Any] = {

@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_distill.modules._batch import TEACHER_PREFIX
 
@@ -51,6 +51,39 @@ class _EncodedSplit(Dataset):
         item["labels"] = self.labels[index]
         item["index"] = index
         return item
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of examples of similar length, so dynamic padding pads little.
+
+    The examples are shuffled (with the global torch RNG, so ``seed_everything`` fixes the order), cut into groups of
+    ``group_size`` batches, sorted by length inside each group, batched, and the batches shuffled again.
+
+    Args:
+        lengths: Token count of each example.
+        batch_size: Examples per batch.
+        group_size: Batches per sorted group; larger groups pad less but mix lengths less across an epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, group_size: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.group_size = group_size
+
+    def __len__(self) -> int:
+        return sum(-(-len(part) // self.batch_size) for part in self._parts(list(range(len(self.lengths)))))
+
+    def _parts(self, order: list[int]) -> list[list[int]]:
+        chunk = self.batch_size * self.group_size
+        return [order[start : start + chunk] for start in range(0, len(order), chunk)]
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths)).tolist()
+        batches = []
+        for part in self._parts(order):
+            part.sort(key=lambda i: self.lengths[i])
+            batches += [part[start : start + self.batch_size] for start in range(0, len(part), self.batch_size)]
+        return iter([batches[i] for i in torch.randperm(len(batches)).tolist()])
 
 
 class PadCollator:
@@ -114,6 +147,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         val_split: Name of the validation split.
         test_split: Name of the test split.
         num_workers: DataLoader worker processes.
+        group_by_length: Batch training examples of similar length together (shuffled within groups of 50 batches),
+            so dynamic padding adds few pad tokens; faster on CPU, where every padded token costs.
         cache_dir: Cache folder of ``datasets`` (default: its own).
     """
 
@@ -136,6 +171,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         val_split: str = "validation",
         test_split: str = "test",
         num_workers: int = 0,
+        group_by_length: bool = False,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -162,6 +198,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.num_workers = num_workers
+        self.group_by_length = group_by_length
 
         self._raw = self._load(cache_dir)
         self.tokenizer = self._load_tokenizer(tokenizer, "tokenizer")
@@ -361,7 +398,16 @@ class TextClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        if not self.group_by_length:
+            return self._loader("train", True, self.batch_size)
+        dataset = self.dataset("train")
+        lengths = [len(ids) for ids in dataset.columns["input_ids"]]
+        return DataLoader(
+            dataset,
+            batch_sampler=LengthGroupedBatches(lengths, self.batch_size),
+            collate_fn=self.collator(),
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", False, self.eval_batch_size)
