@@ -1,0 +1,306 @@
+"""Every deployable form of the MNIST and offline CLINC teachers and students, measured the same way.
+
+Rows per model: PyTorch fp32, PyTorch int8 (dynamic; static for the MLPs), ONNX Runtime fp32, ONNX Runtime int8
+(dynamic; static for the MLPs), bitsandbytes int8 and nf4. Columns: test accuracy, size on disk of the saved artifact,
+batch-1 latency p50/p95 (tokenization included for text: the predict function takes raw strings), and throughput at
+batch 64, all on ``--threads`` threads (PyTorch intra-op threads, ONNX Runtime intra-op threads).
+
+Models: the MNIST teacher (MNISTClassifier) and student (TinyMNIST, distilled from the teacher), from Lightning
+checkpoints when given, else trained briefly here; the CLINC150 teacher (MiniLM-L6) and 3-layer student from folders
+written with ``save_pretrained`` (by default those of ``benchmarks/clinc_offline.py``).
+
+Targets checked and written to the JSON: static int8 MNIST MLPs at most 30% of the fp32 size with at most 0.5 points
+accuracy loss; ONNX Runtime int8 CLINC student at least 3x faster at batch 1 than the same student in fp32 PyTorch,
+with at most 1 point accuracy loss.
+
+Run (one benchmark at a time on the machine):
+    flock /tmp/bench.lock python benchmarks/quantization.py
+    flock /tmp/bench.lock python benchmarks/quantization.py --skip clinc   # MNIST only; rows of the other part are kept
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from lightning_distill.benchmark import BenchmarkResult, benchmark, count_parameters, file_size_mb, markdown_table
+from lightning_distill.benchmark.measure import module_predictor
+from lightning_distill.export import (
+    OnnxExportConfig,
+    OrtQuantConfig,
+    OrtSessionConfig,
+    create_session,
+    export_onnx,
+    onnx_predictor,
+    quantize_onnx,
+)
+from lightning_distill.modules import load_teacher_weights
+from lightning_distill.quantization import (
+    BitsAndBytesConfig,
+    DynamicQuantConfig,
+    StaticQuantConfig,
+    quantize,
+    save_quantized,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RESULTS = ROOT / "benchmarks" / "results" / "quantization.json"
+
+
+def _inputs_only(batch: Any) -> Any:
+    if isinstance(batch, dict):
+        return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+    return batch[0]
+
+
+class Runner:
+    """Builds each artifact of one model, saves it under ``folder`` and benchmarks it."""
+
+    def __init__(
+        self, task: str, name: str, model: nn.Module, data: Any, calibration: list[Any], args: argparse.Namespace
+    ) -> None:
+        self.prefix = f"{task}/{name}"
+        self.model = model.eval()
+        self.data = data
+        self.calibration = calibration
+        self.args = args
+        self.folder = Path(args.workdir) / task / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        inputs, labels = data.benchmark_data("test")
+        limit = args.clinc_test_limit if task == "clinc" else None
+        self.inputs = inputs[:limit] if limit else inputs
+        self.labels = labels[:limit] if limit else labels
+        self.rows: list[dict[str, Any]] = []
+
+    def measure(self, variant: str, predict: Callable[[Any], Any], path: Path, params: int | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        result: BenchmarkResult = benchmark(
+            predict,
+            self.inputs,
+            self.labels,
+            name=f"{self.prefix}/{variant}",
+            size_mb=file_size_mb(path),
+            params=params,
+            num_threads=self.args.threads,
+            iterations=self.args.iterations,
+            throughput_batch_size=64,
+        )
+        row = result.to_dict() | {"artifact": str(path), "seconds": round(time.perf_counter() - started, 1)}
+        self.rows.append(row)
+        print(
+            f"{row['name']}: acc {row['accuracy']:.4f} size {row['size_mb']:.3f} MB p50 {row['latency_ms_p50']:.3f} ms "
+            f"p95 {row['latency_ms_p95']:.3f} ms thr {row['throughput_per_s']:.0f}/s ({row['seconds']} s)",
+            flush=True,
+        )
+        return row
+
+    def pytorch(self, variant: str, model: nn.Module, path: Path) -> None:
+        self.measure(variant, module_predictor(model, self.data.encode), path, count_parameters(model))
+
+    def run(self, static: bool) -> list[dict[str, Any]]:
+        fp32_path = self.folder / "fp32.pt"
+        torch.save(self.model.state_dict(), fp32_path)
+        self.pytorch("pytorch-fp32", self.model, fp32_path)
+
+        dynamic = quantize(self.model, DynamicQuantConfig())
+        self.pytorch("pytorch-int8-dynamic", dynamic, save_quantized(dynamic, self.folder / "int8_dynamic.pt"))
+        if static:
+            config = StaticQuantConfig(backend="x86", calibration_batches=len(self.calibration))
+            quantized = quantize(self.model, config, calibration_data=self.calibration)
+            self.pytorch("pytorch-int8-static", quantized, save_quantized(quantized, self.folder / "int8_static.pt"))
+
+        example = _inputs_only(self.calibration[0])
+        example = {k: v[:2] for k, v in example.items()} if isinstance(example, dict) else example[:2]
+        onnx_path = export_onnx(self.model, OnnxExportConfig(), example, self.folder / "model.onnx")
+        session_config = OrtSessionConfig(intra_op_num_threads=self.args.threads, inter_op_num_threads=1)
+        self.measure(
+            "onnx-fp32", onnx_predictor(create_session(onnx_path, session_config), self.data.encode), onnx_path, None
+        )
+        modes = ["dynamic", "static"] if static else ["dynamic"]
+        for mode in modes:
+            data = self.calibration if mode == "static" else None
+            path = quantize_onnx(onnx_path, self.folder / f"model.int8-{mode}.onnx", OrtQuantConfig(mode=mode), data)
+            predict = onnx_predictor(create_session(path, session_config), self.data.encode)
+            self.measure(f"onnx-int8-{mode}", predict, path, None)
+
+        for weights in self.args.bnb:
+            quantized = quantize(self.model, BitsAndBytesConfig(weights=weights))
+            self.pytorch(f"bnb-{weights}", quantized, save_quantized(quantized, self.folder / f"bnb_{weights}.pt"))
+        return self.rows
+
+
+# --- MNIST ----------------------------------------------------------------------------------------------------------
+
+
+def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
+    from lightning_distill.data import MNISTDataModule
+    from lightning_distill.losses import KDLoss
+    from lightning_distill.models import MNISTClassifier, TinyMNIST
+    from lightning_distill.modules import ClassifierModule, DistillationModule
+
+    data = MNISTDataModule(root=args.mnist_root, download=False, batch_size=128)
+    data.setup()
+    pl.seed_everything(args.seed)
+    teacher, student = MNISTClassifier(), TinyMNIST()
+
+    def trainer(epochs: int) -> pl.Trainer:
+        return pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+
+    if args.mnist_teacher:
+        load_teacher_weights(teacher, args.mnist_teacher)
+    else:
+        trainer(args.mnist_epochs).fit(ClassifierModule(teacher, 10, learning_rate=1e-3), data)
+    if args.mnist_student:
+        load_teacher_weights(student, args.mnist_student)
+    else:
+        module = DistillationModule(
+            student, teacher, loss=KDLoss(temperature=4.0, soft_target_weight=0.7), num_classes=10, learning_rate=1e-3
+        )
+        trainer(args.mnist_epochs).fit(module, data)
+        teacher.requires_grad_(True)
+    return data, teacher.eval(), student.eval()
+
+
+# --- CLINC ----------------------------------------------------------------------------------------------------------
+
+
+def clinc_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
+    from lightning_distill.data import TextClassificationDataModule
+    from lightning_distill.models import TransformerClassifier
+
+    for path in (args.clinc_teacher, args.clinc_student):
+        if not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no model saved with save_pretrained at {path!r}: run benchmarks/clinc_offline.py first, pass "
+                "--clinc-teacher/--clinc-student, or --skip clinc"
+            )
+    data = TextClassificationDataModule(
+        tokenizer=args.clinc_student,
+        data_files={split: f"{args.clinc_data}/{split}.parquet" for split in ("train", "validation", "test")},
+        label_column="intent",
+        max_length=args.max_length,
+        batch_size=64,
+        eval_batch_size=64,
+    )
+    data.setup()
+    labels = {"num_classes": data.num_classes, "id2label": data.id2label}
+    return (
+        data,
+        TransformerClassifier(args.clinc_teacher, **labels),
+        TransformerClassifier(args.clinc_student, **labels),
+    )
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+
+
+def _row(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["name"] == name), None)
+
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    for model in ("teacher", "student"):
+        fp32, static = _row(rows, f"mnist/{model}/pytorch-fp32"), _row(rows, f"mnist/{model}/pytorch-int8-static")
+        if fp32 and static:
+            size_ratio = static["size_mb"] / fp32["size_mb"]
+            loss = 100 * (fp32["accuracy"] - static["accuracy"])
+            checks[f"mnist_{model}_static_int8"] = {
+                "size_ratio": round(size_ratio, 4),
+                "accuracy_loss_points": round(loss, 2),
+                "met": size_ratio <= 0.30 and loss <= 0.5,
+            }
+    fp32, int8 = _row(rows, "clinc/student/pytorch-fp32"), _row(rows, "clinc/student/onnx-int8-dynamic")
+    if fp32 and int8:
+        speedup = fp32["latency_ms_p50"] / int8["latency_ms_p50"]
+        loss = 100 * (fp32["accuracy"] - int8["accuracy"])
+        checks["clinc_student_onnx_int8_vs_pytorch_fp32"] = {
+            "batch1_p50_speedup": round(speedup, 2),
+            "accuracy_loss_points": round(loss, 2),
+            "met": speedup >= 3.0 and loss <= 1.0,
+        }
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["mnist", "clinc"])
+    parser.add_argument("--mnist-root", default=str(SHARED / "data" / "mnist10k"))
+    parser.add_argument("--mnist-teacher", help="checkpoint of the MNIST teacher (else trained here)")
+    parser.add_argument("--mnist-student", help="checkpoint of the MNIST student (else distilled here)")
+    parser.add_argument("--mnist-epochs", type=int, default=5, help="epochs of the brief training when no checkpoint")
+    parser.add_argument("--clinc-teacher", default=str(ROOT / "runs" / "clinc_offline" / "teacher"))
+    parser.add_argument("--clinc-student", default=str(ROOT / "runs" / "clinc_offline" / "student_distilled"))
+    parser.add_argument("--clinc-data", default=str(SHARED / "data" / "clinc_oos" / "plus"))
+    parser.add_argument("--clinc-test-limit", type=int, default=None, help="first N test queries only (default all)")
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--bnb", nargs="*", default=["int8", "nf4"], choices=["int8", "nf4", "fp4"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--calibration-batches", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=str(ROOT / "runs" / "benchmarks" / "quantization"))
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+
+    rows: list[dict[str, Any]] = []
+    if "mnist" not in args.skip:
+        data, teacher, student = mnist_models(args)
+        calibration = list(islice(data.val_dataloader(), args.calibration_batches))
+        for name, model in (("teacher", teacher), ("student", student)):
+            rows += Runner("mnist", name, model, data, calibration, args).run(static=True)
+    if "clinc" not in args.skip:
+        data, teacher, student = clinc_models(args)
+        calibration = list(islice(data.val_dataloader(), args.calibration_batches))
+        for name, model in (("teacher", teacher), ("student", student)):
+            rows += Runner("clinc", name, model, data, calibration, args).run(static=False)
+
+    output = Path(args.output)
+    previous = json.loads(output.read_text()) if output.exists() else {}
+    new_names = {r["name"] for r in rows}
+    kept = [r for r in previous.get("rows", []) if r["name"] not in new_names]
+    all_rows = kept + rows
+    report = {
+        "command": "flock /tmp/bench.lock python benchmarks/quantization.py",
+        "settings": {k: v for k, v in vars(args).items()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_average_at_end": os.getloadavg(),
+            "seconds": round(time.time() - started),
+        },
+        "targets": targets(all_rows),
+        "rows": all_rows,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown_table(all_rows))
+    print(json.dumps(report["targets"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
