@@ -189,27 +189,62 @@ def clinc_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
     from lightning_distill.data import TextClassificationDataModule
     from lightning_distill.models import TransformerClassifier
 
-    for path in (args.clinc_teacher, args.clinc_student):
-        if not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no model saved with save_pretrained at {path!r}: run benchmarks/clinc_offline.py first, pass "
-                "--clinc-teacher/--clinc-student, or --skip clinc"
-            )
+    missing = [p for p in (args.clinc_teacher, args.clinc_student) if not (Path(p) / "config.json").is_file()]
+    if missing and args.clinc_train_epochs == 0:
+        raise FileNotFoundError(
+            f"no model saved with save_pretrained at {missing}: run benchmarks/clinc_offline.py first, pass "
+            "--clinc-teacher/--clinc-student, --clinc-train-epochs N to fine-tune them briefly here, or --skip clinc"
+        )
+    tokenizer = args.clinc_student if not missing else args.clinc_base
     data = TextClassificationDataModule(
-        tokenizer=args.clinc_student,
+        tokenizer=tokenizer,
         data_files={split: f"{args.clinc_data}/{split}.parquet" for split in ("train", "validation", "test")},
         label_column="intent",
         max_length=args.max_length,
         batch_size=64,
         eval_batch_size=64,
+        group_by_length=True,
     )
     data.setup()
     labels = {"num_classes": data.num_classes, "id2label": data.id2label}
+    if missing:
+        train_clinc_models(args, data, labels)
     return (
         data,
         TransformerClassifier(args.clinc_teacher, **labels),
         TransformerClassifier(args.clinc_student, **labels),
     )
+
+
+def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, Any]) -> None:
+    """Fallback when benchmarks/clinc_offline.py has not run: fine-tune MiniLM-L6 and its layers 0, 2, 4 briefly."""
+    from lightning_distill.models import StudentFromTeacher, TransformerClassifier
+    from lightning_distill.modules import ClassifierModule
+
+    folder = Path(args.workdir) / "clinc_models"
+    args.clinc_teacher, args.clinc_student = str(folder / "teacher"), str(folder / "student")
+    for path, model, lr in (
+        (args.clinc_teacher, lambda: TransformerClassifier(args.clinc_base, **labels), 1.5e-4),
+        (args.clinc_student, lambda: StudentFromTeacher(args.clinc_base, layers=[0, 2, 4], **labels), 2e-4),
+    ):
+        if (Path(path) / "config.json").is_file():
+            continue
+        pl.seed_everything(args.seed)
+        classifier = model()
+        module = ClassifierModule(classifier, data.num_classes, learning_rate=lr, warmup_fraction=0.06)
+        pl.Trainer(
+            max_epochs=args.clinc_train_epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        ).fit(module, data)
+        classifier.save_pretrained(path, tokenizer=data.tokenizer)
+        print(f"fine-tuned {path} for {args.clinc_train_epochs} epoch(s)", flush=True)
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
@@ -253,6 +288,13 @@ def main() -> None:
     parser.add_argument("--clinc-teacher", default=str(ROOT / "runs" / "clinc_offline" / "teacher"))
     parser.add_argument("--clinc-student", default=str(ROOT / "runs" / "clinc_offline" / "student_distilled"))
     parser.add_argument("--clinc-data", default=str(SHARED / "data" / "clinc_oos" / "plus"))
+    parser.add_argument("--clinc-base", default=str(SHARED / "models" / "minilm-l6-h384-uncased"))
+    parser.add_argument(
+        "--clinc-train-epochs",
+        type=int,
+        default=0,
+        help="fine-tune teacher and student here when their folders are missing",
+    )
     parser.add_argument("--clinc-test-limit", type=int, default=None, help="first N test queries only (default all)")
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--bnb", nargs="*", default=["int8", "nf4"], choices=["int8", "nf4", "fp4"])
