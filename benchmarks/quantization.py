@@ -83,6 +83,9 @@ class Runner:
         self.inputs = inputs[:limit] if limit else inputs
         self.labels = labels[:limit] if limit else labels
         self.rows: list[dict[str, Any]] = []
+        # Every row of one model reports the float model's parameter count: quantized layers keep the same weights
+        # in packed buffers, which nn.Module.parameters() no longer lists.
+        self.params = count_parameters(model)
 
     def measure(self, variant: str, predict: Callable[[Any], Any], path: Path, params: int | None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -107,7 +110,7 @@ class Runner:
         return row
 
     def pytorch(self, variant: str, model: nn.Module, path: Path) -> None:
-        self.measure(variant, module_predictor(model, self.data.encode), path, count_parameters(model))
+        self.measure(variant, module_predictor(model, self.data.encode), path, self.params)
 
     def run(self, static: bool) -> list[dict[str, Any]]:
         fp32_path = self.folder / "fp32.pt"
@@ -126,14 +129,17 @@ class Runner:
         onnx_path = export_onnx(self.model, OnnxExportConfig(), example, self.folder / "model.onnx")
         session_config = OrtSessionConfig(intra_op_num_threads=self.args.threads, inter_op_num_threads=1)
         self.measure(
-            "onnx-fp32", onnx_predictor(create_session(onnx_path, session_config), self.data.encode), onnx_path, None
+            "onnx-fp32",
+            onnx_predictor(create_session(onnx_path, session_config), self.data.encode),
+            onnx_path,
+            self.params,
         )
         modes = ["dynamic", "static"] if static else ["dynamic"]
         for mode in modes:
             data = self.calibration if mode == "static" else None
             path = quantize_onnx(onnx_path, self.folder / f"model.int8-{mode}.onnx", OrtQuantConfig(mode=mode), data)
             predict = onnx_predictor(create_session(path, session_config), self.data.encode)
-            self.measure(f"onnx-int8-{mode}", predict, path, None)
+            self.measure(f"onnx-int8-{mode}", predict, path, self.params)
 
         for weights in self.args.bnb:
             quantized = quantize(self.model, BitsAndBytesConfig(weights=weights))

@@ -39,6 +39,16 @@ def model_attribute_of(pl_module: pl.LightningModule, model_attribute: str) -> s
     )
 
 
+def refuse_qat_alongside(trainer: pl.Trainer, owner: str) -> None:
+    """Post-training steps need the float model; under QAT the model trains fake-quantized and converts itself."""
+    if any(type(c).__name__ == "QuantizationAwareTraining" for c in trainer.callbacks):
+        raise ValueError(
+            f"{owner} works on the float model, but QuantizationAwareTraining is in the same fit and turns the model "
+            "into a fake-quantized one; its own int8 artifact (quantized/qat_int8.pt) is the result of that fit. "
+            f"Run {owner} in a separate fit."
+        )
+
+
 def best_checkpoint_path(trainer: pl.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""

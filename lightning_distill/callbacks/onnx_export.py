@@ -21,6 +21,7 @@ from lightning_distill.callbacks._post_fit import (
     label_names,
     model_attribute_of,
     model_inputs,
+    refuse_qat_alongside,
     trained_copy,
     validation_batches,
 )
@@ -81,6 +82,10 @@ class OnnxExport(Callback):
         self.model_attribute = model_attribute
         self.dirname = dirname
         self.artifacts: dict[str, Path] = {}
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        refuse_qat_alongside(trainer, "OnnxExport")
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

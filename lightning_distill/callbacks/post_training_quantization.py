@@ -16,6 +16,7 @@ from lightning_distill.callbacks._post_fit import (
     artifact_dir,
     check_choices,
     model_attribute_of,
+    refuse_qat_alongside,
     trained_copy,
     validation_batches,
 )
@@ -78,6 +79,10 @@ class PostTrainingQuantization(Callback):
         self.dirname = dirname
         self.filename = filename or _default_filename(config)
         self.artifact_path: Path | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        refuse_qat_alongside(trainer, "PostTrainingQuantization")
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -106,3 +106,12 @@ def test_bad_arguments_are_refused():
         PostTrainingQuantization(checkpoint="worst")
     with pytest.raises(ValueError, match="dirname must be a relative folder name"):
         PostTrainingQuantization(dirname="/abs")
+
+
+def test_post_training_steps_alongside_qat_are_refused(tmp_path):
+    from lightning_distill.callbacks import OnnxExport, QuantizationAwareTraining
+
+    for callback in (PostTrainingQuantization(), OnnxExport()):
+        trainer = tiny_trainer(callbacks=[QuantizationAwareTraining(), callback], default_root_dir=tmp_path)
+        with pytest.raises(ValueError, match="QuantizationAwareTraining is in the same fit"):
+            trainer.fit(ClassifierModule(mlp()), datamodule=Data())
