@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ def main() -> None:
     )
     data.setup()
     results: dict[str, Any] = {
-        "command": "flock /tmp/bench.lock python benchmarks/clinc_offline.py",
+        "command": "flock /tmp/bench.lock python " + " ".join(sys.argv),
         "settings": vars(args) | {"train_examples": len(data.dataset("train")), "num_classes": data.num_classes},
         "machine": {
             "cpu_count": os.cpu_count(),
