@@ -211,7 +211,8 @@ def main() -> None:
     if sys.argv[1:2] == ["tune"]:
         from lightning_distill.tuning import tune_main
 
-        tune_main(sys.argv[2:])
+        argv, sys.argv = sys.argv[2:], sys.argv[:1]  # the trials' in-process LightningCLI must not see tune's options
+        tune_main(argv)
         return
     cli_main()
 

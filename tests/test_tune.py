@@ -39,7 +39,9 @@ def test_tune_two_trials_resume_and_fit_the_best_config(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)  # the configs write under runs/ relative to the working directory
     teacher = ["fit", "--config", str(ROOT / "configs/digits/teacher.yaml"), "--trainer.max_epochs=2", *QUIET]
     cli_main([*teacher, "--trainer.logger=false"])
-    config = load_tune_config(TUNE_YAML, base_config=str(DISTILL_YAML), n_trials=2, max_epochs=2)
+    config = load_tune_config(
+        TUNE_YAML, base_config=str(DISTILL_YAML), n_trials=2, max_epochs=2, pruner_warmup_epochs=1
+    )
 
     tune(config)
     study = optuna.load_study(study_name=config.study_name, storage=config.storage)

@@ -214,7 +214,8 @@ def tune(config: TuneConfig) -> optuna.Study:
     """
     base = check_search_space(config)
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines below replace optuna's
+    # The progress lines below replace optuna's; a stopped or failed trial raises with its own message.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         study = _open_study(config)
         done = len(_finished(study))
@@ -258,7 +259,7 @@ def _run_trial(config: TuneConfig, base: dict[str, Any], trial: optuna.Trial) ->
         # Lightning answers Ctrl+C with a graceful shutdown and sys.exit(1); let optuna record a failed trial.
         raise KeyboardInterrupt(f"{tag} stopped (exit code {error.code})") from error
     if pruning.best is None:
-        raise RuntimeError(f"{tag} logged no {config.metric!r}: did the fit run a validation epoch?")
+        raise RuntimeError(f"{tag} logged no finite {config.metric!r}: did the fit run a validation epoch?")
     best = pruning.best
     note = "new best"
     if trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
