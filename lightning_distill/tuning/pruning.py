@@ -68,7 +68,7 @@ class OptunaPruning(Callback):
             self.pruned_at = step
             raise optuna.TrialPruned(
                 f"trial {self.trial.number} pruned after validation round {step}: {self.monitor} {value:.4f} is "
-                "worse than the median of earlier trials at the same round"
+                "worse than the median of the completed trials at the same round"
             )
 
     def _better(self, value: float, than: float) -> bool:
