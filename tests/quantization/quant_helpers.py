@@ -4,6 +4,8 @@ random BERT.
 Test modules import the fixtures they use from here (no ``conftest.py`` in these folders: a second module named
 ``conftest`` would shadow ``tests/conftest.py`` for the other tests' ``from conftest import ...``). The expensive
 values are cached per process, so every module that imports a fixture shares one trained model.
+
+PYTEST_DONT_REWRITE: plain helpers, imported by the test modules before pytest registers them as plugins.
 """
 
 from __future__ import annotations
