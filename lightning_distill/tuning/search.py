@@ -37,9 +37,9 @@ class _ParseOnlyCLI(DistillCLI):
         pass
 
 
-def _strict(args: list[str], run: bool = False, **kwargs: Any) -> DistillCLI:
-    """A CLI whose argument errors raise (with jsonargparse's message) instead of printing usage and exiting."""
-    return DistillCLI(args=args, run=run, parser_kwargs={"exit_on_error": False}, **kwargs)
+def _build(args: list[str]) -> DistillCLI:
+    """Build (without running) a CLI whose argument errors raise instead of printing usage and exiting."""
+    return DistillCLI(args=args, run=False, parser_kwargs={"exit_on_error": False})
 
 
 def read_base_config(config: TuneConfig) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def check_search_space(config: TuneConfig) -> dict[str, Any]:
     for end in ("low", "high"):
         values = {key: getattr(r, end) for key, r in config.search_space.items()}
         try:
-            _strict(trial_arguments(config, base, values, check_dir))
+            _build(trial_arguments(config, base, values, check_dir))
         except Exception as error:
             raise TuneConfigError(
                 f"{config.base_config} does not build with the search space at its {end} end {values}: "
@@ -180,7 +180,7 @@ def _open_study(config: TuneConfig) -> optuna.Study:
         load_if_exists=True,
     )
     if study.direction.name.lower() != config.direction:
-        raise ValueError(
+        raise TuneConfigError(
             f"study {config.study_name!r} in {config.storage} was created to {study.direction.name.lower()}, but the "
             f"tune config says direction: {config.direction}; use another study_name"
         )
