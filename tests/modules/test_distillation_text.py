@@ -3,6 +3,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
 from conftest import tiny_trainer
 from tiny_text import INTENTS, write_bert, write_data, write_distilbert, write_tokenizer
 from torch.utils.data import DataLoader, TensorDataset
@@ -186,3 +187,35 @@ def test_bert_teacher_teaches_a_distilbert_student_with_another_tokenizer(folder
     batch = next(iter(data.train_dataloader()))
     module.eval()
     torch.testing.assert_close(module._cached_logits(batch), module.teacher_logits(batch), atol=1e-5, rtol=1e-5)
+
+
+def test_cli_links_labels_from_the_data_into_teacher_and_student(folder: Path, tmp_path: Path) -> None:
+    from lightning_distill.cli import DistillCLI
+
+    data_files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
+    config = {
+        "model": {
+            "class_path": "lightning_distill.modules.DistillationModule",
+            "init_args": {
+                "teacher": {
+                    "class_path": "lightning_distill.models.TransformerClassifier",
+                    "init_args": {"checkpoint": str(folder / "teacher")},
+                },
+                "student": {
+                    "class_path": "lightning_distill.models.StudentFromTeacher",
+                    "init_args": {"checkpoint": str(write_bert(tmp_path / "encoder", layers=2)), "layers": [1]},
+                },
+                "cache_teacher_logits": True,
+            },
+        },
+        "data": {
+            "class_path": "lightning_distill.data.TextClassificationDataModule",
+            "init_args": {"tokenizer": str(folder / "tokenizer"), "data_files": data_files, "label_column": "intent"},
+        },
+        "trainer": {"logger": False, "enable_checkpointing": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = DistillCLI(args=["--config", str(path)], run=False)
+    assert cli.model.student.config.id2label == ID2LABEL and cli.model.student.num_classes == 3
+    assert cli.model.teacher.config.id2label == ID2LABEL and cli.model.num_classes == 3
