@@ -116,3 +116,19 @@ def main_guard(run: Callable[[], Any]) -> None:
         traceback.print_exception(error.__cause__)
         print(f"\n{error}", file=sys.stderr)
         sys.exit(1)
+
+
+def load_trained(config: str | Path, checkpoint: str | Path, overrides: list[str] | None = None) -> tuple[Any, Any]:
+    """The deployable model of ``config`` with the weights of ``checkpoint``, and the config's data module.
+
+    ``overrides`` are command-line style arguments such as ``["--data.root", "../shared/data/mnist10k"]``.
+    """
+    import torch
+
+    from lightning_distill.cli import cli_main, deployable_model
+
+    cli = cli_main(["--config", str(config), *(overrides or [])], run=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    cli.model.load_state_dict(state)
+    model = deployable_model(cli.model).eval()
+    return model, cli.datamodule

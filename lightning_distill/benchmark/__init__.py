@@ -1,5 +1,6 @@
 """Accuracy, size, latency and throughput of deployable models, and the reports built from them."""
 
+from lightning_distill.benchmark.artifacts import benchmark_onnx, benchmark_quantized, onnx_parameter_count
 from lightning_distill.benchmark.measure import (
     BenchmarkResult,
     benchmark,
@@ -16,10 +17,13 @@ __all__ = [
     "BenchmarkResult",
     "benchmark",
     "benchmark_module",
+    "benchmark_onnx",
+    "benchmark_quantized",
     "count_parameters",
     "file_size_mb",
     "markdown_table",
     "module_predictor",
+    "onnx_parameter_count",
     "plot_accuracy_latency",
     "report_markdown",
     "state_dict_size_mb",

@@ -1,0 +1,60 @@
+"""Benchmark rows for each kind of artifact a recipe writes, all measured by :func:`benchmark` on raw inputs.
+
+Every function reloads its artifact from disk, so the figures are those of what would be deployed, and the size is
+that of the file (or folder) on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lightning_distill.benchmark.measure import BenchmarkResult, benchmark, benchmark_module, file_size_mb
+
+
+def benchmark_quantized(
+    path: str | Path, float_model: nn.Module, datamodule: Any, *, name: str, **kwargs: Any
+) -> BenchmarkResult:
+    """A PyTorch model saved by ``save_quantized``, rebuilt on ``float_model`` (same architecture)."""
+    from lightning_distill.quantization import load_quantized
+
+    return benchmark_module(load_quantized(path, float_model), datamodule, name=name, artifact_path=path, **kwargs)
+
+
+def onnx_parameter_count(path: str | Path) -> int:
+    """Elements of every initializer of an ONNX graph (int8 weights count once, like their float originals)."""
+    import numpy as np
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return int(sum(np.prod(t.dims) for t in graph.initializer if len(t.dims) > 1 or t.dims[0] > 1))
+
+
+def benchmark_onnx(
+    path: str | Path,
+    datamodule: Any,
+    *,
+    name: str,
+    split: str = "test",
+    num_threads: int = 1,
+    warmup: int = 10,
+    iterations: int = 100,
+) -> BenchmarkResult:
+    """An ONNX graph in an ONNX Runtime CPU session with ``num_threads`` intra-op threads."""
+    from lightning_distill.export import OrtSessionConfig, create_session, onnx_predictor
+
+    session = create_session(path, OrtSessionConfig(intra_op_num_threads=num_threads, inter_op_num_threads=1))
+    inputs, labels = datamodule.benchmark_data(split)
+    return benchmark(
+        onnx_predictor(session, datamodule.encode),
+        inputs,
+        labels,
+        name=name,
+        size_mb=file_size_mb(path),
+        params=onnx_parameter_count(path),
+        num_threads=num_threads,
+        warmup=warmup,
+        iterations=iterations,
+    )

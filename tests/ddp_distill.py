@@ -1,0 +1,93 @@
+"""Distillation with cached teacher logits, run by tests/test_ddp.py in 1 process or under DDP in 2 (gloo, CPU).
+
+Usage: python tests/ddp_distill.py FOLDER DEVICES OUT
+FOLDER holds the tiny tokenizer, data and teacher written by tiny_text.py. Each rank writes OUT/rank<r>.pt with the
+cached logits, the loss of a fixed reference batch (cached and live teacher logits, before any update) and the
+indices and losses of the batches it trained on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lightning_distill.data import TextClassificationDataModule
+from lightning_distill.losses import KDLoss
+from lightning_distill.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.modules import DistillationModule
+from lightning_distill.modules._batch import student_inputs
+
+
+class Record(Callback):
+    """Before each update, the KD loss of the batch with cached and with live teacher logits."""
+
+    def __init__(self, reference: dict) -> None:
+        self.reference = reference
+        self.rows: list[dict] = []
+        self.reference_losses: dict = {}
+
+    def _losses(self, module: DistillationModule, batch: dict) -> tuple[float, float]:
+        with torch.no_grad():
+            logits = module(student_inputs(batch))
+            cached = module.loss(logits, module._cached_logits(batch), batch["labels"]).loss
+            live = module.loss(logits, module.teacher_logits(batch), batch["labels"]).loss
+        return float(cached), float(live)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        was_training = module.training
+        module.eval()  # no dropout, so cached and live losses see the same student logits
+        if batch_idx == 0:
+            self.reference_losses = dict(zip(("cached", "live"), self._losses(module, self.reference), strict=True))
+        cached, live = self._losses(module, batch)
+        self.rows.append({"index": batch["index"].tolist(), "cached": cached, "live": live})
+        module.train(was_training)
+
+
+def main() -> None:
+    folder, devices, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    pl.seed_everything(0, verbose=False)
+    files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
+    data = TextClassificationDataModule(
+        data_files=files, label_column="intent", tokenizer=str(folder / "tokenizer"), batch_size=8
+    )
+    id2label = data.id2label
+    teacher = TransformerClassifier(str(folder / "teacher"), id2label=id2label)
+    student = StudentFromTeacher(str(folder / "teacher"), layers=[0, 2], id2label=id2label)
+    module = DistillationModule(
+        student, teacher, loss=KDLoss(temperature=2.0), num_classes=len(id2label), cache_teacher_logits=True
+    )
+    data.setup("fit")
+    reference = next(iter(torch.utils.data.DataLoader(data.dataset("train"), batch_size=8, collate_fn=data.collator())))
+    record = Record(reference)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        max_epochs=1,
+        callbacks=[record],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, data)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "world_size": trainer.world_size,
+            "cache": module.cached_teacher_logits.cpu(),
+            "reference": record.reference_losses,
+            "rows": record.rows,
+        },
+        out / f"rank{trainer.global_rank}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main()
