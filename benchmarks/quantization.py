@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from itertools import islice
@@ -161,6 +162,8 @@ def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
     pl.seed_everything(args.seed)
     teacher, student = MNISTClassifier(), TinyMNIST()
 
+    torch.set_num_threads(args.train_threads)
+
     def trainer(epochs: int) -> pl.Trainer:
         return pl.Trainer(
             max_epochs=epochs,
@@ -184,7 +187,7 @@ def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
             student, teacher, loss=KDLoss(temperature=4.0, soft_target_weight=0.7), num_classes=10, learning_rate=1e-3
         )
         trainer(args.mnist_epochs).fit(module, data)
-        teacher.requires_grad_(True)
+    torch.set_num_threads(args.threads)
     return data, teacher.eval(), student.eval()
 
 
@@ -236,6 +239,7 @@ def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, An
         if (Path(path) / "config.json").is_file():
             continue
         pl.seed_everything(args.seed)
+        torch.set_num_threads(args.train_threads)
         classifier = model()
         module = ClassifierModule(classifier, data.num_classes, learning_rate=lr, warmup_fraction=0.06)
         pl.Trainer(
@@ -250,6 +254,7 @@ def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, An
             num_sanity_val_steps=0,
         ).fit(module, data)
         classifier.save_pretrained(path, tokenizer=data.tokenizer)
+        torch.set_num_threads(args.threads)
         print(f"fine-tuned {path} for {args.clinc_train_epochs} epoch(s)", flush=True)
 
 
@@ -304,7 +309,8 @@ def main() -> None:
     parser.add_argument("--clinc-test-limit", type=int, default=None, help="first N test queries only (default all)")
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--bnb", nargs="*", default=["int8", "nf4"], choices=["int8", "nf4", "fp4"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="threads of every measurement")
+    parser.add_argument("--train-threads", type=int, default=2, help="threads of the brief training runs")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--calibration-batches", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -320,20 +326,27 @@ def main() -> None:
         calibration = list(islice(data.val_dataloader(), args.calibration_batches))
         for name, model in (("teacher", teacher), ("student", student)):
             rows += Runner("mnist", name, model, data, calibration, args).run(static=True)
+            write_report(rows, args, started)  # a later failure keeps what was measured
     if "clinc" not in args.skip:
         data, teacher, student = clinc_models(args)
         calibration = list(islice(data.val_dataloader(), args.calibration_batches))
         for name, model in (("teacher", teacher), ("student", student)):
             rows += Runner("clinc", name, model, data, calibration, args).run(static=False)
+            write_report(rows, args, started)
+    report = write_report(rows, args, started)
+    print(markdown_table(report["rows"]))
+    print(json.dumps(report["targets"], indent=2))
 
+
+def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, started: float) -> dict[str, Any]:
+    """Write the JSON report; rows of an earlier run that this one did not measure (``--skip``) are kept."""
     output = Path(args.output)
     previous = json.loads(output.read_text()) if output.exists() else {}
     new_names = {r["name"] for r in rows}
-    kept = [r for r in previous.get("rows", []) if r["name"] not in new_names]
-    all_rows = kept + rows
+    all_rows = [r for r in previous.get("rows", []) if r["name"] not in new_names] + rows
     report = {
-        "command": "flock /tmp/bench.lock python benchmarks/quantization.py",
-        "settings": {k: v for k, v in vars(args).items()},
+        "command": "flock /tmp/bench.lock python " + " ".join(sys.argv),
+        "settings": dict(vars(args)),
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
@@ -346,8 +359,7 @@ def main() -> None:
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
-    print(markdown_table(all_rows))
-    print(json.dumps(report["targets"], indent=2))
+    return report
 
 
 if __name__ == "__main__":
