@@ -61,6 +61,21 @@ def _label_mismatch(checkpoint: str, ours: dict[int, str], theirs: dict[int, str
     )
 
 
+def _reset_head(model: nn.Module) -> None:
+    """Fresh weights for every module outside the base encoder (the classification head), as Hugging Face draws them."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    encoder = {id(module) for module in model.base_model.modules()}
+    for module in model.modules():
+        if module is model or id(module) in encoder:
+            continue
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
 class TransformerClassifier(nn.Module):
     """A Hugging Face ``AutoModelForSequenceClassification`` whose head predicts the data's classes.
 
@@ -140,6 +155,8 @@ class TransformerClassifier(nn.Module):
                 ignore_mismatched_sizes=reinitialize_head,
                 **kwargs,
             )
+        if reinitialize_head and _is_classifier(config):
+            _reset_head(model)  # where the sizes matched, from_pretrained loaded the old head
         self.model = model
         self.num_classes = int(model.config.num_labels)
         self._takes_token_type_ids = "token_type_ids" in inspect.signature(model.forward).parameters

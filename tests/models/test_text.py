@@ -45,8 +45,12 @@ def test_teacher_checkpoint_with_a_different_label_count_is_refused(tmp_path: Pa
     path = write_bert(tmp_path, labels=INTENTS)
     with pytest.raises(ValueError, match="classifier of 3 labels but the data has 4 classes"):
         TransformerClassifier(path, num_classes=4)
-    # reinitialize_head trains a new head instead
+    # reinitialize_head trains a new head instead, also where the sizes match
     assert TransformerClassifier(path, num_classes=4, reinitialize_head=True).num_classes == 4
+    trained = TransformerClassifier(path, num_classes=3).model.classifier.weight
+    fresh = TransformerClassifier(path, num_classes=3, reinitialize_head=True)
+    assert not torch.equal(fresh.model.classifier.weight, trained)
+    assert fresh.model.classifier.bias.abs().sum() == 0
 
 
 def test_teacher_checkpoint_with_different_label_names_is_refused(tmp_path: Path) -> None:
