@@ -2,10 +2,12 @@
 
 For the MNIST MLP (the ``MNISTClassifier`` preset, trained here for a few epochs on ``../shared/data/mnist10k``) and
 the offline CLINC150 student (3 layers of MiniLM-L6, from ``--clinc-student`` or ``runs/clinc_offline/
-student_distilled`` when the CLINC recipe has run, else fine-tuned briefly here), every variant is pruned in one
+student_distilled`` when the CLINC recipe has run, else fine-tuned briefly here and saved to
+``runs/pruning/clinc_student`` for the next run), every variant is pruned in one
 shot at the start of a recovery fine-tuning run by the ``MagnitudePruning`` / ``StructuredPruning`` callbacks, then
 measured with ``lightning_distill.benchmark``: parameters (and non-zero parameters), size on disk of
-``save_pruned``'s ``model.pt``, batch-1 latency (tokenization included for text; one thread) and test accuracy. The
+``save_pruned``'s ``model.pt``, test accuracy and batch-1 latency (tokenization included for text; one thread;
+the variants of a model are timed in turns, so load from other processes on the machine hits them alike). The
 dense model gets the same recovery fine-tuning as a control row, so accuracy differences come from pruning alone.
 
 Sparsity means: unstructured, the fraction of the chosen Linear weights set to zero (MNIST: all three Linears;
@@ -35,7 +37,8 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from lightning_distill.benchmark import benchmark_module, file_size_mb
+from lightning_distill.benchmark import benchmark_module, file_size_mb, module_predictor
+from lightning_distill.benchmark.measure import latency_ms, summarize_latency, torch_threads
 from lightning_distill.callbacks import MagnitudePruning, StructuredPruning
 from lightning_distill.data import MNISTDataModule, TextClassificationDataModule
 from lightning_distill.models import MNISTClassifier, StudentFromTeacher, TransformerClassifier
@@ -108,6 +111,23 @@ def measure(model: nn.Module, data: Any, name: str, args: argparse.Namespace) ->
     return row
 
 
+def interleaved_latency(models: dict[str, nn.Module], data: Any, args: argparse.Namespace) -> dict[str, dict]:
+    """Batch-1 latency of every model, measured in turns (``--rounds`` rounds of ``iterations / rounds`` calls each).
+
+    The machine is shared: load that changes during the run then slows every model alike instead of whichever model
+    happened to be measured at the time, so the speed-ups between variants stay fair.
+    """
+    example = data.benchmark_data("test")[0][:1]
+    predictors = {name: module_predictor(model.eval(), data.encode) for name, model in models.items()}
+    timings: dict[str, list[float]] = {name: [] for name in models}
+    per_round = max(1, args.iterations // args.rounds)
+    with torch_threads(args.latency_threads), torch.inference_mode():
+        for _ in range(args.rounds):
+            for name, predict in predictors.items():
+                timings[name] += latency_ms(predict, example, warmup=5, iterations=per_round)
+    return {name: {k: round(v, 4) for k, v in summarize_latency(t).items()} for name, t in timings.items()}
+
+
 def variants(
     task: str,
     base: nn.Module,
@@ -119,8 +139,10 @@ def variants(
     magnitude_include: list[str],
 ) -> list[dict[str, Any]]:
     rows = [{**measure(base, data, f"{task}/dense", args), "method": "dense", "sparsity": 0.0, "train_s": 0.0}]
+    models = {rows[-1]["name"]: base}
     print(rows[-1], flush=True)
     control = copy.deepcopy(base)
+    models[f"{task}/dense+ft"] = control
     seconds = fine_tune(control, data, lr, epochs, steps, None)
     rows.append({**measure(control, data, f"{task}/dense+ft", args), "method": "dense+ft", "sparsity": 0.0})
     rows[-1]["train_s"] = seconds
@@ -134,8 +156,13 @@ def variants(
                 callback = StructuredPruning(sparsity, verbose=False)
             seconds = fine_tune(model, data, lr, epochs, steps, callback)
             row = measure(model, data, f"{task}/{method}-{round(100 * sparsity)}", args)
+            models[row["name"]] = model
             rows.append({**row, "method": method, "sparsity": sparsity, "train_s": seconds})
             print(rows[-1], flush=True)
+    latencies = interleaved_latency(models, data, args)
+    for row in rows:
+        row["latency_sequential"] = {k: row[k] for k in latencies[row["name"]]}
+        row.update(latencies[row["name"]])
     dense = rows[0]
     for row in rows:
         row["task"] = task
@@ -145,13 +172,14 @@ def variants(
     return rows
 
 
-def mnist_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+def mnist_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     data = MNISTDataModule(root=args.mnist_root, download=False, batch_size=128)
     pl.seed_everything(args.seed)
     model = MNISTClassifier()
     seconds = fine_tune(model, data, 1e-3, args.mnist_epochs, -1, None)
     print(f"mnist: trained the MNISTClassifier for {args.mnist_epochs} epochs in {seconds:.1f} s", flush=True)
-    return variants("mnist_mlp", model, data, args, 1e-3, args.mnist_recovery_epochs, -1, ["*"])
+    rows = variants("mnist_mlp", model, data, args, 1e-3, args.mnist_recovery_epochs, -1, ["*"])
+    return rows, {"model": "MNISTClassifier (784-512-256-10)", "trained_here_epochs": args.mnist_epochs}
 
 
 def clinc_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -173,7 +201,8 @@ def clinc_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
         student = StudentFromTeacher(
             args.minilm, layers=[0, 2, 4], num_classes=data.num_classes, id2label=data.id2label
         )
-        seconds = fine_tune(student, data, 2e-4, 100, args.clinc_train_steps, None)
+        seconds = fine_tune(student, data, args.clinc_train_lr, 100, args.clinc_train_steps, None)
+        student.save_pretrained(ROOT / "runs" / "pruning" / "clinc_student", tokenizer=data.tokenizer)
         source = {"student": "layers 0,2,4 of MiniLM-L6, fine-tuned here", "trained_here_steps": args.clinc_train_steps}
         source["trained_here_seconds"] = seconds
     print(f"clinc: student {source}", flush=True)
@@ -208,37 +237,46 @@ def main() -> None:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--mnist-epochs", type=int, default=5, help="training of the dense MNIST MLP")
     parser.add_argument("--mnist-recovery-epochs", type=int, default=2)
-    parser.add_argument("--clinc-train-steps", type=int, default=400, help="only when no trained student is given")
-    parser.add_argument("--clinc-recovery-steps", type=int, default=200, help="batches of 64 after pruning")
-    parser.add_argument("--clinc-lr", type=float, default=1e-4)
+    parser.add_argument("--clinc-train-steps", type=int, default=200, help="only when no trained student is given")
+    parser.add_argument("--clinc-recovery-steps", type=int, default=40, help="batches of 64 after pruning")
+    parser.add_argument("--clinc-train-lr", type=float, default=4e-4, help="only when no trained student is given")
+    parser.add_argument("--clinc-lr", type=float, default=1e-4, help="recovery fine-tuning")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--latency-threads", type=int, default=1)
-    parser.add_argument("--iterations", type=int, default=200, help="timed batch-1 calls per model")
+    parser.add_argument("--iterations", type=int, default=300, help="timed batch-1 calls per model")
+    parser.add_argument("--rounds", type=int, default=6, help="turns in which the models' latencies are measured")
     parser.add_argument("--skip", choices=["mnist", "clinc"], nargs="*", default=[])
-    parser.add_argument("--test-limit", type=int, default=0, help="measure accuracy on the first N test examples")
+    parser.add_argument("--test-limit", type=int, default=2000, help="accuracy on the first N test examples; 0: all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    started = time.time()
-    results: dict[str, Any] = {
-        "command": " ".join(["flock /tmp/bench.lock python benchmarks/pruning.py", *sys.argv[1:]]),
-        "settings": vars(args),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_average_at_start": os.getloadavg(),
-        },
-        "rows": [],
-    }
-    if "mnist" not in args.skip:
-        results["rows"] += mnist_rows(args)
-    if "clinc" not in args.skip:
-        rows, results["clinc_student"] = clinc_rows(args)
-        results["rows"] += rows
+    output = Path(args.output)
+    # Each task's rows are replaced by this run's and the other task's are kept, so the two parts can run apart.
+    results: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    results.setdefault("runs", {})
+    results.setdefault("rows", [])
+    for task, skip, measure_task in (("mnist_mlp", "mnist", mnist_rows), ("clinc_student", "clinc", clinc_rows)):
+        if skip in args.skip:
+            continue
+        started = time.time()
+        run: dict[str, Any] = {
+            "command": " ".join(["flock /tmp/bench.lock python benchmarks/pruning.py", *sys.argv[1:]]),
+            "settings": vars(args),
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+                "load_average_at_start": os.getloadavg(),
+            },
+        }
+        rows, run["model"] = measure_task(args)
+        run["machine"]["load_average_at_end"] = os.getloadavg()
+        run["minutes"] = round((time.time() - started) / 60, 2)
+        results["runs"][task] = run
+        results["rows"] = [r for r in results["rows"] if r["task"] != task] + rows
         half = next((r for r in rows if r["method"] == "structured" and r["sparsity"] == 0.5), None)
-        if half is not None:
+        if task == "clinc_student" and half is not None:
             # The stricter of the two comparisons: with the dense student as given, and after the same fine-tuning.
             loss = max(-half["accuracy_change_points"], -half["accuracy_change_vs_dense_ft_points"])
             results["target"] = {
@@ -247,11 +285,8 @@ def main() -> None:
                 "accuracy_loss_points": loss,
                 "accuracy_loss_at_most_1_5_points": loss <= 1.5,
             }
-    results["machine"]["load_average_at_end"] = os.getloadavg()
-    results["total_minutes"] = round((time.time() - started) / 60, 2)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results["rows"]))
     print(json.dumps(results.get("target", {}), indent=2))
 
