@@ -254,6 +254,7 @@ def main() -> None:
     output = Path(args.output)
     # Each task's rows are replaced by this run's and the other task's are kept, so the two parts can run apart.
     results: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    results.pop("status", None)  # a note on partial results from an earlier run
     results.setdefault("runs", {})
     results.setdefault("rows", [])
     for task, skip, measure_task in (("mnist_mlp", "mnist", mnist_rows), ("clinc_student", "clinc", clinc_rows)):
