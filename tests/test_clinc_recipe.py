@@ -1,0 +1,161 @@
+"""recipes/clinc_offline.py end to end on a tiny BERT and tiny intent data, and its checks of missing inputs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from tiny_text import INTENTS, write_bert, write_data, write_distilbert, write_tokenizer
+
+
+def _load_recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path: Path) -> list[str]:
+    """Options pointing the offline recipe at a tiny 4-layer BERT, its tokenizer and 3-intent data in tmp_path."""
+    tokenizer = write_tokenizer(tmp_path / "tokenizer")
+    model = write_bert(tmp_path / "bert", layers=4, hidden=32, heads=4)
+    write_data(tmp_path / "data", sizes=(96, 24, 24))
+    return [
+        "--data",
+        str(tmp_path / "data"),
+        "--model",
+        model,
+        "--tokenizer",
+        tokenizer,
+        "--layers",
+        "0",
+        "2",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--teacher-epochs",
+        "2",
+        "--epochs",
+        "1",
+        "--bench-iterations",
+        "5",
+    ]
+
+
+def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[str], tmp_path: Path, capsys) -> None:
+    recipe = _load_recipe("clinc_offline")
+    recipe.main(tiny_inputs)
+    folder = tmp_path / "runs" / "clinc_offline"
+    rows = {r["name"]: r for r in json.loads((folder / "report.json").read_text())}
+    assert list(rows) == [
+        "teacher fp32",
+        "student fp32",
+        "student pruned fp32",
+        "student pruned int8 (PyTorch dynamic)",
+        "student pruned ONNX fp32",
+        "student pruned ONNX fp32 (ORT optimized)",
+        "student pruned ONNX int8 (ORT dynamic)",
+    ]
+    teacher, student, pruned = rows["teacher fp32"], rows["student fp32"], rows["student pruned fp32"]
+    assert all(r["num_examples"] == 24 and 0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
+    # 2 of 4 layers, then half the heads and FFN neurons of each: fewer parameters at every stage
+    assert teacher["params"] > student["params"] > pruned["params"]
+    # the ONNX graphs hold the pruned student's weights and predict like it
+    assert rows["student pruned ONNX fp32"]["accuracy"] == pytest.approx(pruned["accuracy"])
+    assert rows["student pruned ONNX fp32 (ORT optimized)"]["accuracy"] == pytest.approx(pruned["accuracy"])
+    assert rows["student pruned ONNX int8 (ORT dynamic)"]["size_mb"] < rows["student pruned ONNX fp32"]["size_mb"]
+    assert all(r["reference"] == "teacher fp32" for r in rows.values())
+    assert teacher["speedup_vs_reference"] == 1.0
+
+    shapes = json.loads((folder / "prune" / "student" / "pruned.json").read_text())
+    assert set(shapes["attention_heads"].values()) == {2}  # 4 heads -> 2 in both kept layers
+    export = json.loads((folder / "export" / "done.json").read_text())["result"]
+    assert export["embedding_int8"] is True  # ORT quantized the embedding's Gather
+    markdown = (folder / "report.md").read_text()
+    assert markdown.startswith("# CLINC150 offline")
+    assert "Target of issue 6" in markdown and "--teacher-epochs 2" in markdown
+    assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    settings = json.loads((folder / "report_settings.json").read_text())
+    assert settings["settings"]["epochs"] == 1 and settings["target"]["artifact"].endswith("ONNX int8 (ORT dynamic)")
+    for step in ("teacher", "distill", "prune"):
+        assert (folder / step / "checkpoints" / "best.ckpt").is_file()
+
+    capsys.readouterr()
+    recipe.main(tiny_inputs)  # a rerun skips every finished step
+    assert capsys.readouterr().out.count("done before, skipped") == 7
+
+    # other options would mix stale artifacts with new ones: refused unless --force
+    with pytest.raises(SystemExit, match=r"prune: True before, False now.*--force"):
+        recipe.main([*tiny_inputs, "--no-prune"])
+
+    # a fine-tuned teacher given as a Lightning checkpoint of the teacher config is loaded and saved as a folder
+    checkpoint = folder / "teacher" / "checkpoints" / "best.ckpt"
+    other = [*tiny_inputs, "--teacher", str(checkpoint), "--runs", str(tmp_path / "other"), "--only", "teacher"]
+    recipe.main(other)
+    saved = tmp_path / "other" / "clinc_offline" / "teacher" / "model"
+    config = json.loads((saved / "config.json").read_text())
+    assert config["num_hidden_layers"] == 4 and list(config["id2label"].values()) == INTENTS
+    assert (saved / "tokenizer_config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("--data", r"--data \(train split\): .*nowhere/train.parquet does not exist"),
+        ("--model", r"--model .*nowhere does not exist"),
+        ("--teacher", r"--teacher .*nowhere does not exist"),
+    ],
+)
+def test_offline_recipe_names_a_missing_input_before_training(
+    tiny_inputs: list[str], tmp_path: Path, capsys, option: str, expected: str
+) -> None:
+    args = list(tiny_inputs)
+    missing = str(tmp_path / "nowhere")
+    if option in args:
+        args[args.index(option) + 1] = missing
+    else:
+        args += [option, missing]
+    with pytest.raises(SystemExit) as info:
+        _load_recipe("clinc_offline").main(args)
+    assert info.value.code == 2
+    error = capsys.readouterr().err
+    assert "missing inputs, nothing was run" in error
+    assert len(__import__("re").findall(expected, error)) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path: Path) -> None:
+    tokenizer = write_tokenizer(tmp_path / "tokenizer")
+    teacher = write_bert(tmp_path / "teacher", layers=2, hidden=32, heads=4, labels=INTENTS)
+    write_tokenizer(tmp_path / "teacher")  # a fine-tuned teacher folder carries its tokenizer
+    write_data(tmp_path / "data", sizes=(96, 24, 24))
+    student = write_distilbert(tmp_path / "student", layers=2, hidden=32)
+    args = ["--teacher", teacher, "--student", student, "--tokenizer", tokenizer, "--dataset", str(tmp_path / "data")]
+    args += ["--dataset-config", "none", "--runs", str(tmp_path / "runs"), "--epochs", "1", "--no-prune"]
+    _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "export"])
+    folder = tmp_path / "runs" / "clinc"
+    assert json.loads((folder / "teacher" / "done.json").read_text())["result"]["model"] == teacher
+    student_config = json.loads((folder / "distill" / "student" / "config.json").read_text())
+    assert student_config["model_type"] == "distilbert" and list(student_config["id2label"].values()) == INTENTS
+    export = json.loads((folder / "export" / "done.json").read_text())["result"]
+    assert export["embedding_int8"] is True
+    import onnx
+
+    # DistilBERT takes no token_type_ids: the graph has only the inputs the model uses
+    assert [i.name for i in onnx.load(export["onnx"]).graph.input] == ["input_ids", "attention_mask"]
+
+
+def test_hub_recipe_offline_fails_before_training_and_names_the_offline_recipe(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as info:
+        _load_recipe("clinc").main(["--runs", str(tmp_path / "runs")])
+    assert info.value.code == 2
+    error = capsys.readouterr().err
+    assert "HF_HUB_OFFLINE is set" in error and "transformersbook/bert-base-uncased-finetuned-clinc" in error
+    assert "recipes/clinc_offline.py" in error
+    assert not (tmp_path / "runs").exists()
