@@ -56,6 +56,12 @@ class ScheduledPruning(Callback):
         # Not keyed by the schedule: a run resumed with a longer schedule keeps its masks and position.
         return self._generate_state_key(include=self.include, exclude=self.exclude)
 
+    def _start_fit(self, trainer: pl.Trainer) -> None:
+        """Check the schedule against the run and forget any earlier fit (a resumed one reloads it afterwards)."""
+        self._check_fits_run(trainer)
+        self.last_point = None
+        self.history = []
+
     def _check_fits_run(self, trainer: pl.Trainer) -> None:
         last = self.schedule.last
         if self.schedule.unit == "epoch" and trainer.max_epochs is not None and trainer.max_epochs >= 0:

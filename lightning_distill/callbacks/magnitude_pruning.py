@@ -78,7 +78,8 @@ class MagnitudePruning(ScheduledPruning):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._check_fits_run(trainer)
+        self._start_fit(trainer)
+        self.masks = {}
         self._weights, skipped = select_weights(pl_module, self.include, self.exclude, self.layer_types)
         self._report_selection("weights", list(self._weights), skipped)
 

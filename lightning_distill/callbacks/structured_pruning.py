@@ -100,7 +100,8 @@ class StructuredPruning(ScheduledPruning):
             self._hook = pl_module.register_load_state_dict_pre_hook(_shrink_to_checkpoint)
         if stage != "fit":
             return
-        self._check_fits_run(trainer)
+        self._start_fit(trainer)
+        self.original_units, self.scores = {}, {}
         self.groups, skipped = find_unit_groups(pl_module, self.include, self.exclude, self.unit_types)
         if not self.groups:
             raise ValueError(
@@ -108,7 +109,7 @@ class StructuredPruning(ScheduledPruning):
                 f"prunable units; skipped: {skipped}"
             )
         for group in self.groups:
-            self.original_units.setdefault(group.name, group.num_units)
+            self.original_units[group.name] = group.num_units
             # Fail now, not hours into training, when the schedule would empty a layer.
             units_to_keep(self.original_units[group.name], self.schedule.final_sparsity, group.name)
         described = [f"{g.name} ({g.num_units} {g.kind})" for g in self.groups]

@@ -83,6 +83,15 @@ def test_resuming_mid_schedule_gives_the_same_masks(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
 
 
+def test_a_callback_reused_for_a_second_fit_prunes_the_new_model_too() -> None:
+    pruning = MagnitudePruning(0.5, verbose=False)
+    for seed in (0, 1):
+        model = module(seed)
+        tiny_trainer(callbacks=[pruning]).fit(model, loader())
+        assert len(pruning.history) == 1
+        assert float((model.model.hidden[0].weight == 0).float().mean()) > 0.3
+
+
 def test_teacher_is_never_pruned_and_skips_are_reported() -> None:
     torch.manual_seed(0)
     teacher = MLP(num_classes=3, in_features=20, hidden_sizes=[32])
