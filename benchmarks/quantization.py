@@ -142,7 +142,7 @@ class Runner:
             predict = onnx_predictor(create_session(path, session_config), self.data.encode)
             self.measure(f"onnx-int8-{mode}", predict, path, self.params)
 
-        for weights in self.args.bnb:
+        for weights in self.args.clinc_bnb if self.prefix.startswith("clinc") else self.args.bnb:
             quantized = quantize(self.model, BitsAndBytesConfig(weights=weights))
             self.pytorch(f"bnb-{weights}", quantized, save_quantized(quantized, self.folder / f"bnb_{weights}.pt"))
         return self.rows
@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--clinc-test-limit", type=int, default=None, help="first N test queries only (default all)")
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--bnb", nargs="*", default=["int8", "nf4"], choices=["int8", "nf4", "fp4"])
+    parser.add_argument("--clinc-bnb", nargs="*", default=["int8"], choices=["int8", "nf4", "fp4"])
     parser.add_argument("--threads", type=int, default=1, help="threads of every measurement")
     parser.add_argument("--train-threads", type=int, default=2, help="threads of the brief training runs")
     parser.add_argument("--iterations", type=int, default=200)
