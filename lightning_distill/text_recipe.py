@@ -467,31 +467,25 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
     def benchmark_all() -> dict:
         bench.unlink(missing_ok=True)
         options = {"num_threads": settings.bench_threads, "iterations": settings.bench_iterations}
-        teacher_data = FirstExamples(data_module(teacher_tokenizer()), settings.test_limit)
-        model = load_classifier(teacher_folder())
-        write_rows(
-            [
-                benchmark_module(
-                    model, teacher_data, name=REFERENCE, artifact_path=weights_file(teacher_folder()), **options
-                )
-            ],
-            bench,
-        )
         student_folder = recipe.result("distill")["student"]
+        teacher_data = FirstExamples(data_module(teacher_tokenizer()), settings.test_limit)
         data = FirstExamples(data_module(student_folder), settings.test_limit)
-        student = load_classifier(student_folder)
-        rows = [
-            benchmark_module(student, data, name="student fp32", artifact_path=weights_file(student_folder), **options)
-        ]
         float_model, folder = final_student()
-        if settings.prune:
-            rows.append(
-                benchmark_module(float_model, data, name=f"{final} fp32", artifact_path=weights_file(folder), **options)
-            )
         quantized, exported = recipe.result("quantize"), recipe.result("export")
-        rows.append(
-            benchmark_quantized(
-                quantized["dynamic_int8"], float_model, data, name=f"{final} int8 (PyTorch dynamic)", **options
+        # Each artifact is reloaded from disk when its turn comes, so only one model is in memory at a time.
+        measures = [
+            (
+                REFERENCE,
+                lambda name: _module_row(load_classifier(teacher_folder()), teacher_data, name, teacher_folder()),
+            ),
+            ("student fp32", lambda name: _module_row(load_classifier(student_folder), data, name, student_folder)),
+        ]
+        if settings.prune:
+            measures.append((f"{final} fp32", lambda name: _module_row(float_model, data, name, folder)))
+        measures.append(
+            (
+                f"{final} int8 (PyTorch dynamic)",
+                lambda name: benchmark_quantized(quantized["dynamic_int8"], float_model, data, name=name, **options),
             )
         )
         for key, label in (
@@ -499,9 +493,28 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             ("onnx_optimized", "ONNX fp32 (ORT optimized)"),
             ("onnx_int8", "ONNX int8 (ORT dynamic)"),
         ):
-            rows.append(benchmark_onnx_file(exported[key], data, name=f"{final} {label}", **options))
-            write_rows(rows, bench)
+            measures.append(
+                (
+                    f"{final} {label}",
+                    lambda name, key=key: benchmark_onnx_file(exported[key], data, name=name, **options),
+                )
+            )
+        for index, (name, measure) in enumerate(measures, start=1):
+            print(f"benchmark {index}/{len(measures)}: {name} ...", end=" ", flush=True)
+            row = measure(name)
+            write_rows([row], bench)
+            print(f"accuracy {row.accuracy:.4f}, {row.size_mb:.2f} MB, p50 {row.latency_ms_p50:.2f} ms", flush=True)
         return {"rows": str(bench), "final_artifact": f"{final} ONNX int8 (ORT dynamic)"}
+
+    def _module_row(model: nn.Module, data: Any, name: str, folder: str | Path) -> Any:
+        return benchmark_module(
+            model,
+            data,
+            name=name,
+            artifact_path=weights_file(folder),
+            num_threads=settings.bench_threads,
+            iterations=settings.bench_iterations,
+        )
 
     @recipe.step("report")
     def report() -> dict:

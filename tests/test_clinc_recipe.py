@@ -68,6 +68,23 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert all(r["reference"] == "teacher fp32" for r in rows.values())
     assert teacher["speedup_vs_reference"] == 1.0
 
+    # logits of the saved pruned student, reloaded, against its ONNX graph on the test texts
+    import numpy as np
+    import torch
+    from transformers import AutoTokenizer
+
+    from lightning_distill.export import create_session
+    from lightning_distill.text_recipe import load_pruned_classifier
+
+    student_folder = folder / "prune" / "student"
+    texts = ["book a flight to the sun", "what is the weather", "play a song"]
+    encoded = AutoTokenizer.from_pretrained(str(student_folder))(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = load_pruned_classifier(student_folder)(**encoded).logits.numpy()
+    session = create_session(folder / "export" / "student.onnx")
+    feed = {i.name: encoded[i.name].numpy() for i in session.get_inputs()}
+    np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4)
+
     shapes = json.loads((folder / "prune" / "student" / "pruned.json").read_text())
     assert set(shapes["attention_heads"].values()) == {2}  # 4 heads -> 2 in both kept layers
     export = json.loads((folder / "export" / "done.json").read_text())["result"]
