@@ -168,8 +168,13 @@ def _fit(
     overrides: list[str],
     epochs: int | None,
     callbacks: Sequence[dict[str, Any]] = (),
-) -> Any:
-    """``lightning-distill fit`` of ``config`` into ``folder``; the returned CLI's model holds the best weights."""
+) -> tuple[Any, dict[str, Any]]:
+    """``lightning-distill fit`` of ``config`` into ``folder``.
+
+    Returns:
+        The CLI, whose model now holds the weights of the best checkpoint (by ``val/acc``), and that checkpoint's path
+        and score.
+    """
     from lightning_distill.cli import cli_main
 
     args = [
@@ -195,8 +200,7 @@ def _fit(
         raise RuntimeError(f"the fit of {config} saved no checkpoint under {folder / 'checkpoints'} (no val/acc?)")
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
     cli.model.load_state_dict(state)
-    cli.best = {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
-    return cli
+    return cli, {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
 
 
 def has_tokenizer(folder: str | Path) -> bool:
@@ -368,8 +372,8 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         if source is not None and Path(source).is_dir():
             return {"model": source, "source": "fine-tuned folder, used as is"}
         if source is None:
-            cli = _fit(settings, recipe.step_dir("teacher"), "teacher.yaml", overrides, settings.teacher_epochs)
-            model, tokenizer, result = cli.model.model, cli.datamodule.tokenizer, {"source": "fit", **cli.best}
+            cli, best = _fit(settings, recipe.step_dir("teacher"), "teacher.yaml", overrides, settings.teacher_epochs)
+            model, tokenizer, result = cli.model.model, cli.datamodule.tokenizer, {"source": "fit", **best}
         elif Path(source).is_file():
             from lightning_distill.recipe import load_trained
 
@@ -392,9 +396,9 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         if settings.student_layers is not None:
             overrides += ["--model.init_args.student.init_args.layers", json.dumps(settings.student_layers)]
         folder = recipe.step_dir("distill")
-        cli = _fit(settings, folder, "distill.yaml", overrides, settings.epochs)
+        cli, best = _fit(settings, folder, "distill.yaml", overrides, settings.epochs)
         cli.model.student.save_pretrained(folder / "student", tokenizer=cli.datamodule.tokenizer)
-        return {"student": str(folder / "student"), **cli.best}
+        return {"student": str(folder / "student"), **best}
 
     if settings.prune:
 
@@ -420,12 +424,12 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
                 },
             }
             folder = recipe.step_dir("prune")
-            cli = _fit(settings, folder, "distill.yaml", overrides, settings.prune_epochs, [pruning])
+            cli, best = _fit(settings, folder, "distill.yaml", overrides, settings.prune_epochs, [pruning])
             student = cli.model.student.model
             save_pruned(student, folder / "student")
             cli.datamodule.tokenizer.save_pretrained(str(folder / "student"))
             shapes = pruned_shapes(student)
-            return {"student": str(folder / "student"), "parameters": shapes["parameters"], **cli.best}
+            return {"student": str(folder / "student"), "parameters": shapes["parameters"], **best}
 
     def final_student() -> tuple[nn.Module, str]:
         if settings.prune:
