@@ -44,3 +44,19 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     seen = [{i for row in rank["rows"] for i in row["index"]} for rank in ranks]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) == 48
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_teacher_checkpoint_missing_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    from lightning_distill.models import MLP
+
+    path = tmp_path / "teacher.pt"
+    torch.save(MLP(num_classes=10, in_features=64, hidden_sizes=[16]).state_dict(), path)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("ddp_missing_teacher.py")), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode != 0
+    assert "is missing on rank(s) [1] of 2" in run.stderr, run.stderr[-3000:]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -101,8 +103,14 @@ class DistillationModule(pl.LightningModule):
             )
         if hidden_state_loss is not None or attention_loss is not None:
             _bind_feature_losses(student, teacher, hidden_state_loss, attention_loss)
+        self._teacher_checkpoint_missing = False
         if teacher_checkpoint is not None:
-            load_teacher_weights(teacher, teacher_checkpoint)
+            if _launched_as_one_of_several_processes() and not Path(teacher_checkpoint).is_file():
+                # Raising here would leave the other processes waiting for this one at the first collective call;
+                # setup() raises on every rank at once, naming the ranks that lack the file.
+                self._teacher_checkpoint_missing = True
+            else:
+                load_teacher_weights(teacher, teacher_checkpoint)
         self.save_hyperparameters(ignore=["student", "teacher", "loss", "hidden_state_loss", "attention_loss"])
         self.student = student
         self.teacher = teacher.requires_grad_(False).eval()
@@ -232,6 +240,7 @@ class DistillationModule(pl.LightningModule):
     # --- the teacher is measured once before training -------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        self._check_teacher_checkpoint_on_every_rank()
         # A tokenizer larger than a model's embedding table fails deep inside the model; say so before any step.
         from lightning_distill.models.text import check_tokenizer_fits
 
@@ -241,6 +250,19 @@ class DistillationModule(pl.LightningModule):
             check_tokenizer_fits(student_vocab, self.student, "student")
             teacher_vocab = getattr(datamodule, "teacher_vocab_size", None)
             check_tokenizer_fits(teacher_vocab or student_vocab, self.teacher, "teacher")
+
+    def _check_teacher_checkpoint_on_every_rank(self) -> None:
+        missing = [self._teacher_checkpoint_missing]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            missing = [False] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(missing, self._teacher_checkpoint_missing)
+        if any(missing):
+            ranks = [rank for rank, flag in enumerate(missing) if flag]
+            raise FileNotFoundError(
+                f"teacher_checkpoint {self.hparams.teacher_checkpoint!r} is missing on rank(s) {ranks} of "
+                f"{len(missing)}; every process loads the teacher, so put the checkpoint on storage all nodes see "
+                "(or copy it to each node) before launching"
+            )
 
     def on_train_start(self) -> None:
         if self.cache_teacher_logits:
@@ -293,6 +315,13 @@ class DistillationModule(pl.LightningModule):
                 f"the teacher's validation accuracy is {self.teacher_val_acc:.4f}, close to chance for {classes} "
                 "classes: is teacher_checkpoint the trained teacher?"
             )
+
+
+def _launched_as_one_of_several_processes() -> bool:
+    """Whether a launcher (Lightning's DDP launcher, torchrun, SLURM) started this process as one rank of several."""
+    return any(name in os.environ for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID")) and (
+        int(os.environ.get("WORLD_SIZE", "2")) > 1
+    )
 
 
 def _feature_count(model: nn.Module, *names: str) -> int:
