@@ -40,7 +40,7 @@ def deployable_model(module: pl.LightningModule) -> nn.Module:
 
 
 class _Benchmark:
-    """Holder of the ``benchmark`` signature, from which the subcommand's arguments are generated."""
+    """The ``benchmark`` subcommand; LightningCLI generates its arguments from the method's signature."""
 
     def benchmark(
         self,
@@ -67,6 +67,24 @@ class _Benchmark:
             warmup: Untimed calls before the latency measurement.
             iterations: Timed batch-1 calls.
         """
+        if ckpt_path is not None:
+            if not Path(ckpt_path).is_file():
+                raise FileNotFoundError(f"ckpt_path {ckpt_path!r} does not exist")
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            model.load_state_dict(checkpoint["state_dict"])
+        datamodule.setup("test")
+        row = benchmark_module(
+            deployable_model(model),
+            datamodule,
+            name=name,
+            split=split,
+            num_threads=num_threads,
+            warmup=warmup,
+            iterations=iterations,
+        )
+        rows = write_rows([row], output)
+        print(markdown_table(rows))
+        print(f"wrote {len(rows)} rows to {output}")
 
 
 class _LinkTolerantInstantiator(_InstantiatorFn):
@@ -154,38 +172,7 @@ class DistillCLI(LightningCLI):
         if subcommand != "benchmark":
             super()._run_subcommand(subcommand)
             return
-        self.run_benchmark(**self._prepare_subcommand_kwargs(subcommand))
-
-    def run_benchmark(
-        self,
-        model: pl.LightningModule,
-        datamodule: pl.LightningDataModule,
-        ckpt_path: str | None = None,
-        name: str = "model",
-        output: str = "runs/benchmark.json",
-        split: str = "test",
-        num_threads: int = 1,
-        warmup: int = 10,
-        iterations: int = 100,
-    ) -> None:
-        if ckpt_path is not None:
-            if not Path(ckpt_path).is_file():
-                raise FileNotFoundError(f"ckpt_path {ckpt_path!r} does not exist")
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            model.load_state_dict(checkpoint["state_dict"])
-        datamodule.setup("test")
-        row = benchmark_module(
-            deployable_model(model),
-            datamodule,
-            name=name,
-            split=split,
-            num_threads=num_threads,
-            warmup=warmup,
-            iterations=iterations,
-        )
-        rows = write_rows([row], output)
-        print(markdown_table(rows))
-        print(f"wrote {len(rows)} rows to {output}")
+        _Benchmark().benchmark(**self._prepare_subcommand_kwargs(subcommand))
 
 
 def _data_attribute(attribute: str) -> Any:

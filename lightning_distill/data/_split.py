@@ -11,5 +11,5 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
-    n_val = max(1, int(round(n * val_fraction)))
+    n_val = max(1, round(n * val_fraction))
     return order[:-n_val], order[-n_val:]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 
 class TensorBenchmarkMixin:
-    """``benchmark_data`` and ``encode`` for data modules whose ``_dataset(split)`` returns a ``TensorDataset``.
+    """Loaders, ``benchmark_data`` and ``encode`` for data modules whose ``_dataset(split)`` is a ``TensorDataset``.
 
     The benchmark measures a deployed model on *raw* inputs (here: tensors; for text: strings), so the cost of
     turning a raw input into model inputs (``encode``) is part of every latency figure.
@@ -17,6 +17,26 @@ class TensorBenchmarkMixin:
 
     def _dataset(self, split: str) -> TensorDataset:  # pragma: no cover - provided by the data module
         raise NotImplementedError
+
+    batch_size: int
+    num_workers: int
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self._dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
 
     def benchmark_data(self, split: str = "test") -> tuple[Tensor, Tensor]:
         """All raw inputs and labels of ``split``."""

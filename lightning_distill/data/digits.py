@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from lightning_distill.data._split import split_indices
 from lightning_distill.data._tensor import TensorBenchmarkMixin
@@ -67,20 +67,3 @@ class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
     def _dataset(self, split: str) -> TensorDataset:
         self.setup()
         return self._splits[split]
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self._dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
