@@ -2,8 +2,9 @@
 
 Writes ``benchmarks/results/clinc_offline.json`` with the teacher's validation and test accuracy, the 3-layer student's
 accuracy after plain fine-tuning and after distillation (same epochs, seed and initialisation: layers 0, 2, 4 of the
-pretrained MiniLM), and the training-epoch wall time of plain fine-tuning, distillation without the teacher-logits cache
-and distillation with it. Saves the trained models with ``save_pretrained`` under ``runs/clinc_offline/``.
+fine-tuned teacher, or of the pretrained MiniLM with ``--student-init pretrained``), and the training-epoch wall time
+of plain fine-tuning, distillation without the teacher-logits cache and distillation with it. Saves the trained models
+with ``save_pretrained`` under ``runs/clinc_offline/``; ``--teacher-from`` reuses a teacher saved by an earlier run.
 
 Run (one benchmark at a time on the machine):
     flock /tmp/bench.lock python benchmarks/clinc_offline.py
@@ -103,14 +104,18 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/clinc_offline")
     # Two epochs each keep the whole run near an hour on 2 shared cores.
     parser.add_argument("--teacher-epochs", type=int, default=2)
-    parser.add_argument("--student-epochs", type=int, default=2)
+    parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--student-init", choices=["teacher", "pretrained"], default="teacher")
+    parser.add_argument(
+        "--teacher-from", default=None, help="folder of a teacher saved by an earlier run: not retrained"
+    )
     parser.add_argument("--layers", type=int, nargs="+", default=[0, 2, 4])
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--teacher-lr", type=float, default=1.5e-4)
-    parser.add_argument("--student-lr", type=float, default=2e-4)
-    parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--soft-target-weight", type=float, default=0.8)
+    parser.add_argument("--student-lr", type=float, default=1e-4)
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--soft-target-weight", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
@@ -150,25 +155,38 @@ def main() -> None:
 
     # 1. Teacher: MiniLM-L6 fine-tuned on CLINC150 plus.
     pl.seed_everything(args.seed)
-    teacher = TransformerClassifier(args.model, **labels)
-    module = ClassifierModule(teacher, data.num_classes, learning_rate=args.teacher_lr, warmup_fraction=0.06)
-    timer = fit(module, data, args.teacher_epochs, "teacher", args)
-    teacher.save_pretrained(runs / "teacher", tokenizer=data.tokenizer)
+    if args.teacher_from:
+        teacher_path = Path(args.teacher_from)
+        teacher = TransformerClassifier(str(teacher_path), **labels)
+        training = json.loads((teacher_path / "training.json").read_text())
+    else:
+        teacher_path = runs / "teacher"
+        teacher = TransformerClassifier(args.model, **labels)
+        module = ClassifierModule(teacher, data.num_classes, learning_rate=args.teacher_lr, warmup_fraction=0.06)
+        timer = fit(module, data, args.teacher_epochs, "teacher", args)
+        teacher.save_pretrained(teacher_path, tokenizer=data.tokenizer)
+        training = {
+            "epochs": args.teacher_epochs,
+            "learning_rate": args.teacher_lr,
+            "epoch_seconds": timer.seconds,
+            "epoch_load_average": timer.load_average,
+        }
+        (teacher_path / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     results["teacher"] = {
-        "path": str(runs / "teacher"),
+        "path": str(teacher_path),
         "layers": teacher.config.num_hidden_layers,
         "val_accuracy": accuracy(teacher, data, "val"),
         "test_accuracy": accuracy(teacher, data, "test"),
-        "epochs": args.teacher_epochs,
-        "epoch_seconds": timer.seconds,
-        "epoch_load_average": timer.load_average,
+        "trained_in_this_run": not args.teacher_from,
+        **training,
     }
     write(results)
     print(results["teacher"], flush=True)
 
     def student() -> StudentFromTeacher:
         pl.seed_everything(args.seed)  # same head initialisation and data order for every student
-        return StudentFromTeacher(args.model, layers=args.layers, **labels)
+        source = str(teacher_path) if args.student_init == "teacher" else args.model
+        return StudentFromTeacher(source, layers=args.layers, **labels)
 
     # 2. Plain fine-tuning of the layer-dropped student.
     plain = student()
