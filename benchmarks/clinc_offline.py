@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,18 @@ def accuracy(model: torch.nn.Module, data: TextClassificationDataModule, split: 
         correct += int((model(**inputs).logits.argmax(-1) == batch["labels"]).sum())
         total += len(batch["labels"])
     return correct / total
+
+
+def save(model: TransformerClassifier, path: Path, data: TextClassificationDataModule) -> None:
+    """``save_pretrained`` into a fresh folder, then swap it in, so other jobs never read a half-written model."""
+    fresh = path.with_name(path.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    model.save_pretrained(fresh, tokenizer=data.tokenizer)
+    if path.exists():
+        previous = path.with_name(path.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        path.rename(previous)
+    fresh.rename(path)
 
 
 def write(results: dict[str, Any]) -> None:
@@ -192,7 +205,7 @@ def main() -> None:
     plain = student()
     module = ClassifierModule(plain, data.num_classes, learning_rate=args.student_lr, warmup_fraction=0.06)
     plain_timer = fit(module, data, args.student_epochs, "student_plain", args)
-    plain.save_pretrained(runs / "student_plain", tokenizer=data.tokenizer)
+    save(plain, runs / "student_plain", data)
     results["student_plain"] = {
         "path": str(runs / "student_plain"),
         "layers": plain.config.num_hidden_layers,
@@ -218,7 +231,7 @@ def main() -> None:
         cache_teacher_logits=True,
     )
     cached_timer = fit(module, data, args.student_epochs, "student_distilled", args)
-    distilled.save_pretrained(runs / "student_distilled", tokenizer=data.tokenizer)
+    save(distilled, runs / "student_distilled", data)
     results["student_distilled"] = {
         "path": str(runs / "student_distilled"),
         "layers": distilled.config.num_hidden_layers,
