@@ -17,6 +17,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_distill.benchmark import benchmark_module, markdown_table, write_rows
+from lightning_distill.pruning import resize_to_state_dict
 
 # Attributes a data module may expose, and where they go in the model config.
 LINKED_DATA_ATTRIBUTES = ("num_classes", "in_features", "id2label")
@@ -71,6 +72,7 @@ class _Benchmark:
             if not Path(ckpt_path).is_file():
                 raise FileNotFoundError(f"ckpt_path {ckpt_path!r} does not exist")
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            resize_to_state_dict(model, checkpoint["state_dict"])  # a structurally pruned model has smaller layers
             model.load_state_dict(checkpoint["state_dict"])
         datamodule.setup("test")
         row = benchmark_module(
