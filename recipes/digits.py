@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from lightning_distill.benchmark import write_report
 from lightning_distill.cli import cli_main
 from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
@@ -55,6 +57,8 @@ def build(recipe: Recipe) -> Recipe:
 
 def main() -> None:
     args = recipe_arguments(__doc__.splitlines()[0]).parse_args()
+    # Models this small run 4x faster on one intra-op thread than on two (thread hand-offs cost more than the math).
+    torch.set_num_threads(1)
     build(Recipe("digits")).run(force=args.force, only=args.only)
 
 
