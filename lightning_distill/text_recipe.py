@@ -185,7 +185,12 @@ def _fit(
         "--trainer.default_root_dir",
         str(folder),
         "--trainer.logger",
-        json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(folder)}}),
+        json.dumps(
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(folder), "name": "logs"},
+            }
+        ),
         "--trainer.callbacks",
         json.dumps([_checkpoint_callback(folder), *callbacks]),
     ]
