@@ -260,39 +260,6 @@ class FirstExamples:
         return self.data.encode(raw)
 
 
-def onnx_parameters(path: str | Path) -> int:
-    """Elements of the weight initializers of an ONNX graph (scalars and 1-element tensors, e.g. int8 scales, skipped).
-
-    Like ``lightning_distill.benchmark.onnx_parameter_count``, which fails on the scalar initializers of int8 and
-    ORT-optimized graphs.
-    """
-    import math
-
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return int(sum(math.prod(t.dims) for t in graph.initializer if math.prod(t.dims) > 1))
-
-
-def benchmark_onnx_file(path: str | Path, data: Any, *, name: str, num_threads: int, iterations: int) -> Any:
-    """An ONNX graph in an ONNX Runtime CPU session, measured as ``lightning_distill.benchmark.benchmark_onnx`` does."""
-    from lightning_distill.benchmark import benchmark, file_size_mb
-    from lightning_distill.export import OrtSessionConfig, create_session, onnx_predictor
-
-    session = create_session(path, OrtSessionConfig(intra_op_num_threads=num_threads, inter_op_num_threads=1))
-    inputs, labels = data.benchmark_data("test")
-    return benchmark(
-        onnx_predictor(session, data.encode),
-        inputs,
-        labels,
-        name=name,
-        size_mb=file_size_mb(path),
-        params=onnx_parameters(path),
-        num_threads=num_threads,
-        iterations=iterations,
-    )
-
-
 def embedding_is_int8(path: str | Path) -> bool:
     """Whether the word-embedding table of an ONNX graph is stored as 8-bit integers."""
     import onnx
@@ -328,6 +295,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
     """Add the steps of the module docstring to ``recipe``."""
     from lightning_distill.benchmark import (
         benchmark_module,
+        benchmark_onnx,
         benchmark_quantized,
         write_report,
         write_rows,
@@ -505,7 +473,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             measures.append(
                 (
                     f"{final} {label}",
-                    lambda name, key=key: benchmark_onnx_file(exported[key], data, name=name, **options),
+                    lambda name, key=key: benchmark_onnx(exported[key], data, name=name, **options),
                 )
             )
         for index, (name, measure) in enumerate(measures, start=1):
