@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-h384-uncased"))
     parser.add_argument("--data", default=str(SHARED / "data" / "clinc_oos" / "plus"))
     parser.add_argument("--runs", default="runs/clinc_offline")
-    # Two epochs each keep the whole run near an hour on 2 shared cores.
+    # Short schedules keep the whole run near half an hour on 2 shared cores.
     parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--student-init", choices=["teacher", "pretrained"], default="teacher")
