@@ -55,6 +55,14 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, inputs: Any) -> Tensor:
         return logits_of(self.model, inputs)
 
+    def setup(self, stage: str) -> None:
+        # A tokenizer larger than the model's embedding table fails deep inside the model; say so before any step.
+        from lightning_distill.models.text import check_tokenizer_fits
+
+        vocab_size = getattr(getattr(self.trainer, "datamodule", None), "vocab_size", None)
+        if vocab_size is not None:
+            check_tokenizer_fits(vocab_size, self.model, "model")
+
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         logits = self(student_inputs(batch))
         labels = batch_labels(batch)

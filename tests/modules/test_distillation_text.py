@@ -219,3 +219,12 @@ def test_cli_links_labels_from_the_data_into_teacher_and_student(folder: Path, t
     cli = DistillCLI(args=["--config", str(path)], run=False)
     assert cli.model.student.config.id2label == ID2LABEL and cli.model.student.num_classes == 3
     assert cli.model.teacher.config.id2label == ID2LABEL and cli.model.num_classes == 3
+
+
+def test_plain_fine_tuning_also_refuses_a_tokenizer_larger_than_the_embedding(folder: Path, tmp_path: Path) -> None:
+    from lightning_distill.modules import ClassifierModule
+
+    big = write_tokenizer(tmp_path / "big", extra_words=10)
+    module = ClassifierModule(TransformerClassifier(str(folder / "teacher"), id2label=ID2LABEL), num_classes=3)
+    with pytest.raises(ValueError, match="the tokenizer has 29 tokens but the model's embedding table has 19 rows"):
+        _fit(module, _data(folder, tokenizer=big))
