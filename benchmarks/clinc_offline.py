@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/clinc_offline")
     # Short schedules keep the whole run near half an hour on 2 shared cores.
     parser.add_argument("--teacher-epochs", type=int, default=2)
-    parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--student-epochs", type=int, default=4)
     parser.add_argument("--student-init", choices=["teacher", "pretrained"], default="teacher")
     parser.add_argument(
         "--teacher-from", default=None, help="folder of a teacher saved by an earlier run: not retrained"
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--teacher-lr", type=float, default=1.5e-4)
-    parser.add_argument("--student-lr", type=float, default=1e-4)
+    parser.add_argument("--student-lr", type=float, default=2e-4)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--soft-target-weight", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
