@@ -7,6 +7,7 @@ LightningModule and into the models it holds (``model``, ``student``, ``teacher`
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,18 @@ def _data_attribute(attribute: str) -> Any:
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> DistillCLI:
-    """Run the CLI in-process (``args`` as on the command line; None reads ``sys.argv``) and return it."""
-    return DistillCLI(args=args, run=run)
+    """Run the CLI in-process (``args`` as on the command line; None reads ``sys.argv``) and return it.
+
+    With ``args``, the calling script's own command line is hidden from LightningCLI, which would otherwise warn that
+    it got both.
+    """
+    if args is None:
+        return DistillCLI(args=None, run=run)
+    script_argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return DistillCLI(args=args, run=run)
+    finally:
+        sys.argv = script_argv
 
 
 def main() -> None:
@@ -195,8 +206,6 @@ def main() -> None:
     ``lightning-distill tune --config TUNE.yaml`` runs an Optuna search (:mod:`lightning_distill.tuning`); every other
     subcommand goes to the LightningCLI.
     """
-    import sys
-
     if sys.argv[1:2] == ["tune"]:
         from lightning_distill.tuning import tune_main
 
