@@ -119,6 +119,23 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-iterations", type=int, default=100, help="timed batch-1 calls per artifact")
 
 
+def common_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`TextRecipeSettings` fields read from the options :func:`add_common_options` added."""
+    names = (
+        "prune",
+        "sparsity",
+        "teacher_epochs",
+        "epochs",
+        "prune_epochs",
+        "limit_train_batches",
+        "limit_val_batches",
+        "test_limit",
+        "bench_threads",
+        "bench_iterations",
+    )
+    return {name: getattr(args, name) for name in names}
+
+
 def _fraction_or_count(text: str) -> float | int:
     value = float(text)
     return int(value) if value.is_integer() and value > 1 else value

@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 
 from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
-from lightning_distill.text_recipe import TextRecipeSettings, add_common_options, build, check_settings, missing_paths
+from lightning_distill.text_recipe import (
+    TextRecipeSettings,
+    add_common_options,
+    build,
+    check_settings,
+    common_settings,
+    missing_paths,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -72,16 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         teacher_base=args.model,
         student_base=None if args.student_from == "teacher" else args.model,
         student_layers=args.layers,
-        prune=args.prune,
-        sparsity=args.sparsity,
-        teacher_epochs=args.teacher_epochs,
-        epochs=args.epochs,
-        prune_epochs=args.prune_epochs,
-        limit_train_batches=args.limit_train_batches,
-        limit_val_batches=args.limit_val_batches,
-        test_limit=args.test_limit,
-        bench_threads=args.bench_threads,
-        bench_iterations=args.bench_iterations,
+        **common_settings(args),
         command=["python", "recipes/clinc_offline.py", *(sys.argv[1:] if argv is None else argv)],
     )
     recipe = build(Recipe("clinc_offline", root=Path(args.runs)), settings)
