@@ -135,12 +135,12 @@ class DistillationModule(pl.LightningModule):
         return self
 
     @override
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        state = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
-        for key in [k for k in state if k.startswith(prefix + TEACHER_KEY)]:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropped from the checkpoint, not from state_dict(): sharding strategies (FSDP) gather the state dict with
+        # hooks that expect every parameter they manage, the teacher's included.
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith(TEACHER_KEY)]:
             del state[key]
-        return state
 
     @override
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
