@@ -6,9 +6,9 @@ Every training step runs the LightningCLI in-process on the task's configs (``<c
 1. ``teacher``: a fine-tuned teacher as a ``save_pretrained`` folder: a given folder as is; a Lightning checkpoint of
    ``teacher.yaml``, or a Hub name, saved to ``teacher/model``; or, with no teacher given, ``fit`` of ``teacher.yaml``.
 2. ``distill``: ``fit`` of ``distill.yaml`` (teacher frozen, its logits cached) -> ``distill/student`` (best val/acc).
-3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons in one shot
-   (``StructuredPruning`` at the start of a recovery ``fit`` of ``distill.yaml``) -> ``prune/student``
-   (``save_pruned`` format).
+3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons gradually
+   during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
+   first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
 4. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
 5. ``export``: the final student as ONNX fp32, as optimized by ONNX Runtime, and as ONNX Runtime dynamic int8 (the
    embedding tables included: ONNX Runtime quantizes their ``Gather``).
@@ -33,6 +33,12 @@ from lightning_distill.recipe import Recipe
 
 REFERENCE = "teacher fp32"
 # Issue 6's target for the final artifact against the fp32 PyTorch teacher.
+ONNX_ARTIFACTS = (
+    ("onnx", "ONNX fp32"),
+    ("onnx_optimized", "ONNX fp32 (ORT optimized)"),
+    ("onnx_int8", "ONNX int8 (ORT dynamic)"),
+    ("onnx_int8_emb4", "ONNX int8 + 4-bit embeddings"),
+)
 TARGET = {"speedup_at_least": 8.0, "size_fraction_at_most": 1 / 6, "accuracy_drop_at_most": 0.015}
 SETTINGS_FILE = "settings.json"
 
@@ -57,7 +63,8 @@ class TextRecipeSettings:
         sparsity: Fraction of every layer's attention heads and FFN neurons that pruning removes.
         teacher_epochs: Epochs of the teacher fit; None keeps the config's.
         epochs: Epochs of distillation; None keeps the config's.
-        prune_epochs: Epochs of recovery fine-tuning (with the teacher's soft targets) after pruning.
+        prune_epochs: Epochs of the pruning fit (with the teacher's soft targets): units are removed in the first half,
+            the second half fine-tunes the pruned student.
         limit_train_batches: Trainer's ``limit_train_batches`` of every fit (fraction or batch count); None: all.
         limit_val_batches: Trainer's ``limit_val_batches`` of every fit; None: all.
         test_limit: Benchmark accuracy on the first ``test_limit`` test texts only; None: all.
@@ -78,7 +85,7 @@ class TextRecipeSettings:
     sparsity: float = 0.5
     teacher_epochs: int | None = None
     epochs: int | None = None
-    prune_epochs: int = 1
+    prune_epochs: int = 8
     limit_train_batches: float | None = None
     limit_val_batches: float | None = None
     test_limit: int | None = None
@@ -109,7 +116,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsity", type=float, default=0.5, help="heads and FFN neurons pruned (default 0.5)")
     parser.add_argument("--teacher-epochs", type=int, help="epochs of the teacher fit (default: the config's)")
     parser.add_argument("--epochs", type=int, help="epochs of distillation (default: the config's)")
-    parser.add_argument("--prune-epochs", type=int, default=1, help="recovery epochs after pruning (default 1)")
+    parser.add_argument(
+        "--prune-epochs", type=int, default=8, help="epochs of the pruning fit: prune in the first half (default 8)"
+    )
     parser.add_argument(
         "--limit-train-batches", type=_fraction_or_count, help="per fit: a fraction (0.25) or a count (100) of batches"
     )
@@ -185,12 +194,17 @@ def _fit(
     overrides: list[str],
     epochs: int | None,
     callbacks: Sequence[dict[str, Any]] = (),
+    keep: str = "best",
 ) -> tuple[Any, dict[str, Any]]:
     """``lightning-distill fit`` of ``config`` into ``folder``.
 
+    Args:
+        keep: ``"best"``: load the weights of the best checkpoint (by ``val/acc``); ``"last"``: keep the weights the fit
+            ended with (the prune step: an earlier, better-scoring epoch may not be fully pruned yet).
+
     Returns:
-        The CLI, whose model now holds the weights of the best checkpoint (by ``val/acc``), and that checkpoint's path
-        and score.
+        The CLI, whose model holds the kept weights, and the best checkpoint's path and score (and the last
+        ``val/acc`` with ``keep="last"``).
     """
     from lightning_distill.cli import cli_main
 
@@ -220,9 +234,12 @@ def _fit(
     checkpoint = cli.trainer.checkpoint_callback
     if not checkpoint.best_model_path:
         raise RuntimeError(f"the fit of {config} saved no checkpoint under {folder / 'checkpoints'} (no val/acc?)")
+    result = {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
+    if keep == "last":
+        return cli, {**result, "last_val_acc": float(cli.trainer.callback_metrics["val/acc"])}
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
     cli.model.load_state_dict(state)
-    return cli, {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
+    return cli, result
 
 
 def has_tokenizer(folder: str | Path) -> bool:
@@ -403,18 +420,9 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
                 "--model.init_args.student.init_args.checkpoint",
                 recipe.result("distill")["student"],
             ]
-            pruning = {
-                "class_path": "lightning_distill.callbacks.StructuredPruning",
-                "init_args": {
-                    "final_sparsity": settings.sparsity,
-                    "start": 0,
-                    "schedule": "constant",
-                    "importance": "l1",
-                    "include": ["student.*"],
-                },
-            }
+            pruning = gradual_pruning(settings, train_batches(data_module(recipe.result("distill")["student"])))
             folder = recipe.step_dir("prune")
-            cli, best = _fit(settings, folder, "distill.yaml", overrides, settings.prune_epochs, [pruning])
+            cli, best = _fit(settings, folder, "distill.yaml", overrides, settings.prune_epochs, [pruning], keep="last")
             student = cli.model.student.model
             save_pruned(student, folder / "student")
             cli.datamodule.tokenizer.save_pretrained(str(folder / "student"))
@@ -440,22 +448,35 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
     def export_student() -> dict:
         from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, optimize_onnx, quantize_onnx
 
-        model, folder = final_student()
-        data = data_module(folder)
         out = recipe.step_dir("export")
-        onnx_path = export_onnx(
-            model, OnnxExportConfig(), model_inputs(model, data.example_input(8)), out / "student.onnx"
-        )
+
+        def export(model: nn.Module, folder: str, name: str) -> Path:
+            data = data_module(folder)
+            return export_onnx(model, OnnxExportConfig(), model_inputs(model, data.example_input(8)), out / name)
+
+        model, folder = final_student()
+        onnx_path = export(model, folder, "student.onnx")
         optimized = optimize_onnx(onnx_path, out / "student_optimized.onnx")
         # ORT's optimized graph has fused contrib ops its quantizer cannot type: quantize the exported graph (the
         # session applies the same fusions when it loads the int8 model).
         int8 = quantize_onnx(onnx_path, out / "student_int8.onnx", OrtQuantConfig(mode="dynamic"))
-        return {
+        emb4 = quantize_onnx(onnx_path, out / "student_int8_emb4.onnx", OrtQuantConfig(embedding_bits=4))
+        result = {
             "onnx": str(onnx_path),
             "onnx_optimized": str(optimized),
             "onnx_int8": str(int8),
+            "onnx_int8_emb4": str(emb4),
             "embedding_int8": embedding_is_int8(int8),
         }
+        if settings.prune:  # the unpruned student too, as the most accurate compressed candidate
+            unpruned = recipe.result("distill")["student"]
+            float_path = export(load_classifier(unpruned), unpruned, "unpruned_student.onnx")
+            config = OrtQuantConfig(embedding_bits=4)
+            result["unpruned_onnx_int8_emb4"] = str(
+                quantize_onnx(float_path, out / "unpruned_student_int8_emb4.onnx", config)
+            )
+            float_path.unlink()
+        return result
 
     @recipe.step("benchmark")
     def benchmark_all() -> dict:
@@ -482,23 +503,21 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
                 lambda name: benchmark_quantized(quantized["dynamic_int8"], float_model, data, name=name, **options),
             )
         )
-        for key, label in (
-            ("onnx", "ONNX fp32"),
-            ("onnx_optimized", "ONNX fp32 (ORT optimized)"),
-            ("onnx_int8", "ONNX int8 (ORT dynamic)"),
-        ):
-            measures.append(
-                (
-                    f"{final} {label}",
-                    lambda name, key=key: benchmark_onnx(exported[key], data, name=name, **options),
-                )
-            )
+        onnx_rows = [(f"{final} {label}", key) for key, label in ONNX_ARTIFACTS]
+        if settings.prune:
+            onnx_rows.append((f"student {ONNX_ARTIFACTS[-1][1]}", "unpruned_onnx_int8_emb4"))
+        for row_name, key in onnx_rows:
+            measures.append((row_name, lambda name, key=key: benchmark_onnx(exported[key], data, name=name, **options)))
         for index, (name, measure) in enumerate(measures, start=1):
             print(f"benchmark {index}/{len(measures)}: {name} ...", end=" ", flush=True)
             row = measure(name)
             write_rows([row], bench)
             print(f"accuracy {row.accuracy:.4f}, {row.size_mb:.2f} MB, p50 {row.latency_ms_p50:.2f} ms", flush=True)
-        return {"rows": str(bench), "final_artifact": f"{final} ONNX int8 (ORT dynamic)"}
+        # Most compressed first: the report's final artifact is the first of these within the accuracy budget.
+        candidates = [f"{final} {ONNX_ARTIFACTS[-1][1]}", f"{final} {ONNX_ARTIFACTS[-2][1]}"]
+        if settings.prune:
+            candidates.append(f"student {ONNX_ARTIFACTS[-1][1]}")
+        return {"rows": str(bench), "candidates": candidates}
 
     def _module_row(model: nn.Module, data: Any, name: str, folder: str | Path) -> Any:
         return benchmark_module(
@@ -516,17 +535,10 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
 
         rows = json.loads(bench.read_text())
         folder = write_report(rows, recipe.folder, title=settings.title, reference=REFERENCE)
-        final_name = recipe.result("benchmark")["final_artifact"]
-        row = next(r for r in with_ratios(rows, REFERENCE) if r["name"] == final_name)
-        target = {
-            "artifact": final_name,
-            "speedup": row["speedup_vs_reference"],
-            "size_fraction": row["size_fraction_of_reference"],
-            "accuracy_delta": row["accuracy_delta_vs_reference"],
-            "speedup_met": row["speedup_vs_reference"] >= TARGET["speedup_at_least"],
-            "size_met": row["size_fraction_of_reference"] <= TARGET["size_fraction_at_most"],
-            "accuracy_met": row["accuracy_delta_vs_reference"] >= -TARGET["accuracy_drop_at_most"],
-        }
+        ratios = {r["name"]: r for r in with_ratios(rows, REFERENCE)}
+        checks = [_target_check(ratios[name]) for name in recipe.result("benchmark")["candidates"]]
+        target = dict(next((c for c in checks if c["met"]), checks[0]))
+        target["candidates"] = checks
         with (folder / "report.md").open("a") as markdown:
             markdown.write(_target_markdown(target) + _settings_markdown(recipe, settings))
         (folder / "report_settings.json").write_text(
@@ -537,6 +549,57 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         return {"report": str(folder / "report.md"), "target": target}
 
     return recipe
+
+
+PRUNING_POINTS = 12
+
+
+def train_batches(data: Any) -> int:
+    """Optimizer steps per epoch of ``data``'s training set."""
+    data.setup("fit")
+    return len(data.train_dataloader())
+
+
+def gradual_pruning(settings: TextRecipeSettings, batches_per_epoch: int) -> dict[str, Any]:
+    """The prune step's ``StructuredPruning``: Taylor importance, :data:`PRUNING_POINTS` cubic steps in the first half.
+
+    On CLINC150 (3-layer MiniLM student, half the heads and FFN neurons) this schedule with 8 epochs of distillation
+    lost 0.9 to 1.3 points of test accuracy where one-shot L1 pruning with 5 epochs of recovery lost 1.9
+    (``benchmarks/pruning_recovery.py``).
+    """
+    limit = settings.limit_train_batches
+    if isinstance(limit, int) or (limit is not None and limit > 1):
+        batches_per_epoch = min(batches_per_epoch, int(limit))
+    elif limit is not None:
+        batches_per_epoch = max(1, int(batches_per_epoch * limit))
+    half = max(1, settings.prune_epochs * batches_per_epoch // 2)
+    frequency = max(1, half // PRUNING_POINTS)
+    return {
+        "class_path": "lightning_distill.callbacks.StructuredPruning",
+        "init_args": {
+            "final_sparsity": settings.sparsity,
+            "start": frequency,
+            "end": frequency * PRUNING_POINTS,
+            "unit": "step",
+            "frequency": frequency,
+            "schedule": "cubic",
+            "importance": "taylor",
+            "include": ["student.*"],
+        },
+    }
+
+
+def _target_check(row: dict[str, Any]) -> dict[str, Any]:
+    check = {
+        "artifact": row["name"],
+        "speedup": row["speedup_vs_reference"],
+        "size_fraction": row["size_fraction_of_reference"],
+        "accuracy_delta": row["accuracy_delta_vs_reference"],
+        "speedup_met": row["speedup_vs_reference"] >= TARGET["speedup_at_least"],
+        "size_met": row["size_fraction_of_reference"] <= TARGET["size_fraction_at_most"],
+        "accuracy_met": row["accuracy_delta_vs_reference"] >= -TARGET["accuracy_drop_at_most"],
+    }
+    return {**check, "met": check["speedup_met"] and check["size_met"] and check["accuracy_met"]}
 
 
 def _step_results(recipe: Recipe) -> dict[str, Any]:
@@ -555,6 +618,14 @@ def _target_markdown(target: dict[str, Any]) -> str:
         f"({1 / max(target['size_fraction'], 1e-9):.2f}x smaller), {mark(target['size_met'])}\n"
         f"- accuracy within {100 * TARGET['accuracy_drop_at_most']:.1f} points: "
         f"{100 * target['accuracy_delta']:+.2f} points, {mark(target['accuracy_met'])}\n"
+        "\nThe final artifact is the first of these candidates, most compressed first, that meets all three "
+        "(the first when none does):\n\n"
+        "| candidate | speed-up | size fraction | accuracy delta (points) | all met |\n|---|---|---|---|---|\n"
+        + "".join(
+            f"| {c['artifact']} | {c['speedup']:.2f}x | {c['size_fraction']:.3f} | {100 * c['accuracy_delta']:+.2f} "
+            f"| {'yes' if c['met'] else 'no'} |\n"
+            for c in target.get("candidates", [])
+        )
     )
 
 

@@ -56,6 +56,8 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
         "student pruned ONNX fp32",
         "student pruned ONNX fp32 (ORT optimized)",
         "student pruned ONNX int8 (ORT dynamic)",
+        "student pruned ONNX int8 + 4-bit embeddings",
+        "student ONNX int8 + 4-bit embeddings",
     ]
     teacher, student, pruned = rows["teacher fp32"], rows["student fp32"], rows["student pruned fp32"]
     assert all(r["num_examples"] == 24 and 0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
@@ -65,6 +67,9 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert rows["student pruned ONNX fp32"]["accuracy"] == pytest.approx(pruned["accuracy"])
     assert rows["student pruned ONNX fp32 (ORT optimized)"]["accuracy"] == pytest.approx(pruned["accuracy"])
     assert rows["student pruned ONNX int8 (ORT dynamic)"]["size_mb"] < rows["student pruned ONNX fp32"]["size_mb"]
+    emb4 = rows["student pruned ONNX int8 + 4-bit embeddings"]
+    assert emb4["size_mb"] < rows["student pruned ONNX int8 (ORT dynamic)"]["size_mb"]
+    assert emb4["size_mb"] < rows["student ONNX int8 + 4-bit embeddings"]["size_mb"]
     assert all(r["reference"] == "teacher fp32" for r in rows.values())
     assert teacher["speedup_vs_reference"] == 1.0
 
@@ -94,7 +99,18 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert "Target of issue 6" in markdown and "--teacher-epochs 2" in markdown
     assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((folder / "report_settings.json").read_text())
-    assert settings["settings"]["epochs"] == 1 and settings["target"]["artifact"].endswith("ONNX int8 (ORT dynamic)")
+    assert settings["settings"]["epochs"] == 1
+    # the final artifact: the first candidate (most compressed first) meeting all three targets, else the first
+    target = settings["target"]
+    candidates = target["candidates"]
+    assert [c["artifact"] for c in candidates] == [
+        "student pruned ONNX int8 + 4-bit embeddings",
+        "student pruned ONNX int8 (ORT dynamic)",
+        "student ONNX int8 + 4-bit embeddings",
+    ]
+    met = [c for c in candidates if c["speedup_met"] and c["size_met"] and c["accuracy_met"]]
+    assert target["artifact"] == (met[0] if met else candidates[0])["artifact"]
+    assert "| student ONNX int8 + 4-bit embeddings |" in markdown
     for step in ("teacher", "distill", "prune"):
         assert (folder / step / "checkpoints" / "best.ckpt").is_file()
 

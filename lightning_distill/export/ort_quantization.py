@@ -27,6 +27,29 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
+def _quantize_embeddings(path: Path, output_path: Path, block_size: int) -> None:
+    """Rewrite every ``Gather`` of a float initializer (embedding tables) in ``path`` as 4-bit GatherBlockQuantized."""
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    axes = (("Gather", 1),)  # blocks run along the hidden dimension of each embedding row
+    algo = DefaultWeightOnlyQuantConfig(
+        block_size=block_size, is_symmetric=True, op_types_to_quantize=("Gather",), quant_axes=axes
+    )
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(path)),
+        block_size=block_size,
+        is_symmetric=True,
+        op_types_to_quantize=("Gather",),
+        quant_axes=axes,
+        algo_config=algo,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero blocks (the padding row) have scale 0
+        quantizer.process()
+    quantizer.model.save_model_to_file(str(output_path), False)
+
+
 def _pre_process(path: Path, prepared: Path, folder: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -86,7 +109,22 @@ def quantize_onnx(
         prepared = Path(folder) / "prepared.onnx"
         _pre_process(Path(path).resolve(), prepared, Path(folder))
         op_types = list(config.op_types) if config.op_types is not None else None
-        if config.mode == "dynamic":
+        if config.mode == "dynamic" and config.embedding_bits is not None:
+            from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+            # int8 for everything but the embeddings first: ORT's int8 quantizer cannot type the graph once it holds
+            # GatherBlockQuantized, so the 4-bit pass comes second.
+            op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
+            int8 = Path(folder) / "int8.onnx"
+            quantize_dynamic(
+                str(prepared),
+                str(int8),
+                op_types_to_quantize=op_types,
+                per_channel=config.per_channel,
+                weight_type=QuantType.QInt8,
+            )
+            _quantize_embeddings(int8, output_path, config.embedding_block_size)
+        elif config.mode == "dynamic":
             quantize_dynamic(
                 str(prepared),
                 str(output_path),

@@ -69,6 +69,27 @@ def test_bert_int8_is_close_to_float(mode, bert_onnx, tiny_bert, bert_batches, t
         assert np.abs(logits - bert_logits(tiny_bert, batch).numpy()).max() <= 0.05
 
 
+def test_bert_4bit_embeddings_are_smaller_than_int8_and_close_to_float(bert_onnx, tiny_bert, bert_batches, tmp_path):
+    import onnx
+
+    int8 = quantize_onnx(bert_onnx, tmp_path / "bert.int8.onnx", OrtQuantConfig())
+    config = OrtQuantConfig(embedding_bits=4, embedding_block_size=16)
+    int4 = quantize_onnx(bert_onnx, tmp_path / "bert.emb4.onnx", config)
+    graph = onnx.load(str(int4)).graph
+    float_tables = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    gathers = [n for n in graph.node if n.op_type in ("Gather", "GatherBlockQuantized")]
+    # the word-embedding table (100 x 32) is read by a 4-bit gather, and no gather reads a float table any more
+    assert any(n.op_type == "GatherBlockQuantized" for n in gathers)
+    assert not [n.name for n in gathers if n.op_type == "Gather" and n.input[0] in float_tables]
+    assert any(n.op_type == "MatMulInteger" for n in graph.node)  # the rest is still int8
+    assert file_size_mb(int4) < file_size_mb(int8)
+    assert read_label_names(int4) == read_label_names(bert_onnx)
+    predict = onnx_predictor(create_session(int4))
+    for batch in bert_batches:
+        logits = predict({k: v for k, v in batch.items() if k != "labels"})
+        assert np.abs(logits - bert_logits(tiny_bert, batch).numpy()).max() <= 0.05
+
+
 def test_static_onnx_quantization_without_calibration_data_is_refused(mlp_onnx, tmp_path):
     with pytest.raises(ValueError, match=r"OrtQuantConfig\(mode='static'\) needs calibration_data"):
         quantize_onnx(mlp_onnx, tmp_path / "q.onnx", OrtQuantConfig(mode="static"))
@@ -102,6 +123,12 @@ def test_bad_session_and_quantization_settings_are_refused(tmp_path):
         OrtSessionConfig(optimization_level="max")
     with pytest.raises(ValueError, match="mode must be 'dynamic' or 'static'; got 'int4'"):
         OrtQuantConfig(mode="int4")
+    with pytest.raises(ValueError, match="embedding_bits must be 4 or None; got 8"):
+        OrtQuantConfig(embedding_bits=8)
+    with pytest.raises(ValueError, match="embedding_bits needs mode='dynamic'"):
+        OrtQuantConfig(mode="static", embedding_bits=4)
+    with pytest.raises(ValueError, match="embedding_block_size must be a power of two >= 16; got 24"):
+        OrtQuantConfig(embedding_bits=4, embedding_block_size=24)
     with pytest.raises(FileNotFoundError, match="no ONNX model at"):
         create_session(tmp_path / "missing.onnx")
 
