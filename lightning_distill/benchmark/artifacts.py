@@ -24,17 +24,31 @@ def benchmark_quantized(
 
 
 def onnx_parameter_count(path: str | Path) -> int:
-    """Elements of the weight initializers of an ONNX graph (int8 weights count once, like their float originals).
+    """Elements of the weight initializers of an ONNX graph (int8 and 4-bit weights count once, like their float
+    originals).
 
     Scalars and one-element tensors (the scales and zero points of int8 graphs, constants of optimized ones) are not
-    parameters and are left out.
+    parameters and are left out, and neither are the per-block scales and zero points of block-quantized operators.
     """
     import math
 
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return int(sum(math.prod(t.dims) for t in graph.initializer if math.prod(t.dims) > 1))
+    quantization = {
+        name
+        for node in graph.node
+        if node.op_type in _BLOCK_QUANTIZED_INPUTS
+        for index, name in enumerate(node.input)
+        if index in _BLOCK_QUANTIZED_INPUTS[node.op_type]
+    }
+    return int(
+        sum(math.prod(t.dims) for t in graph.initializer if math.prod(t.dims) > 1 and t.name not in quantization)
+    )
+
+
+# Inputs that hold quantization parameters (scales, zero points, group indices), by position.
+_BLOCK_QUANTIZED_INPUTS = {"GatherBlockQuantized": {2, 3}, "MatMulNBits": {2, 3, 4}}
 
 
 def benchmark_onnx(

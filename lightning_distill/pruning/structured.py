@@ -300,6 +300,10 @@ def _cut(param: nn.Parameter, dim: int, index: Tensor, records: list[SliceRecord
 def remove_units(group: UnitGroup, keep: Tensor) -> list[SliceRecord]:
     """Keep only the units ``keep`` (indices) of ``group``, shrinking its Linears in place.
 
+    In a hand-written training loop, drop the previous step's loss and outputs before calling this: while a graph
+    that used a parameter is alive, autograd keeps the parameter's old shape and the next backward fails with
+    "returned an invalid gradient". Lightning's loop (and so the pruning callbacks) already frees it.
+
     Raises:
         ValueError: ``keep`` is empty (a layer cannot lose every unit).
     """

@@ -72,6 +72,8 @@ def test_bert_int8_is_close_to_float(mode, bert_onnx, tiny_bert, bert_batches, t
 def test_bert_4bit_embeddings_are_smaller_than_int8_and_close_to_float(bert_onnx, tiny_bert, bert_batches, tmp_path):
     import onnx
 
+    from lightning_distill.benchmark import onnx_parameter_count
+
     int8 = quantize_onnx(bert_onnx, tmp_path / "bert.int8.onnx", OrtQuantConfig())
     config = OrtQuantConfig(embedding_bits=4, embedding_block_size=16)
     int4 = quantize_onnx(bert_onnx, tmp_path / "bert.emb4.onnx", config)
@@ -83,6 +85,8 @@ def test_bert_4bit_embeddings_are_smaller_than_int8_and_close_to_float(bert_onnx
     assert not [n.name for n in gathers if n.op_type == "Gather" and n.input[0] in float_tables]
     assert any(n.op_type == "MatMulInteger" for n in graph.node)  # the rest is still int8
     assert file_size_mb(int4) < file_size_mb(int8)
+    # the same parameters, stored smaller: block scales are not counted as parameters
+    assert onnx_parameter_count(int4) == onnx_parameter_count(int8)
     assert read_label_names(int4) == read_label_names(bert_onnx)
     predict = onnx_predictor(create_session(int4))
     for batch in bert_batches:
