@@ -109,13 +109,15 @@ def quantize_onnx(
         prepared = Path(folder) / "prepared.onnx"
         _pre_process(Path(path).resolve(), prepared, Path(folder))
         op_types = list(config.op_types) if config.op_types is not None else None
-        if config.mode == "dynamic" and config.embedding_bits is not None:
-            from onnxruntime.quantization.registry import IntegerOpsRegistry
+        if config.mode == "dynamic":
+            int8 = output_path
+            if config.embedding_bits is not None:
+                from onnxruntime.quantization.registry import IntegerOpsRegistry
 
-            # int8 for everything but the embeddings first: ORT's int8 quantizer cannot type the graph once it holds
-            # GatherBlockQuantized, so the 4-bit pass comes second.
-            op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
-            int8 = Path(folder) / "int8.onnx"
+                # int8 for everything but the embeddings first: ORT's int8 quantizer cannot type the graph once it
+                # holds GatherBlockQuantized, so the 4-bit pass comes second.
+                op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
+                int8 = Path(folder) / "int8.onnx"
             quantize_dynamic(
                 str(prepared),
                 str(int8),
@@ -123,15 +125,8 @@ def quantize_onnx(
                 per_channel=config.per_channel,
                 weight_type=QuantType.QInt8,
             )
-            _quantize_embeddings(int8, output_path, config.embedding_block_size)
-        elif config.mode == "dynamic":
-            quantize_dynamic(
-                str(prepared),
-                str(output_path),
-                op_types_to_quantize=op_types,
-                per_channel=config.per_channel,
-                weight_type=QuantType.QInt8,
-            )
+            if config.embedding_bits is not None:
+                _quantize_embeddings(int8, output_path, config.embedding_block_size)
         else:
             import onnxruntime as ort
 
