@@ -8,7 +8,11 @@ from typing import Any
 
 
 def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Write a PNG of accuracy (y) against batch-1 p50 latency (x, log scale); marker area proportional to size."""
+    """Write a PNG of accuracy (y) against batch-1 p50 latency (x, log scale); marker area proportional to size.
+
+    Each point carries a number; the key beside the plot gives its artifact name, size and accuracy (clustered
+    points, such as an fp32 graph and its optimized copy, would bury direct labels under each other).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,9 +21,17 @@ def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, titl
     if not rows:
         raise ValueError("no benchmark rows to plot")
     largest = max(r["size_mb"] for r in rows) or 1.0
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
-    for i, row in enumerate(rows):
-        ax.scatter(row["latency_ms_p50"], 100 * row["accuracy"], s=_area(row, largest), alpha=0.55, color=f"C{i % 10}")
+    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=120)
+    for i, row in enumerate(rows, start=1):
+        ax.scatter(
+            row["latency_ms_p50"],
+            100 * row["accuracy"],
+            s=_area(row, largest),
+            alpha=0.55,
+            color=f"C{(i - 1) % 10}",
+            label=f"{i}  {row['name']}: {100 * row['accuracy']:.2f}%, {row['latency_ms_p50']:.2f} ms, "
+            f"{row['size_mb']:.1f} MB",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("latency per query, batch 1, p50 (ms, log scale)")
     ax.set_ylabel("test accuracy (%)")
@@ -29,9 +41,14 @@ def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, titl
     spread = max(accuracies) - min(accuracies)
     ax.set_ylim(min(accuracies) - max(1.0, 0.3 * spread), max(accuracies) + max(1.0, 0.3 * spread))
     latencies = [r["latency_ms_p50"] for r in rows]
-    ax.set_xlim(min(latencies) / 2, max(latencies) * 3)
+    ax.set_xlim(min(latencies) / 2, max(latencies) * 2)
+    legend = ax.legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, title="marker area ~ size on disk"
+    )
+    for handle in legend.legend_handles:
+        handle.set_sizes([40])
     fig.tight_layout()
-    _place_labels(fig, ax, rows, largest)
+    _place_numbers(fig, ax, rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -39,66 +56,35 @@ def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, titl
     return path
 
 
-# Label offsets (points) tried in turn until a label overlaps no label placed before it.
-_OFFSETS = [
-    (8, 6),
-    (8, -22),
-    (-8, 6),
-    (-8, -22),
-    (16, 26),
-    (16, -42),
-    (-16, 26),
-    (-16, -42),
-    (24, 48),
-    (24, -64),
-    (-24, 48),
-    (-24, -64),
-]
-
-
 def _area(row: dict[str, Any], largest: float) -> float:
     return 60 + 1500 * row["size_mb"] / largest
 
 
-def _place_labels(fig: Any, ax: Any, rows: Sequence[dict[str, Any]], largest: float) -> None:
-    """Annotate each point with its name and size, moving a label around its point while it would cover another
-    label or another point's marker."""
-    from matplotlib.transforms import Bbox
+# Offsets (points) of a point's number from its centre, tried in turn until it covers no number placed before it.
+_OFFSETS = [(0, 0), (0, 11), (0, -11), (11, 0), (-11, 0), (11, 11), (-11, 11), (11, -11), (-11, -11), (0, 22), (0, -22)]
 
+
+def _place_numbers(fig: Any, ax: Any, rows: Sequence[dict[str, Any]]) -> None:
     renderer = fig.canvas.get_renderer()
-    markers = {}
-    for row in rows:
-        x, y = ax.transData.transform((row["latency_ms_p50"], 100 * row["accuracy"]))
-        radius = (_area(row, largest) / 3.14159) ** 0.5 * fig.dpi / 72
-        markers[row["name"]] = Bbox.from_extents(x - radius, y - radius, x + radius, y + radius)
-    frame = ax.get_window_extent(renderer)
     placed: list[Any] = []
-    for row in sorted(rows, key=lambda r: (r["latency_ms_p50"], -r["accuracy"])):
+    for i, row in enumerate(rows, start=1):
         point = (row["latency_ms_p50"], 100 * row["accuracy"])
-        obstacles = placed + [box for name, box in markers.items() if name != row["name"]]
-        best = None
-        for dx, dy in _OFFSETS:
+        for n, (dx, dy) in enumerate(_OFFSETS):
             label = ax.annotate(
-                f"{row['name']}\n{row['size_mb']:.2f} MB",
+                str(i),
                 point,
                 textcoords="offset points",
                 xytext=(dx, dy),
-                ha="left" if dx > 0 else "right",
-                fontsize=8,
-                arrowprops={"arrowstyle": "-", "lw": 0.6, "alpha": 0.6} if abs(dy) > 22 else None,
+                ha="center",
+                va="center",
+                fontsize=9,
+                fontweight="bold",
             )
-            box = label.get_window_extent(renderer).expanded(1.02, 1.1)
-            outside = box.width * box.height - _overlap_area(box, frame)
-            overlap = outside + sum(_overlap_area(box, other) for other in obstacles)
-            if best is not None:
-                if overlap >= best[0]:
-                    label.remove()
-                    continue
-                best[1].remove()
-            best = (overlap, label, box)
-            if overlap == 0:
+            box = label.get_window_extent(renderer).expanded(1.3, 1.2)
+            if n == len(_OFFSETS) - 1 or not any(_overlap_area(box, other) > 0 for other in placed):
+                placed.append(box)
                 break
-        placed.append(best[2])
+            label.remove()
 
 
 def _overlap_area(a: Any, b: Any) -> float:
