@@ -192,3 +192,47 @@ def test_hub_recipe_offline_fails_before_training_and_names_the_offline_recipe(
     assert "HF_HUB_OFFLINE is set" in error and "transformersbook/bert-base-uncased-finetuned-clinc" in error
     assert "recipes/clinc_offline.py" in error
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("prune_epochs", "batches", "limit", "expected"),
+    [
+        (8, 239, None, (79, 948, 79)),  # CLINC150: 12 points, the last within the first 4 of 8 epochs
+        (1, 3, None, (1, 1, 1)),  # a tiny run: one point, inside the run
+        (8, 239, 0.5, (39, 468, 39)),  # limit_train_batches as a fraction ...
+        (8, 239, 20, (6, 72, 6)),  # ... or as a batch count
+    ],
+)
+def test_prune_step_schedules_twelve_taylor_points_over_the_first_half(
+    prune_epochs: int, batches: int, limit: float | None, expected: tuple[int, int, int]
+) -> None:
+    from lightning_distill.callbacks import StructuredPruning
+    from lightning_distill.text_recipe import PRUNING_POINTS, TextRecipeSettings, gradual_pruning
+
+    settings = TextRecipeSettings(
+        configs="configs/clinc/offline",
+        title="t",
+        data={},
+        tokenizer="tok",
+        teacher="teacher",
+        teacher_base=None,
+        student_base=None,
+        prune_epochs=prune_epochs,
+        limit_train_batches=limit,
+    )
+    spec = gradual_pruning(settings, batches)
+    args = spec["init_args"]
+    assert (args["start"], args["end"], args["frequency"]) == expected
+    callback = StructuredPruning(**args, verbose=False)  # the callback accepts the recipe's arguments as they are
+    steps = prune_epochs * (min(batches, int(limit)) if isinstance(limit, int) else int(batches * (limit or 1)))
+    assert len(callback.schedule.points()) == min(PRUNING_POINTS, steps // 2)
+    assert callback.schedule.sparsity_at(args["end"]) == settings.sparsity
+    assert 0 < args["start"] <= args["end"] <= steps // 2  # Taylor scores first; fully pruned by mid-run
+
+
+def test_prune_step_refuses_a_run_too_short_to_prune_gradually() -> None:
+    from lightning_distill.text_recipe import TextRecipeSettings, gradual_pruning
+
+    settings = TextRecipeSettings("configs", "t", {}, "tok", "teacher", None, None, prune_epochs=1)
+    with pytest.raises(ValueError, match=r"the prune step has 1 optimizer step\(s\).*raise --prune-epochs"):
+        gradual_pruning(settings, 1)
