@@ -6,6 +6,7 @@ callback's ``init_args`` and saved next to a quantized model to rebuild it later
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -128,12 +129,18 @@ class BitsAndBytesConfig:
             the outlier path.
         compute_dtype: 4-bit only: dtype of the matrix multiplication after dequantizing the weights.
         skip_modules: Module-name patterns (``fnmatch``) of layers kept in float, e.g. ``["classifier"]``.
+        device: Where the layers are quantized and the model is put: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
+            bitsandbytes quantizes a layer when it first moves to a device, and an int8 layer quantized on CPU
+            then moved to a GPU fails at its first forward ("Expected a cuda device, but got: cpu", seen on an H200
+            with bitsandbytes 0.50.2; 4-bit layers move fine): for int8 on a GPU, quantize with ``device="cuda"``.
+            :func:`~lightning_distill.quantization.load_quantized` always rebuilds on CPU.
     """
 
     weights: Literal["int8", "nf4", "fp4"] = "int8"
     threshold: float = 6.0
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     skip_modules: tuple[str, ...] = ()
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         _check_choice("BitsAndBytesConfig", "weights", self.weights, ("int8", "nf4", "fp4"))
@@ -142,6 +149,8 @@ class BitsAndBytesConfig:
             raise ValueError(f"BitsAndBytesConfig.threshold must be >= 0; got {self.threshold!r}")
         _check_patterns("BitsAndBytesConfig", self.skip_modules)
         object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"BitsAndBytesConfig.device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
 
 
 QuantConfig = DynamicQuantConfig | StaticQuantConfig | QATConfig | BitsAndBytesConfig

@@ -156,9 +156,13 @@ def freeze_qat_batchnorm(model: nn.Module) -> None:
 
 
 def _apply_bnb(model: nn.Module, config: BitsAndBytesConfig, calibration_data: Any) -> nn.Module:
+    if config.device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(
+            f"BitsAndBytesConfig(device={config.device!r}) but torch sees no CUDA device; use device='cpu' here"
+        )
     quantized = copy.deepcopy(model).eval()
-    _bnb.replace_linears(quantized, config)
-    return quantized
+    _bnb.replace_linears(quantized, config, device=config.device)  # each layer quantized on its device
+    return quantized.to(config.device)
 
 
 _APPLIERS: dict[type, Callable[[nn.Module, Any, Any], nn.Module]] = {

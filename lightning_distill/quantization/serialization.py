@@ -115,6 +115,6 @@ def _skeleton(model: nn.Module, config: QuantConfig, state: dict[str, Any]) -> n
         prepared = _eager.prepare_qat(model, config)
         return _eager.convert(prepared)
     if isinstance(config, BitsAndBytesConfig):
-        _bnb.replace_linears(model, config)
+        _bnb.replace_linears(model, config, device="cpu")  # the saved state is on CPU; move the result afterwards
         return model
     raise TypeError(f"cannot rebuild a model for {type(config).__name__}")  # pragma: no cover

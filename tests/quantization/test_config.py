@@ -23,6 +23,8 @@ def test_bad_values_name_the_field():
         QATConfig(freeze_observers_epoch=-1)
     with pytest.raises(ValueError, match="weights must be one of 'int8', 'nf4', 'fp4'; got 'int2'"):
         BitsAndBytesConfig(weights="int2")
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu'"):
+        BitsAndBytesConfig(device="gpu")
     with pytest.raises(ValueError, match="skip_modules must be a list of module-name patterns"):
         DynamicQuantConfig(skip_modules="classifier")
     with pytest.raises(ValueError, match="dtype must be one of 'qint8', 'float16'"):

@@ -128,3 +128,9 @@ def test_not_a_config_is_refused(trained_mlp):
 def test_bitsandbytes_without_linear_layers_is_refused():
     with pytest.raises(ValueError, match=r"found no nn\.Linear layer"):
         quantize(nn.Sequential(nn.ReLU()), BitsAndBytesConfig())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no CUDA device")
+def test_bitsandbytes_on_cuda_without_a_gpu_is_refused_by_name(trained_mlp):
+    with pytest.raises(ValueError, match=r"BitsAndBytesConfig\(device='cuda'\) but torch sees no CUDA device"):
+        quantize(trained_mlp, BitsAndBytesConfig(device="cuda"))
