@@ -132,7 +132,8 @@ class BitsAndBytesConfig:
         device: Where the layers are quantized and the model is put: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
             bitsandbytes quantizes a layer when it first moves to a device, and an int8 layer quantized on CPU
             then moved to a GPU fails at its first forward ("Expected a cuda device, but got: cpu", seen on an H200
-            with bitsandbytes 0.50.2; 4-bit layers move fine): for int8 on a GPU, quantize with ``device="cuda"``.
+            with bitsandbytes 0.50.2; 4-bit layers move fine): for int8 on a GPU, quantize with ``device="cuda"``
+            (checked there: ``benchmarks/gpu_bnb_check.py``).
             :func:`~lightning_distill.quantization.load_quantized` always rebuilds on CPU.
     """
 
