@@ -2,11 +2,12 @@
 
 Each config is parsed and validated (class paths, argument names and types). Configs that need nothing from the
 network are also instantiated: models, data modules, losses and callbacks are built for real. Checkpoints that a
-previous step writes (``teacher_checkpoint``) are set to null, since no step has run.
+previous step writes (``teacher_checkpoint``, a student's ``teacher_weights``) are set to null, since no step has run.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,11 @@ def _overrides(config: Path) -> list[str]:
     init_args = (text.get("model") or {}).get("init_args") or {}
     if init_args.get("teacher_checkpoint"):
         args.append("--model.init_args.teacher_checkpoint=null")
+    student = init_args.get("student") or {}
+    if (student.get("init_args") or {}).get("teacher_weights"):
+        # the whole student as JSON: a nested `...student.init_args.teacher_weights=null` arrives as the string 'None'
+        student = {**student, "init_args": {**student["init_args"], "teacher_weights": None}}
+        args.append(f"--model.init_args.student={json.dumps(student)}")
     data_class = (text.get("data") or {}).get("class_path", "")
     if data_class.endswith("MNISTDataModule"):
         args += [f"--data.init_args.root={MNIST10K}", "--data.init_args.download=false"]

@@ -252,6 +252,10 @@ class StudentFromTeacher(TransformerClassifier):
         id2label: Class id -> label name; linked from ``data.id2label`` by the CLI.
         reinitialize_head: Replace a trained classification head by a fresh one.
         attn_implementation: ``"sdpa"`` or ``"eager"`` (needed by the attention-map loss); None keeps the default.
+        teacher_weights: The fine-tuned teacher as a Lightning checkpoint of ``ClassifierModule`` (or a plain state
+            dict) of the model ``checkpoint`` builds, loaded before the layers are cut: the student then starts from
+            the fine-tuned layers and head, not the pretrained ones (on CLINC150 this is what makes a 3-layer MiniLM
+            student nearly as accurate as its teacher). None: ``checkpoint``'s own weights.
     """
 
     def __init__(
@@ -262,8 +266,13 @@ class StudentFromTeacher(TransformerClassifier):
         id2label: dict[int, str] | None = None,
         reinitialize_head: bool = False,
         attn_implementation: Literal["eager", "sdpa"] | None = None,
+        teacher_weights: str | None = None,
     ) -> None:
         super().__init__(checkpoint, num_classes, id2label, reinitialize_head, attn_implementation)
+        if teacher_weights is not None:
+            from lightning_distill.modules.teacher_weights import load_teacher_weights
+
+            load_teacher_weights(self, teacher_weights, argument="teacher_weights")
         keep_layers(self.model, list(layers))
 
 

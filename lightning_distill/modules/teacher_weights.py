@@ -11,23 +11,24 @@ from torch import nn
 _PREFIXES = ("model.", "student.", "")
 
 
-def load_teacher_weights(teacher: nn.Module, path: str) -> None:
+def load_teacher_weights(teacher: nn.Module, path: str, argument: str = "teacher_checkpoint") -> None:
     """Load ``path`` into ``teacher`` strictly, accepting our checkpoints and plain ``state_dict`` files.
 
     A Lightning checkpoint of :class:`ClassifierModule` stores the weights under ``model.``; one of
-    :class:`DistillationModule` under ``student.`` (a distilled student can teach the next one).
+    :class:`DistillationModule` under ``student.`` (a distilled student can teach the next one). ``argument`` is
+    the name the error messages give the path (the option the user set).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the checkpoint's weights do not fit ``teacher`` (the message names the mismatch).
     """
     if not Path(path).is_file():
-        raise FileNotFoundError(f"teacher_checkpoint {path!r} does not exist; fit a teacher first or fix the path")
+        raise FileNotFoundError(f"{argument} {path!r} does not exist; fit a teacher first or fix the path")
     # Our own checkpoints hold hyperparameters besides tensors, so a weights-only load would refuse them.
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"teacher_checkpoint {path!r} holds no state dict (got {type(checkpoint).__name__})")
+        raise ValueError(f"{argument} {path!r} holds no state dict (got {type(checkpoint).__name__})")
     expected = teacher.state_dict()
     for prefix in _PREFIXES:
         candidate = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -36,14 +37,14 @@ def load_teacher_weights(teacher: nn.Module, path: str) -> None:
     else:
         sample = sorted(state)[:3]
         raise ValueError(
-            f"teacher_checkpoint {path!r} does not fit the teacher: its keys (e.g. {sample}) match neither the "
+            f"{argument} {path!r} does not fit the teacher: its keys (e.g. {sample}) match neither the "
             f"teacher's keys (e.g. {sorted(expected)[:3]}) nor those under 'model.' or 'student.'; check that the "
             "teacher in the config is the architecture that was trained"
         )
     for key, value in candidate.items():
         if value.shape != expected[key].shape:
             raise ValueError(
-                f"teacher_checkpoint {path!r} does not fit the teacher: {key} has shape {tuple(value.shape)} in the "
+                f"{argument} {path!r} does not fit the teacher: {key} has shape {tuple(value.shape)} in the "
                 f"checkpoint but {tuple(expected[key].shape)} in the teacher (different number of classes or layer "
                 "sizes?)"
             )

@@ -85,6 +85,29 @@ def test_student_keeps_the_chosen_teacher_layers_and_reloads(tmp_path: Path) -> 
     torch.testing.assert_close(reloaded(**_inputs()).logits, student(**_inputs()).logits)
 
 
+def test_student_cut_from_the_fine_tuned_teacher_of_a_lightning_checkpoint(tmp_path: Path) -> None:
+    # the pretrained encoder the YAML flow starts from, and a "fine-tuned" teacher of it saved as ClassifierModule does
+    encoder = write_bert(tmp_path / "encoder", layers=4)
+    fine_tuned = TransformerClassifier(write_bert(tmp_path / "tuned", layers=4, seed=7), num_classes=3)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in fine_tuned.state_dict().items()}}, tmp_path / "best.ckpt")
+
+    student = StudentFromTeacher(encoder, layers=[0, 3], num_classes=3, teacher_weights=str(tmp_path / "best.ckpt"))
+    pretrained = StudentFromTeacher(encoder, layers=[0, 3], num_classes=3)
+    for ours, theirs in [(0, 0), (1, 3)]:
+        torch.testing.assert_close(
+            student.model.bert.encoder.layer[ours].intermediate.dense.weight,
+            fine_tuned.model.bert.encoder.layer[theirs].intermediate.dense.weight,
+        )
+    torch.testing.assert_close(student.model.classifier.weight, fine_tuned.model.classifier.weight)
+    assert not torch.equal(
+        pretrained.model.bert.encoder.layer[0].intermediate.dense.weight,
+        student.model.bert.encoder.layer[0].intermediate.dense.weight,
+    )
+
+    with pytest.raises(FileNotFoundError, match=r"teacher_weights '.*missing.ckpt' does not exist"):
+        StudentFromTeacher(encoder, layers=[0], num_classes=3, teacher_weights=str(tmp_path / "missing.ckpt"))
+
+
 def test_distilbert_student_ignores_token_type_ids(tmp_path: Path) -> None:
     path = write_distilbert(tmp_path, layers=3)
     student = StudentFromTeacher(path, layers=[0, 2], num_classes=3).eval()
