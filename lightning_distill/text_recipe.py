@@ -398,10 +398,18 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
 
     @recipe.step("distill")
     def distill() -> dict:
-        overrides = distill_overrides()
-        overrides += ["--model.init_args.student.init_args.checkpoint", settings.student_base or teacher_folder()]
+        import yaml
+
+        # The whole student as JSON: the config's may load a teacher fit's checkpoint (teacher_weights), which the
+        # recipe's teacher folder replaces, and a dotted `...teacher_weights=null` would arrive as the string 'None'.
+        student = yaml.safe_load((Path(settings.configs) / "distill.yaml").read_text())["model"]["init_args"]["student"]
+        init_args = {**student.get("init_args", {}), "checkpoint": settings.student_base or teacher_folder()}
+        if "teacher_weights" in init_args:
+            init_args["teacher_weights"] = None  # explicit: the JSON is merged into the config's student
         if settings.student_layers is not None:
-            overrides += ["--model.init_args.student.init_args.layers", json.dumps(settings.student_layers)]
+            init_args["layers"] = list(settings.student_layers)
+        overrides = distill_overrides()
+        overrides += ["--model.init_args.student", json.dumps({**student, "init_args": init_args})]
         folder = recipe.step_dir("distill")
         cli, best = _fit(settings, folder, "distill.yaml", overrides, settings.epochs)
         cli.model.student.save_pretrained(folder / "student", tokenizer=cli.datamodule.tokenizer)
@@ -413,13 +421,11 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         def prune() -> dict:
             from lightning_distill.pruning import pruned_shapes, save_pruned
 
-            overrides = distill_overrides()
-            overrides += [
-                "--model.init_args.student.class_path",
-                "lightning_distill.models.TransformerClassifier",
-                "--model.init_args.student.init_args.checkpoint",
-                recipe.result("distill")["student"],
-            ]
+            distilled = {
+                "class_path": "lightning_distill.models.TransformerClassifier",
+                "init_args": {"checkpoint": recipe.result("distill")["student"]},
+            }
+            overrides = [*distill_overrides(), "--model.init_args.student", json.dumps(distilled)]
             pruning = gradual_pruning(settings, train_batches(data_module(recipe.result("distill")["student"])))
             folder = recipe.step_dir("prune")
             cli, best = _fit(settings, folder, "distill.yaml", overrides, settings.prune_epochs, [pruning], keep="last")
