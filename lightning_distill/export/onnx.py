@@ -154,31 +154,21 @@ def export_onnx(
     args = tuple(named.values())
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings about the TorchScript exporter
+        # The two exporters share their arguments but for how dynamic dimensions are declared.
         if config.dynamo:
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                input_names=list(named),
-                output_names=list(config.output_names),
-                opset_version=config.opset,
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes=_dynamic_shapes(named, config),
-                verbose=False,
-            )
+            mode = {"external_data": False, "dynamic_shapes": _dynamic_shapes(named, config), "verbose": False}
         else:
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                input_names=list(named),
-                output_names=list(config.output_names),
-                opset_version=config.opset,
-                dynamo=False,
-                dynamic_axes=_dynamic_axes(named, config),
-                do_constant_folding=True,
-            )
+            mode = {"dynamic_axes": _dynamic_axes(named, config), "do_constant_folding": True}
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=list(named),
+            output_names=list(config.output_names),
+            opset_version=config.opset,
+            dynamo=config.dynamo,
+            **mode,
+        )
     names = _label_names(model, label_names)
     if names is not None:
         write_metadata(path, {LABELS_KEY: json.dumps(dict(enumerate(names)))})
