@@ -24,15 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from lightning_distill.losses import distillation_loss
 from lightning_distill.pruning.structured import (
     find_unit_groups,
     keep_indices,
     l1_importance,
     remove_units,
     taylor_importance,
+    units_to_keep,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pruning_recovery.json"
@@ -95,12 +96,12 @@ def prune_to(m, originals, sparsity, scores=None, scope="layer"):
     groups = groups_of(m)
     imp = {g.name: (scores[g.name] if scores and g.name in scores else l1_importance(g)) for g in groups}
     if scope == "layer":
-        counts = {g.name: originals[g.name] - round(sparsity * originals[g.name]) for g in groups}
+        counts = {g.name: units_to_keep(originals[g.name], sparsity, g.name) for g in groups}
     else:  # global per kind, scores normalised by the group's mean
         counts = {}
         for kind in ("heads", "neurons"):
             gs = [g for g in groups if g.kind == kind]
-            total_keep = sum(originals[g.name] - round(sparsity * originals[g.name]) for g in gs)
+            total_keep = sum(units_to_keep(originals[g.name], sparsity, g.name) for g in gs)
             allscores = torch.cat([imp[g.name].float().cpu() / imp[g.name].float().mean().cpu() for g in gs])
             owner = torch.cat([torch.full((g.num_units,), i) for i, g in enumerate(gs)])
             top = torch.argsort(-allscores, stable=True)[:total_keep]
@@ -115,12 +116,8 @@ def prune_to(m, originals, sparsity, scores=None, scope="layer"):
 
 
 def kd(logits, t, y, T, w):
-    soft = (
-        F.kl_div(F.log_softmax(logits / T, -1), F.log_softmax(t / T, -1), reduction="batchmean", log_target=True)
-        * T
-        * T
-    )
-    return w * soft + (1 - w) * F.cross_entropy(logits, y)
+    """The project's distillation loss (soft weight ``w`` at temperature ``T``, labels the rest)."""
+    return distillation_loss(logits, t, y, T, w).loss
 
 
 def taylor_scores(m, batches=60, T=2.0, w=0.5):
