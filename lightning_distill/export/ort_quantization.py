@@ -31,19 +31,15 @@ def _quantize_embeddings(path: Path, output_path: Path, block_size: int) -> None
     """Rewrite every ``Gather`` of a float initializer (embedding tables) in ``path`` as 4-bit GatherBlockQuantized."""
     import numpy as np
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    axes = (("Gather", 1),)  # blocks run along the hidden dimension of each embedding row
-    algo = DefaultWeightOnlyQuantConfig(
-        block_size=block_size, is_symmetric=True, op_types_to_quantize=("Gather",), quant_axes=axes
-    )
+    # The quantizer builds its default (round-to-nearest) config from these; blocks run along the hidden dimension.
     quantizer = MatMulNBitsQuantizer(
         onnx.load(str(path)),
         block_size=block_size,
         is_symmetric=True,
         op_types_to_quantize=("Gather",),
-        quant_axes=axes,
-        algo_config=algo,
+        quant_axes=(("Gather", 1),),
     )
     with np.errstate(divide="ignore", invalid="ignore"):  # all-zero blocks (the padding row) have scale 0
         quantizer.process()
