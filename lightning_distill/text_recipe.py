@@ -10,10 +10,12 @@ Every training step runs the LightningCLI in-process on the task's configs (``<c
    during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
    first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
 4. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
-5. ``export``: the final student as ONNX fp32, as optimized by ONNX Runtime, and as ONNX Runtime dynamic int8 (the
-   embedding tables included: ONNX Runtime quantizes their ``Gather``).
+5. ``export``: the final student as ONNX fp32, as optimized by ONNX Runtime, as ONNX Runtime dynamic int8 (the
+   embedding tables included: ONNX Runtime quantizes their ``Gather``), and as int8 with 4-bit embedding tables; with
+   pruning, the unpruned student as int8 with 4-bit embeddings too.
 6. ``benchmark``: every artifact reloaded from disk, measured on raw test texts (tokenization in every latency).
-7. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target.
+7. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target,
+   checked for each ONNX candidate; the final artifact is the most compressed candidate that meets it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Write a PNG of accuracy (y) against batch-1 p50 latency (x, log scale); marker area proportional to size.
 
-    Each point carries a number; the key beside the plot gives its artifact name, size and accuracy (clustered
+    Each point carries a number; the key beside the plot gives its artifact name, accuracy, latency and size (clustered
     points, such as an fp32 graph and its optimized copy, would bury direct labels under each other).
     """
     import matplotlib
