@@ -151,6 +151,21 @@ class Runner:
 # --- MNIST ----------------------------------------------------------------------------------------------------------
 
 
+def trainer(epochs: int, **options: Any) -> pl.Trainer:
+    """A quiet CPU trainer for the models this script trains itself (no logs, checkpoints or progress bars)."""
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **options,
+    )
+
+
 def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
     from lightning_distill.data import MNISTDataModule
     from lightning_distill.losses import KDLoss
@@ -163,18 +178,6 @@ def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
     teacher, student = MNISTClassifier(), TinyMNIST()
 
     torch.set_num_threads(args.train_threads)
-
-    def trainer(epochs: int) -> pl.Trainer:
-        return pl.Trainer(
-            max_epochs=epochs,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
 
     if args.mnist_teacher:
         load_teacher_weights(teacher, args.mnist_teacher)
@@ -242,17 +245,7 @@ def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, An
         torch.set_num_threads(args.train_threads)
         classifier = model()
         module = ClassifierModule(classifier, data.num_classes, learning_rate=lr, warmup_fraction=0.06)
-        pl.Trainer(
-            max_epochs=args.clinc_train_epochs,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-        ).fit(module, data)
+        trainer(args.clinc_train_epochs, limit_val_batches=0).fit(module, data)
         classifier.save_pretrained(path, tokenizer=data.tokenizer)
         torch.set_num_threads(args.threads)
         print(f"fine-tuned {path} for {args.clinc_train_epochs} epoch(s)", flush=True)
