@@ -104,6 +104,28 @@ def save(model: TransformerClassifier, path: Path, data: TextClassificationDataM
     fresh.rename(path)
 
 
+def measured(model: TransformerClassifier, path: Path, data: TextClassificationDataModule) -> dict[str, Any]:
+    """Where a model is saved, its depth, and its validation and test accuracy."""
+    return {
+        "path": str(path),
+        "layers": model.config.num_hidden_layers,
+        "val_accuracy": accuracy(model, data, "val"),
+        "test_accuracy": accuracy(model, data, "test"),
+    }
+
+
+def timing(timer: Any, epochs: int) -> dict[str, Any]:
+    """The epoch times of a fit and the load average during each."""
+    return {"epochs": epochs, "epoch_seconds": timer.seconds, "epoch_load_average": timer.load_average}
+
+
+def record(results: dict[str, Any], key: str, row: dict[str, Any]) -> None:
+    """Add ``row`` under ``key``, write the results file and print the row (a stopped run keeps what it measured)."""
+    results[key] = row
+    write(results)
+    print(row, flush=True)
+
+
 def write(results: dict[str, Any]) -> None:
     output = Path(results["settings"]["output"])
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -178,23 +200,13 @@ def main() -> None:
         module = ClassifierModule(teacher, data.num_classes, learning_rate=args.teacher_lr, warmup_fraction=0.06)
         timer = fit(module, data, args.teacher_epochs, "teacher", args)
         teacher.save_pretrained(teacher_path, tokenizer=data.tokenizer)
-        training = {
-            "epochs": args.teacher_epochs,
-            "learning_rate": args.teacher_lr,
-            "epoch_seconds": timer.seconds,
-            "epoch_load_average": timer.load_average,
-        }
+        training = {**timing(timer, args.teacher_epochs), "learning_rate": args.teacher_lr}
         (teacher_path / "training.json").write_text(json.dumps(training, indent=2) + "\n")
-    results["teacher"] = {
-        "path": str(teacher_path),
-        "layers": teacher.config.num_hidden_layers,
-        "val_accuracy": accuracy(teacher, data, "val"),
-        "test_accuracy": accuracy(teacher, data, "test"),
-        "trained_in_this_run": not args.teacher_from,
-        **training,
-    }
-    write(results)
-    print(results["teacher"], flush=True)
+    record(
+        results,
+        "teacher",
+        {**measured(teacher, teacher_path, data), "trained_in_this_run": not args.teacher_from, **training},
+    )
 
     def student() -> StudentFromTeacher:
         pl.seed_everything(args.seed)  # same head initialisation and data order for every student
@@ -206,46 +218,41 @@ def main() -> None:
     module = ClassifierModule(plain, data.num_classes, learning_rate=args.student_lr, warmup_fraction=0.06)
     plain_timer = fit(module, data, args.student_epochs, "student_plain", args)
     save(plain, runs / "student_plain", data)
-    results["student_plain"] = {
-        "path": str(runs / "student_plain"),
-        "layers": plain.config.num_hidden_layers,
-        "val_accuracy": accuracy(plain, data, "val"),
-        "test_accuracy": accuracy(plain, data, "test"),
-        "epochs": args.student_epochs,
-        "epoch_seconds": plain_timer.seconds,
-        "epoch_load_average": plain_timer.load_average,
-    }
-    write(results)
-    print(results["student_plain"], flush=True)
+    record(
+        results,
+        "student_plain",
+        {**measured(plain, runs / "student_plain", data), **timing(plain_timer, args.student_epochs)},
+    )
 
     # 3. Distillation with cached teacher logits (the recipe's student).
     loss = KDLoss(temperature=args.temperature, soft_target_weight=args.soft_target_weight)
+
+    def distillation(model: StudentFromTeacher, cache: bool) -> DistillationModule:
+        return DistillationModule(
+            model,
+            teacher,
+            loss=loss,
+            num_classes=data.num_classes,
+            learning_rate=args.student_lr,
+            warmup_fraction=0.06,
+            cache_teacher_logits=cache,
+        )
+
     distilled = student()
-    module = DistillationModule(
-        distilled,
-        teacher,
-        loss=loss,
-        num_classes=data.num_classes,
-        learning_rate=args.student_lr,
-        warmup_fraction=0.06,
-        cache_teacher_logits=True,
-    )
+    module = distillation(distilled, cache=True)
     cached_timer = fit(module, data, args.student_epochs, "student_distilled", args)
     save(distilled, runs / "student_distilled", data)
-    results["student_distilled"] = {
-        "path": str(runs / "student_distilled"),
-        "layers": distilled.config.num_hidden_layers,
-        "val_accuracy": accuracy(distilled, data, "val"),
-        "test_accuracy": accuracy(distilled, data, "test"),
-        "epochs": args.student_epochs,
-        "epoch_seconds": cached_timer.seconds,
-        "epoch_load_average": cached_timer.load_average,
-        "teacher_cache_seconds": module.teacher_cache_seconds,
-        "teacher_cache_key": module.teacher_cache_key,
-        "loss": {"temperature": args.temperature, "soft_target_weight": args.soft_target_weight},
-    }
-    write(results)
-    print(results["student_distilled"], flush=True)
+    record(
+        results,
+        "student_distilled",
+        {
+            **measured(distilled, runs / "student_distilled", data),
+            **timing(cached_timer, args.student_epochs),
+            "teacher_cache_seconds": module.teacher_cache_seconds,
+            "teacher_cache_key": module.teacher_cache_key,
+            "loss": {"temperature": args.temperature, "soft_target_weight": args.soft_target_weight},
+        },
+    )
 
     def mean(values: list[float]) -> float:
         return sum(values) / len(values)
@@ -275,15 +282,7 @@ def main() -> None:
         estimate = plain_epoch + results["student_distilled"]["teacher_cache_seconds"]
         if estimate > 0.9 * left:
             fraction = max(0.1, round(0.8 * left / estimate, 2))
-    module = DistillationModule(
-        student(),
-        teacher,
-        loss=loss,
-        num_classes=data.num_classes,
-        learning_rate=args.student_lr,
-        warmup_fraction=0.06,
-        cache_teacher_logits=False,
-    )
+    module = distillation(student(), cache=False)
     uncached_timer = fit(module, data, 1, "student_distilled_uncached", args, fraction=fraction)
     uncached_epoch = uncached_timer.seconds[0] / fraction
     results["epoch_seconds"] |= {
