@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _train import quiet_trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_distill.benchmark import benchmark_module
@@ -61,16 +62,10 @@ def fit(
     fraction: float = 1.0,
 ) -> EpochTimer:
     timer = EpochTimer()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
+    trainer = quiet_trainer(
+        epochs,
         limit_train_batches=fraction,
-        accelerator="cpu",
-        devices=1,
         limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
         logger=CSVLogger(args.runs, name=f"logs_{name}"),
         log_every_n_steps=20,
         callbacks=[timer],

@@ -35,6 +35,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _train import quiet_trainer
 from torch import nn
 
 from lightning_distill.benchmark import benchmark_module, file_size_mb, module_predictor
@@ -51,28 +52,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "pruning.json"
 DISTILLED_STUDENT = ROOT / "runs" / "clinc_offline" / "student_distilled"
 
 
-def trainer(epochs: int, steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:
-    return pl.Trainer(
-        max_epochs=epochs,
-        max_steps=steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=callbacks,
-    )
-
-
 def fine_tune(model: nn.Module, data: Any, lr: float, epochs: int, steps: int, pruning: pl.Callback | None) -> float:
     """Train ``model`` (with ``pruning`` applied at the first epoch); returns the wall seconds."""
     model.train()
     module = ClassifierModule(model, learning_rate=lr)
     started = time.perf_counter()
-    trainer(epochs, steps, [pruning] if pruning is not None else []).fit(module, data)
+    callbacks = [pruning] if pruning is not None else []
+    quiet_trainer(epochs, max_steps=steps, limit_val_batches=0, callbacks=callbacks).fit(module, data)
     model.eval()
     return time.perf_counter() - started
 

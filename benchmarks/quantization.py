@@ -33,6 +33,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _train import quiet_trainer
 from torch import nn
 
 from lightning_distill.benchmark import BenchmarkResult, benchmark, count_parameters, file_size_mb, markdown_table
@@ -151,21 +152,6 @@ class Runner:
 # --- MNIST ----------------------------------------------------------------------------------------------------------
 
 
-def trainer(epochs: int, **options: Any) -> pl.Trainer:
-    """A quiet CPU trainer for the models this script trains itself (no logs, checkpoints or progress bars)."""
-    return pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **options,
-    )
-
-
 def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
     from lightning_distill.data import MNISTDataModule
     from lightning_distill.losses import KDLoss
@@ -182,14 +168,14 @@ def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
     if args.mnist_teacher:
         load_teacher_weights(teacher, args.mnist_teacher)
     else:
-        trainer(args.mnist_epochs).fit(ClassifierModule(teacher, 10, learning_rate=1e-3), data)
+        quiet_trainer(args.mnist_epochs).fit(ClassifierModule(teacher, 10, learning_rate=1e-3), data)
     if args.mnist_student:
         load_teacher_weights(student, args.mnist_student)
     else:
         module = DistillationModule(
             student, teacher, loss=KDLoss(temperature=4.0, soft_target_weight=0.7), num_classes=10, learning_rate=1e-3
         )
-        trainer(args.mnist_epochs).fit(module, data)
+        quiet_trainer(args.mnist_epochs).fit(module, data)
     torch.set_num_threads(args.threads)
     return data, teacher.eval(), student.eval()
 
@@ -245,7 +231,7 @@ def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, An
         torch.set_num_threads(args.train_threads)
         classifier = model()
         module = ClassifierModule(classifier, data.num_classes, learning_rate=lr, warmup_fraction=0.06)
-        trainer(args.clinc_train_epochs, limit_val_batches=0).fit(module, data)
+        quiet_trainer(args.clinc_train_epochs, limit_val_batches=0).fit(module, data)
         classifier.save_pretrained(path, tokenizer=data.tokenizer)
         torch.set_num_threads(args.threads)
         print(f"fine-tuned {path} for {args.clinc_train_epochs} epoch(s)", flush=True)
