@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_distill.data._split import split_indices
+from lightning_distill.data._split import check_fraction, check_positive, split_indices
 from lightning_distill.data._tensor import TensorBenchmarkMixin
 
 
@@ -35,11 +35,9 @@ class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {value}")
+        check_positive("batch_size", batch_size)
+        check_fraction("val_fraction", val_fraction)
+        check_fraction("test_fraction", test_fraction)
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(
                 f"val_fraction + test_fraction must leave training data, got {val_fraction} + {test_fraction}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torch.utils.data import TensorDataset
 
-from lightning_distill.data._split import split_indices
+from lightning_distill.data._split import check_fraction, check_positive, split_indices
 from lightning_distill.data._tensor import TensorBenchmarkMixin
 
 MNIST_MEAN = 0.1307
@@ -45,10 +45,8 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_positive("batch_size", batch_size)
+        check_fraction("val_fraction", val_fraction)
         self.root = root
         self.download = download
         self.batch_size = batch_size

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lightning_distill.data._split import check_positive
 from lightning_distill.modules._batch import TEACHER_PREFIX
 
 log = logging.getLogger(__name__)
@@ -182,10 +183,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
             )
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {max_length}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be positive, got {eval_batch_size}")
+        check_positive("batch_size", batch_size)
+        if eval_batch_size is not None:
+            check_positive("eval_batch_size", eval_batch_size)
         self.dataset_name = dataset
         self.dataset_config = dataset_config
         self.data_files = dict(data_files) if data_files is not None else None
