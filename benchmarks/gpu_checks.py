@@ -86,7 +86,7 @@ def check(name, **trainer_kwargs):
     trainer.fit(module, DataLoader(data, batch_size=32, shuffle=True))
     teacher_after = {k: v.detach().float().cpu() for k, v in module.teacher.state_dict().items()}
     student_after = {k: v.detach().float().cpu() for k, v in module.student.state_dict().items()}
-    saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)
     keys = list(saved["state_dict"])
     row = {
         "check": name,

@@ -52,7 +52,7 @@ def prepare(args: argparse.Namespace) -> None:
     STUDENT, ROWS_LIMIT = args.student, args.limit
     tok = AutoTokenizer.from_pretrained(STUDENT)
     TRAIN, VAL, TEST = (enc(Path(args.data) / f"{split}.parquet") for split in ("train", "validation", "test"))
-    logits = torch.load(args.teacher_logits, map_location="cpu", weights_only=False)
+    logits = torch.load(args.teacher_logits, map_location="cpu", weights_only=True)
     logits = logits["logits"] if isinstance(logits, dict) else logits
     if len(logits) < len(TRAIN[2]):
         raise ValueError(f"{args.teacher_logits} holds {len(logits)} rows of logits but the training set has more")

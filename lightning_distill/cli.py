@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, _InstantiatorFn
 from torch import nn
 from typing_extensions import override
 
 from lightning_distill.benchmark import benchmark_module, markdown_table, write_rows
 from lightning_distill.pruning import resize_to_state_dict
+from lightning_distill.safe_load import load_file
 
 # Attributes a data module may expose, and where they go in the model config.
 LINKED_DATA_ATTRIBUTES = ("num_classes", "in_features", "id2label")
@@ -70,9 +70,7 @@ class _Benchmark:
             iterations: Timed batch-1 calls.
         """
         if ckpt_path is not None:
-            if not Path(ckpt_path).is_file():
-                raise FileNotFoundError(f"ckpt_path {ckpt_path!r} does not exist")
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            checkpoint = load_file(ckpt_path, "ckpt_path")
             resize_to_state_dict(model, checkpoint["state_dict"])  # a structurally pruned model has smaller layers
             model.load_state_dict(checkpoint["state_dict"])
         datamodule.setup("test")
@@ -132,6 +130,16 @@ class DistillCLI(LightningCLI):
             run=run,
             **kwargs,
         )
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads a checkpoint's hyperparameters right after parsing; a file that is unsafe (pickled code)
+        # or broken is refused here first, by name, rather than by an unpickling error from inside Lightning.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
+            load_file(ckpt_path, "ckpt_path")
 
     @staticmethod
     @override

@@ -123,14 +123,13 @@ def load_trained(config: str | Path, checkpoint: str | Path, overrides: list[str
 
     ``overrides`` are command-line style arguments such as ``["--data.root", "../shared/data/mnist10k"]``.
     """
-    import torch
-
     from lightning_distill.cli import cli_main, deployable_model
+    from lightning_distill.safe_load import load_file
 
     cli = cli_main(["--config", str(config), *(overrides or [])], run=False)
     from lightning_distill.pruning import resize_to_state_dict
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_file(checkpoint)["state_dict"]
     resize_to_state_dict(cli.model, state)  # a structurally pruned model has smaller layers than its config says
     cli.model.load_state_dict(state)
     model = deployable_model(cli.model).eval()

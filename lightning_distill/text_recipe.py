@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from lightning_distill.recipe import Recipe
+from lightning_distill.safe_load import load_file
 
 REFERENCE = "teacher fp32"
 INT8 = "ONNX int8 (ORT dynamic)"
@@ -76,6 +77,9 @@ class TextRecipeSettings:
         test_limit: Benchmark accuracy on the first ``test_limit`` test texts only; None: all.
         bench_threads: Intra-op threads of every latency measurement.
         bench_iterations: Timed batch-1 calls per artifact.
+        teacher_dropout: Dropout of the teacher fit (``ClassifierModule(dropout=...)``); None keeps the config's.
+        dropout: Dropout of the student in the distill and prune fits (``DistillationModule(dropout=...)``); None
+            keeps the config's.
     """
 
     configs: str
@@ -97,6 +101,8 @@ class TextRecipeSettings:
     test_limit: int | None = None
     bench_threads: int = 1
     bench_iterations: int = 100
+    teacher_dropout: float | None = None
+    dropout: float | None = None
     command: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +138,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-limit", type=int, help="benchmark accuracy on the first N test texts (default: all)")
     parser.add_argument("--bench-threads", type=int, default=1, help="threads of the latency measurement (default 1)")
     parser.add_argument("--bench-iterations", type=int, default=100, help="timed batch-1 calls per artifact")
+    parser.add_argument("--teacher-dropout", type=float, help="dropout of the teacher fit (default: the config's)")
+    parser.add_argument("--dropout", type=float, help="dropout of the student while distilled (default: the config's)")
 
 
 def common_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,6 +155,8 @@ def common_settings(args: argparse.Namespace) -> dict[str, Any]:
         "test_limit",
         "bench_threads",
         "bench_iterations",
+        "teacher_dropout",
+        "dropout",
     )
     return {name: getattr(args, name) for name in names}
 
@@ -178,6 +188,10 @@ def _data_overrides(data: dict[str, Any]) -> list[str]:
     for key, value in data.items():
         args += [f"--data.init_args.{key}", "null" if value is None else _cli_value(value)]
     return args
+
+
+def _dropout_override(dropout: float | None) -> list[str]:
+    return [] if dropout is None else ["--model.init_args.dropout", str(dropout)]
 
 
 def _checkpoint_callback(folder: Path) -> dict[str, Any]:
@@ -243,7 +257,7 @@ def _fit(
     result = {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
     if keep == "last":
         return cli, {**result, "last_val_acc": float(cli.trainer.callback_metrics["val/acc"])}
-    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_file(checkpoint.best_model_path)["state_dict"]
     cli.model.load_state_dict(state)
     return cli, result
 
@@ -376,6 +390,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             *_data_overrides(
                 {**settings.data, "tokenizer": settings.tokenizer, "teacher_tokenizer": teacher_tokenizer()}
             ),
+            *_dropout_override(settings.dropout),
         ]
 
     @recipe.step("teacher")
@@ -386,6 +401,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             "--model.init_args.model.init_args.checkpoint",
             str(settings.teacher_base),
             *_data_overrides({**settings.data, "tokenizer": settings.teacher_tokenizer or settings.tokenizer}),
+            *_dropout_override(settings.teacher_dropout),
         ]
         if source is not None and Path(source).is_dir():
             return {"model": source, "source": "fine-tuned folder, used as is"}

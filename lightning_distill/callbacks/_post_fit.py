@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_distill.modules._batch import student_inputs
+from lightning_distill.safe_load import load_file
 
 Checkpoint = Literal["best", "last"]
 ModelAttribute = Literal["auto", "model", "student"]
@@ -56,8 +57,7 @@ def best_checkpoint_path(trainer: pl.Trainer) -> str | None:
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
-    # Our checkpoints hold hyperparameters besides tensors, which a weights-only load refuses.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_file(path, "best checkpoint")
 
 
 def submodule_state(state_dict: dict[str, Any], attribute: str) -> dict[str, Any]:

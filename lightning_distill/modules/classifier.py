@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.modules._batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
 
 
@@ -32,6 +33,11 @@ class ClassifierModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of the training steps with a linear learning-rate warm-up, followed by linear
             decay to zero; 0 keeps the learning rate constant.
+        dropout: Dropout probability of ``model`` while it trains: None keeps the model's own (a Hugging Face
+            config's, e.g. 0.1); 0 turns dropout off; any other value replaces every dropout layer's probability
+            (and the Hugging Face config's, so a saved model says what it was trained with). Whatever mode the model
+            arrives in (``from_pretrained`` returns it in eval mode), the module puts it in train mode when fitting
+            starts, so dropout is this setting's choice, not an accident of how the model was loaded.
     """
 
     def __init__(
@@ -41,16 +47,24 @@ class ClassifierModule(pl.LightningModule):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_fraction: float = 0.0,
+        dropout: float | None = None,
     ) -> None:
         super().__init__()
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
         if not 0.0 <= warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        check_dropout(dropout)
         check_num_classes(model, num_classes)
         self.save_hyperparameters(ignore=["model"])
+        if dropout is not None:
+            set_dropout(model, dropout)
         self.model = model
         self.num_classes = num_classes
+
+    def on_fit_start(self) -> None:
+        # Lightning keeps each submodule's mode at fit start; the model trains in train mode, whatever it came in.
+        self.train()
 
     def forward(self, inputs: Any) -> Tensor:
         return logits_of(self.model, inputs)

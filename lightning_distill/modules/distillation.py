@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
 from lightning_distill.losses.kd import KDLoss, agreement
+from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.modules import _teacher_cache
 from lightning_distill.modules._batch import (
     TEACHER_PREFIX,
@@ -37,8 +38,9 @@ TEACHER_KEY = "teacher."
 class DistillationModule(pl.LightningModule):
     """Trains ``student`` on a mix of the teacher's soft targets and the labels.
 
-    The teacher is frozen (no gradients, not in the optimizer), stays in eval mode for the whole fit even though
-    Lightning calls ``.train()`` on the module every epoch, and is left out of checkpoints: a checkpoint of this
+    The teacher is frozen (no gradients, not in the optimizer), stays in eval mode for the whole fit (the module puts
+    the student in train mode and the teacher in eval mode when fitting starts, and ``.train()`` on the module leaves
+    the teacher in eval), and is left out of checkpoints: a checkpoint of this
     module holds the student alone (under ``student.``). Before training starts the teacher's validation accuracy is
     logged as ``teacher/val_acc`` so a broken teacher is caught before hours of distillation.
 
@@ -66,6 +68,10 @@ class DistillationModule(pl.LightningModule):
             ``hidden_states``, as :class:`~lightning_distill.models.TransformerClassifier` does); its ``weight``
             scales it in the total loss.
         attention_loss: Optional TinyBERT attention-map loss (both models need ``attn_implementation: eager``).
+        dropout: Dropout probability of the student while it trains: None keeps the student's own (a Hugging Face
+            config's, e.g. 0.1); 0 turns it off; any other value replaces every dropout layer's probability (and the
+            Hugging Face config's). The student is put in train mode when fitting starts whatever mode it arrived in
+            (``from_pretrained`` returns eval mode), so dropout is this setting's choice. The teacher never drops out.
     """
 
     def __init__(
@@ -82,12 +88,14 @@ class DistillationModule(pl.LightningModule):
         teacher_cache_dir: str | None = None,
         hidden_state_loss: HiddenStateLoss | None = None,
         attention_loss: AttentionLoss | None = None,
+        dropout: float | None = None,
     ) -> None:
         super().__init__()
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
         if not 0.0 <= warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        check_dropout(dropout)
         student_classes, teacher_classes = model_num_classes(student), model_num_classes(teacher)
         if student_classes is not None and teacher_classes is not None and student_classes != teacher_classes:
             raise ValueError(
@@ -112,6 +120,8 @@ class DistillationModule(pl.LightningModule):
             else:
                 load_teacher_weights(teacher, teacher_checkpoint)
         self.save_hyperparameters(ignore=["student", "teacher", "loss", "hidden_state_loss", "attention_loss"])
+        if dropout is not None:
+            set_dropout(student, dropout)
         self.student = student
         self.teacher = teacher.requires_grad_(False).eval()
         self.loss = loss if loss is not None else KDLoss()
@@ -133,6 +143,12 @@ class DistillationModule(pl.LightningModule):
         super().train(mode)
         self.teacher.eval()
         return self
+
+    @override
+    def on_fit_start(self) -> None:
+        # Lightning keeps each submodule's mode at fit start: the student (and feature-loss projections) train,
+        # whatever mode they came in; train() keeps the teacher in eval.
+        self.train()
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from lightning_distill.safe_load import load_file
 
 # Keys under which our LightningModules hold the deployable model.
 _PREFIXES = ("model.", "student.", "")
@@ -24,8 +25,7 @@ def load_teacher_weights(teacher: nn.Module, path: str, argument: str = "teacher
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"{argument} {path!r} does not exist; fit a teacher first or fix the path")
-    # Our own checkpoints hold hyperparameters besides tensors, so a weights-only load would refuse them.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_file(path, argument)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{argument} {path!r} holds no state dict (got {type(checkpoint).__name__})")

@@ -32,6 +32,7 @@ from lightning_distill.quantization.config import (
     config_to_dict,
 )
 from lightning_distill.quantization.quantize import CONFIG_ATTRIBUTE
+from lightning_distill.safe_load import load_file
 
 FORMAT = "lightning-distill/quantized"
 VERSION = 1
@@ -96,7 +97,7 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
 def _read(path: str | Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"no quantized model at {str(path)!r}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_file(path, "quantized model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a {FORMAT} file written by save_quantized")
     if payload.get("version") != VERSION:

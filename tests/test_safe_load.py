@@ -1,0 +1,135 @@
+"""No file a user hands us is unpickled: a checkpoint carrying code is refused and its payload never runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+
+from lightning_distill.cli import cli_main
+from lightning_distill.models import MLP
+from lightning_distill.modules import DistillationModule
+from lightning_distill.quantization import load_quantized
+from lightning_distill.recipe import load_trained
+from lightning_distill.safe_load import UnsafeFileError, load_file
+
+
+class _Payload:
+    """Pickles as a call of ``os.system`` that creates ``marker``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _malicious(tmp_path: Path, extra: dict | None = None) -> tuple[Path, Path]:
+    """A checkpoint that loads like a real one, plus a payload; returns its path and the payload's marker."""
+    marker = tmp_path / "payload-ran"
+    model = MLP(in_features=64, hidden_sizes=[8], num_classes=10)
+    payload = {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "hyper_parameters": _Payload(marker),
+        **(extra or {}),
+    }
+    path = tmp_path / "evil.ckpt"
+    torch.save(payload, path)
+    return path, marker
+
+
+def test_load_file_refuses_pickled_code_and_names_it(tmp_path: Path) -> None:
+    path, marker = _malicious(tmp_path)
+    with pytest.raises(UnsafeFileError, match=r"evil\.ckpt.*posix\.system.*never unpickles"):
+        load_file(path)
+    assert not marker.exists()
+
+
+def test_teacher_checkpoint_with_code_is_refused_before_training(tmp_path: Path) -> None:
+    path, marker = _malicious(tmp_path)
+    teacher = MLP(in_features=64, hidden_sizes=[8], num_classes=10)
+    with pytest.raises(UnsafeFileError, match="teacher_checkpoint"):
+        DistillationModule(student=MLP(in_features=64, hidden_sizes=[4]), teacher=teacher, teacher_checkpoint=str(path))
+    assert not marker.exists()
+
+
+def test_quantized_file_with_code_is_refused(tmp_path: Path) -> None:
+    path, marker = _malicious(tmp_path, {"format": "lightning-distill/quantized", "version": 1})
+    with pytest.raises(UnsafeFileError, match="quantized model"):
+        load_quantized(path, MLP(in_features=64, hidden_sizes=[8]))
+    assert not marker.exists()
+
+
+def test_benchmark_and_recipe_loads_refuse_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, marker = _malicious(tmp_path)
+    monkeypatch.chdir(ROOT)
+    config = "configs/digits/teacher.yaml"
+    args = ["benchmark", "--config", config, "--ckpt_path", str(path), "--output", str(tmp_path / "b.json")]
+    with pytest.raises(UnsafeFileError, match="ckpt_path"):
+        cli_main(args)
+    with pytest.raises(UnsafeFileError):
+        load_trained(ROOT / config, path)
+    assert not marker.exists()
+
+
+def test_lightning_distill_fit_does_not_run_a_teachers_payload(tmp_path: Path) -> None:
+    """The report's case, end to end in a fresh process: ``lightning-distill fit`` with a booby-trapped teacher."""
+    import subprocess
+    import sys
+
+    path, marker = _malicious(tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "lightning_distill.cli",
+        "fit",
+        "--config",
+        str(ROOT / "configs/digits/distill.yaml"),
+        f"--model.init_args.teacher_checkpoint={path}",
+        "--trainer.max_epochs=1",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "UnsafeFileError" in done.stderr and "posix.system" in done.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "is empty"),
+        (os.urandom(2000), "not a readable PyTorch file"),
+        ("truncated", "not a readable PyTorch file"),
+    ],
+)
+def test_broken_files_name_the_cause(tmp_path: Path, content: bytes | str, match: str) -> None:
+    path = tmp_path / "broken.ckpt"
+    if content == "truncated":
+        torch.save({"state_dict": {"w": torch.ones(100)}}, path)
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"teacher_checkpoint .*broken\.ckpt.*{match}"):
+        load_file(path, "teacher_checkpoint")
+
+
+def test_every_artifact_of_a_fit_loads_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli_main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs/digits/teacher.yaml"),
+            "--trainer.max_epochs=1",
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    checkpoints = list((tmp_path / "runs").rglob("*.ckpt"))
+    assert checkpoints
+    for checkpoint in checkpoints:
+        assert "state_dict" in load_file(checkpoint)
