@@ -15,11 +15,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_distill.batch import student_inputs
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import KDLoss
 from lightning_distill.models import StudentFromTeacher, TransformerClassifier
 from lightning_distill.modules import DistillationModule
-from lightning_distill.modules._batch import student_inputs
 
 
 class Record(Callback):

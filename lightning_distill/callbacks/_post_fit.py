@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from lightning_distill.modules._batch import student_inputs
+from lightning_distill.batch import student_inputs
 from lightning_distill.safe_load import load_file
 
 Checkpoint = Literal["best", "last"]

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lightning_distill.batch import TEACHER_PREFIX
 from lightning_distill.data._split import check_positive
-from lightning_distill.modules._batch import TEACHER_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Export a PyTorch classifier to ONNX, keep its label names, and check the graph against PyTorch on real batches."""
+"""Export a PyTorch classifier to ONNX with its label names, checked against PyTorch on the example batch."""
 
 from __future__ import annotations
 
@@ -6,33 +6,17 @@ import copy
 import inspect
 import json
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.export.config import OnnxExportConfig, OrtSessionConfig
-from lightning_distill.modules._batch import student_inputs
-
-LABELS_KEY = "id2label"
-
-
-class OnnxParityError(AssertionError):
-    """ONNX Runtime and PyTorch disagree by more than the tolerance; the message names the difference and input."""
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    """Result of :func:`check_parity`: the largest absolute logit difference over all checked examples."""
-
-    max_abs_diff: float
-    atol: float
-    num_batches: int
-    num_examples: int
+from lightning_distill.batch import output_logits
+from lightning_distill.export.config import OnnxExportConfig
+from lightning_distill.export.metadata import LABELS_KEY, label_names_of, write_metadata
+from lightning_distill.export.parity import check_parity
 
 
 class _Logits(nn.Module):
@@ -46,7 +30,7 @@ class _Logits(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         output = self.model(**dict(zip(self.names, inputs, strict=True))) if self.keyword else self.model(*inputs)
-        return output.logits if hasattr(output, "logits") else output
+        return output_logits(output)
 
 
 def _as_named(
@@ -110,15 +94,6 @@ def _dynamic_axes(named: dict[str, Tensor], config: OnnxExportConfig) -> dict[st
     return axes
 
 
-def _label_names(model: nn.Module, label_names: Sequence[str] | None) -> list[str] | None:
-    if label_names is not None:
-        return list(label_names)
-    id2label = getattr(getattr(model, "config", None), "id2label", None)
-    if id2label:
-        return [str(id2label[i]) for i in sorted(id2label)]
-    return None
-
-
 def export_onnx(
     model: nn.Module,
     config: OnnxExportConfig,
@@ -169,7 +144,7 @@ def export_onnx(
             dynamo=config.dynamo,
             **mode,
         )
-    names = _label_names(model, label_names)
+    names = label_names_of(model, label_names)
     if names is not None:
         write_metadata(path, {LABELS_KEY: json.dumps(dict(enumerate(names)))})
     check_parity(path, model, [named if keyword else args[0]], atol=config.parity_atol)
@@ -186,101 +161,3 @@ def _dynamic_shapes(named: dict[str, Tensor], config: OnnxExportConfig) -> tuple
             for name in named
         ),
     )
-
-
-def write_metadata(path: str | Path, values: Mapping[str, str]) -> None:
-    """Set ``metadata_props`` entries of the ONNX model at ``path`` (replacing entries with the same key)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key not in values]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in values.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of the ONNX model at ``path``."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def read_label_names(path: str | Path) -> dict[int, str] | None:
-    """The ``id2label`` mapping stored by :func:`export_onnx`, or ``None`` when the model has none."""
-    raw = read_metadata(path).get(LABELS_KEY)
-    return None if raw is None else {int(k): v for k, v in json.loads(raw).items()}
-
-
-def _numpy_inputs(batch: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
-    if isinstance(batch, Mapping):
-        return {n: _to_numpy(batch[n]) for n in names if n in batch}
-    if isinstance(batch, (tuple, list)):
-        return {n: _to_numpy(t) for n, t in zip(names, batch, strict=False)}
-    return {names[0]: _to_numpy(batch)}
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
-
-
-def _describe(batch: dict[str, np.ndarray]) -> str:
-    with np.printoptions(threshold=20, edgeitems=3, precision=4):
-        return "; ".join(f"{name} shape {tuple(a.shape)} {a.dtype} = {a}" for name, a in batch.items())
-
-
-def check_parity(
-    onnx_model: str | Path | Any,
-    model: nn.Module,
-    batches: Iterable[Any],
-    atol: float = 1e-4,
-    max_batches: int | None = None,
-) -> ParityReport:
-    """Compare ONNX Runtime logits with PyTorch logits on real batches.
-
-    Args:
-        onnx_model: Path of an ``.onnx`` file, or an ``onnxruntime.InferenceSession``.
-        model: The PyTorch model it was exported from (run in eval mode, on a copy).
-        batches: Model inputs: tensors, ``(inputs, labels)`` pairs, or dicts of tensors (``labels``/``index`` ignored).
-        atol: Largest allowed absolute logit difference.
-        max_batches: Stop after this many batches.
-
-    Raises:
-        OnnxParityError: the largest difference exceeds ``atol``; the message gives it and the worst input.
-    """
-    from lightning_distill.export.runtime import create_session
-
-    session = create_session(onnx_model, OrtSessionConfig()) if isinstance(onnx_model, (str, Path)) else onnx_model
-    names = [i.name for i in session.get_inputs()]
-    model = copy.deepcopy(model).float().eval()
-    worst, worst_feed, count, examples = -1.0, None, 0, 0
-    for batch in batches:
-        if max_batches is not None and count >= max_batches:
-            break
-        inputs = _model_inputs(batch)
-        with torch.no_grad():
-            output = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-        expected = (output.logits if hasattr(output, "logits") else output).float().numpy()
-        feed = _numpy_inputs(inputs, names)
-        actual = session.run(None, feed)[0]
-        diff = float(np.abs(actual - expected).max()) if expected.size else 0.0
-        if diff > worst:
-            worst, worst_feed = diff, feed
-        count += 1
-        examples += int(expected.shape[0])
-    if count == 0:
-        raise ValueError("check_parity needs at least one batch")
-    if worst > atol:
-        raise OnnxParityError(
-            f"ONNX Runtime and PyTorch logits differ by up to {worst:.3g} (> atol {atol:g}) on {count} batches; "
-            f"worst input: {_describe(worst_feed)}"
-        )
-    return ParityReport(max_abs_diff=worst, atol=atol, num_batches=count, num_examples=examples)
-
-
-def _model_inputs(batch: Any) -> Any:
-    return batch if isinstance(batch, Tensor) else student_inputs(batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,8 +10,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.batch import model_inputs
 from lightning_distill.export.config import OrtQuantConfig
-from lightning_distill.export.onnx import _model_inputs, _numpy_inputs, read_metadata, write_metadata
+from lightning_distill.export.metadata import read_metadata, write_metadata
+from lightning_distill.export.runtime import numpy_feed
 
 
 @contextmanager
@@ -46,20 +47,36 @@ def _quantize_embeddings(path: Path, output_path: Path, block_size: int) -> None
     quantizer.model.save_model_to_file(str(output_path), False)
 
 
-def _pre_process(path: Path, prepared: Path, folder: Path) -> None:
+def _pre_process(path: Path, prepared: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    # When symbolic shape inference gives up (e.g. on a dynamo-exported BERT) it leaves files in the working
-    # directory, so run it from the temporary folder; ONNX's own shape inference still runs without it.
-    previous = Path.cwd()
-    os.chdir(folder)
+    leftover_existed = _SYMBOLIC_LEFTOVER.exists()
     try:
-        try:
-            quant_pre_process(str(path), str(prepared), skip_symbolic_shape=False)
-        except Exception:
-            quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-    finally:
-        os.chdir(previous)
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=False)
+    except Exception:
+        # Symbolic shape inference gives up on some graphs (e.g. a dynamo-exported BERT); ONNX's own shape inference
+        # still runs without it.
+        _remove_symbolic_leftover(leftover_existed)
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
+
+
+# When symbolic shape inference gives up, ONNX Runtime saves its partial model under this relative name, i.e. in the
+# working directory, with its weights in external data files beside it.
+_SYMBOLIC_LEFTOVER = Path("sym_shape_infer_temp.onnx")
+
+
+def _remove_symbolic_leftover(existed_before: bool) -> None:
+    """Delete the partial model (and the data files it references) that a failed symbolic inference left behind."""
+    import onnx
+
+    if existed_before or not _SYMBOLIC_LEFTOVER.is_file():
+        return
+    model = onnx.load(str(_SYMBOLIC_LEFTOVER), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                Path(entry.value).unlink(missing_ok=True)
+    _SYMBOLIC_LEFTOVER.unlink()
 
 
 def quantize_onnx(
@@ -103,7 +120,7 @@ def quantize_onnx(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder, _quiet_root_logger():
         prepared = Path(folder) / "prepared.onnx"
-        _pre_process(Path(path).resolve(), prepared, Path(folder))
+        _pre_process(Path(path).resolve(), prepared)
         op_types = list(config.op_types) if config.op_types is not None else None
         if config.mode == "dynamic":
             int8 = output_path
@@ -130,7 +147,7 @@ def quantize_onnx(
                 i.name for i in ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()
             ]
             feeds = [
-                _numpy_inputs(_model_inputs(b), names) for b in islice(calibration_data, config.calibration_batches)
+                numpy_feed(model_inputs(b), names) for b in islice(calibration_data, config.calibration_batches)
             ]
             if not feeds:
                 raise ValueError("OrtQuantConfig(mode='static'): calibration_data yielded no batches")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import numpy as np
 from torch import Tensor
 
 from lightning_distill.export.config import OrtSessionConfig
+from lightning_distill.export.metadata import read_metadata, write_metadata
 
 _LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -71,8 +72,6 @@ def optimize_onnx(
 
 
 def _copy_metadata(source: str | Path, target: str | Path) -> None:
-    from lightning_distill.export.onnx import read_metadata, write_metadata
-
     values = read_metadata(source)
     if values and read_metadata(target) != values:
         write_metadata(target, values)
@@ -112,3 +111,12 @@ def _numpy_dtype(onnx_type: str) -> Any:
 def _array(value: Any, dtype: Any) -> np.ndarray:
     array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
     return array.astype(dtype, copy=False) if dtype is not None else array
+
+
+def numpy_feed(batch: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """ONNX Runtime's feed for a batch of model inputs: arrays by input name (a dict's extra entries dropped)."""
+    if isinstance(batch, Mapping):
+        return {n: _array(batch[n], None) for n in names if n in batch}
+    if isinstance(batch, (tuple, list)):
+        return {n: _array(t, None) for n, t in zip(names, batch, strict=False)}
+    return {names[0]: _array(batch, None)}

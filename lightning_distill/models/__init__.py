@@ -1,7 +1,9 @@
 """Plain ``nn.Module`` models. None of them imports Lightning."""
 
+from lightning_distill.models.dropout import set_dropout
 from lightning_distill.models.mlp import MLP, MNISTClassifier, TinyMNIST
 from lightning_distill.models.text import StudentFromTeacher, TransformerClassifier, check_tokenizer_fits, keep_layers
+from lightning_distill.models.weights import load_teacher_weights
 
 __all__ = [
     "MLP",
@@ -11,4 +13,6 @@ __all__ = [
     "TransformerClassifier",
     "check_tokenizer_fits",
     "keep_layers",
+    "load_teacher_weights",
+    "set_dropout",
 ]

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lightning_distill.modules._batch import logits_of, teacher_inputs
+from lightning_distill.batch import logits_of, teacher_inputs
 
 
 def _update(digest: Any, tensor: Tensor) -> None:

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_distill.batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
 from lightning_distill.models.dropout import check_dropout, set_dropout
-from lightning_distill.modules._batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
 
 
 def check_num_classes(model: nn.Module, num_classes: int | None, what: str = "model") -> None:

@@ -16,11 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
-from lightning_distill.losses.kd import KDLoss, agreement
-from lightning_distill.models.dropout import check_dropout, set_dropout
-from lightning_distill.modules import _teacher_cache
-from lightning_distill.modules._batch import (
+from lightning_distill.batch import (
     TEACHER_PREFIX,
     batch_labels,
     batch_size,
@@ -29,8 +25,12 @@ from lightning_distill.modules._batch import (
     student_inputs,
     teacher_inputs,
 )
+from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
+from lightning_distill.losses.kd import KDLoss, agreement
+from lightning_distill.models.dropout import check_dropout, set_dropout
+from lightning_distill.models.weights import load_teacher_weights
+from lightning_distill.modules import _teacher_cache
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
-from lightning_distill.modules.teacher_weights import load_teacher_weights
 
 TEACHER_KEY = "teacher."
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.modules._batch import logits_of, student_inputs
+from lightning_distill.batch import logits_of, student_inputs
 from lightning_distill.quantization import _bnb, _eager
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,

@@ -8,11 +8,11 @@ from conftest import tiny_trainer
 from tiny_text import INTENTS, write_bert, write_data, write_distilbert, write_tokenizer
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_distill.batch import student_inputs
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import AttentionLoss, HiddenStateLoss, KDLoss
 from lightning_distill.models import MLP, StudentFromTeacher, TransformerClassifier
 from lightning_distill.modules import DistillationModule
-from lightning_distill.modules._batch import student_inputs
 
 ID2LABEL = dict(enumerate(INTENTS))
 

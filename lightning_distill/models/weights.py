@@ -1,4 +1,4 @@
-"""Loading a trained teacher's weights from a Lightning checkpoint or a plain state dict."""
+"""Loading trained weights into a model from a Lightning checkpoint or a plain state dict (no Lightning needed)."""
 
 from __future__ import annotations
 

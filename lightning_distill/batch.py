@@ -1,4 +1,4 @@
-"""How the LightningModules read a batch, so images and tokenized text go through the same step code.
+"""How a batch is read, so images and tokenized text go through the same code (plain PyTorch, no Lightning).
 
 A batch is either ``(inputs, labels)`` or a mapping with a ``labels`` entry. In a mapping, entries whose names start
 with ``teacher_`` are the teacher's own encoding of the same examples (used when teacher and student tokenize
@@ -44,10 +44,19 @@ def batch_size(batch: Any) -> int:
     return int(batch_labels(batch).shape[0])
 
 
+def model_inputs(batch: Any) -> Any:
+    """The model inputs of a batch: a tensor as is, else the student's inputs of ``(inputs, labels)`` or a mapping."""
+    return batch if isinstance(batch, Tensor) else student_inputs(batch)
+
+
+def output_logits(output: Any) -> Tensor:
+    """The logits tensor of a model's output: ``output.logits`` (Hugging Face output objects) or the output itself."""
+    return output.logits if hasattr(output, "logits") else output
+
+
 def logits_of(model: nn.Module, inputs: Any) -> Tensor:
     """Run ``model`` on ``inputs`` (keyword arguments for a dict) and return its logits tensor."""
-    output = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-    return output.logits if hasattr(output, "logits") else output
+    return output_logits(model(**inputs) if isinstance(inputs, Mapping) else model(inputs))
 
 
 def model_num_classes(model: nn.Module) -> int | None:
