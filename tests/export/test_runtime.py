@@ -141,3 +141,22 @@ def test_predictor_names_missing_inputs(bert_onnx):
     predict = onnx_predictor(create_session(bert_onnx))
     with pytest.raises(KeyError, match=r"needs inputs \['attention_mask', 'token_type_ids'\]"):
         predict({"input_ids": torch.ones(1, 3, dtype=torch.long)})
+
+
+def test_quantizing_a_dynamo_bert_leaves_the_working_directory_alone(tiny_bert, bert_batches, tmp_path, monkeypatch):
+    # ORT's symbolic shape inference gives up on a dynamo-exported BERT and saves its partial model into the working
+    # directory; quantize_onnx must neither change directory (process-wide state) nor leave those files behind.
+    import os
+
+    inputs = {k: v for k, v in bert_batches[0].items() if k != "labels"}
+    path = export_onnx(tiny_bert, OnnxExportConfig(dynamo=True), inputs, tmp_path / "export" / "bert.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "mine.data").write_text("a user's file")
+    seen = []
+    monkeypatch.setattr(os, "chdir", lambda *a: seen.append(a))
+    out = quantize_onnx(path, tmp_path / "out" / "bert.int8.onnx", OrtQuantConfig())
+    assert seen == [] and sorted(p.name for p in work.iterdir()) == ["mine.data"]
+    logits = onnx_predictor(create_session(out))(inputs)
+    assert np.abs(logits - bert_logits(tiny_bert, bert_batches[0]).numpy()).max() <= 0.05
