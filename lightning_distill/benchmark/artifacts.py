@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from lightning_distill._optional import require
 from lightning_distill.benchmark.measure import BenchmarkResult, benchmark, benchmark_module, file_size_mb
 
 
@@ -32,8 +33,7 @@ def onnx_parameter_count(path: str | Path) -> int:
     """
     import math
 
-    import onnx
-
+    onnx = require("onnx", "onnx_parameter_count")
     graph = onnx.load(str(path), load_external_data=False).graph
     quantization = {
         name

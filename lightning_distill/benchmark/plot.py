@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_distill._optional import require
+
 
 def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Write a PNG of accuracy (y) against batch-1 p50 latency (x, log scale); marker area proportional to size.
@@ -13,8 +15,7 @@ def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, titl
     Each point carries a number; the key beside the plot gives its artifact name, accuracy, latency and size (clustered
     points, such as an fp32 graph and its optimized copy, would bury direct labels under each other).
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", "the report plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

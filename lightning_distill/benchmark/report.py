@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,10 @@ def report_markdown(rows: Sequence[dict[str, Any]], title: str) -> str:
 def write_report(
     rows: Sequence[BenchmarkResult | dict[str, Any]], folder: str | Path, title: str, reference: str
 ) -> Path:
-    """``report.json``, ``report.md`` and ``report.png`` in ``folder``; returns the folder."""
+    """``report.json``, ``report.md`` and ``report.png`` in ``folder``; returns the folder.
+
+    Without matplotlib (the ``[plot]`` extra) the plot is left out with a warning that says so; the tables are written.
+    """
     from lightning_distill.benchmark.plot import plot_accuracy_latency
 
     folder = Path(folder)
@@ -99,5 +103,8 @@ def write_report(
     dicts = with_ratios(rows, reference)
     (folder / "report.json").write_text(json.dumps(dicts, indent=2) + "\n")
     (folder / "report.md").write_text(report_markdown(dicts, title))
-    plot_accuracy_latency(dicts, folder / "report.png", title=title)
+    try:
+        plot_accuracy_latency(dicts, folder / "report.png", title=title)
+    except ImportError as error:
+        warnings.warn(f"report.png was not written: {error}", stacklevel=2)
     return folder

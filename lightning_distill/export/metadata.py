@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
+from lightning_distill._optional import require
+
 LABELS_KEY = "id2label"
 
 
@@ -23,8 +25,7 @@ def label_names_of(model: nn.Module, label_names: Sequence[str] | None) -> list[
 
 def write_metadata(path: str | Path, values: Mapping[str, str]) -> None:
     """Set ``metadata_props`` entries of the ONNX model at ``path`` (replacing entries with the same key)."""
-    import onnx
-
+    onnx = require("onnx", "write_metadata")
     model = onnx.load(str(path))
     kept = [p for p in model.metadata_props if p.key not in values]
     del model.metadata_props[:]
@@ -37,8 +38,7 @@ def write_metadata(path: str | Path, values: Mapping[str, str]) -> None:
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``metadata_props`` of the ONNX model at ``path``."""
-    import onnx
-
+    onnx = require("onnx", "read_metadata")
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
 

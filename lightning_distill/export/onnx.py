@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_distill._optional import require
 from lightning_distill.batch import output_logits
 from lightning_distill.export.config import OnnxExportConfig
 from lightning_distill.export.metadata import LABELS_KEY, label_names_of, write_metadata
@@ -120,6 +121,9 @@ def export_onnx(
             names do not match the example.
         OnnxParityError: the exported graph differs from PyTorch by more than ``config.parity_atol`` on the example.
     """
+    require("onnx", "export_onnx")
+    if config.dynamo:
+        require("onnxscript", "export_onnx(dynamo=True)")
     named, keyword = _as_named(example_inputs, config)
     _check_signature(model, named, keyword)
     model = copy.deepcopy(model).float().eval()

@@ -10,6 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from lightning_distill._optional import require
 from lightning_distill.batch import model_inputs
 from lightning_distill.export.config import OrtQuantConfig
 from lightning_distill.export.metadata import read_metadata, write_metadata
@@ -101,14 +102,7 @@ def quantize_onnx(
     Raises:
         ValueError: static mode without calibration data, or with an empty one.
     """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-
+    require("onnxruntime", "quantize_onnx")
     if config.mode == "static" and calibration_data is None:
         raise ValueError(
             "OrtQuantConfig(mode='static') needs calibration_data, e.g. datamodule.val_dataloader(); or use "
@@ -121,55 +115,64 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory() as folder, _quiet_root_logger():
         prepared = Path(folder) / "prepared.onnx"
         _pre_process(Path(path).resolve(), prepared)
-        op_types = list(config.op_types) if config.op_types is not None else None
         if config.mode == "dynamic":
-            int8 = output_path
-            if config.embedding_bits is not None:
-                from onnxruntime.quantization.registry import IntegerOpsRegistry
-
-                # int8 for everything but the embeddings first: ORT's int8 quantizer cannot type the graph once it
-                # holds GatherBlockQuantized, so the 4-bit pass comes second.
-                op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
-                int8 = Path(folder) / "int8.onnx"
-            quantize_dynamic(
-                str(prepared),
-                str(int8),
-                op_types_to_quantize=op_types,
-                per_channel=config.per_channel,
-                weight_type=QuantType.QInt8,
-            )
-            if config.embedding_bits is not None:
-                _quantize_embeddings(int8, output_path, config.embedding_block_size)
+            _quantize_dynamic(prepared, output_path, config, Path(folder))
         else:
-            import onnxruntime as ort
-
-            names = [
-                i.name for i in ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()
-            ]
-            feeds = [
-                numpy_feed(model_inputs(b), names) for b in islice(calibration_data, config.calibration_batches)
-            ]
-            if not feeds:
-                raise ValueError("OrtQuantConfig(mode='static'): calibration_data yielded no batches")
-
-            class _Reader(CalibrationDataReader):
-                def __init__(self) -> None:
-                    self._feeds: Iterator[dict[str, Any]] = iter(feeds)
-
-                def get_next(self) -> dict[str, Any] | None:
-                    return next(self._feeds, None)
-
-            quantize_static(
-                str(prepared),
-                str(output_path),
-                _Reader(),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                per_channel=config.per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
+            _quantize_static(prepared, output_path, config, calibration_data)
     metadata = read_metadata(path)
     if metadata:
         write_metadata(output_path, metadata)
     return output_path
+
+
+def _quantize_dynamic(prepared: Path, output_path: Path, config: OrtQuantConfig, folder: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    op_types = list(config.op_types) if config.op_types is not None else None
+    int8 = output_path
+    if config.embedding_bits is not None:
+        from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+        # int8 for everything but the embeddings first: ORT's int8 quantizer cannot type the graph once it holds
+        # GatherBlockQuantized, so the 4-bit pass comes second.
+        op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
+        int8 = folder / "int8.onnx"
+    quantize_dynamic(
+        str(prepared),
+        str(int8),
+        op_types_to_quantize=op_types,
+        per_channel=config.per_channel,
+        weight_type=QuantType.QInt8,
+    )
+    if config.embedding_bits is not None:
+        _quantize_embeddings(int8, output_path, config.embedding_block_size)
+
+
+def _quantize_static(
+    prepared: Path, output_path: Path, config: OrtQuantConfig, calibration_data: Iterable[Any] | None
+) -> None:
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    names = [i.name for i in ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()]
+    feeds = [numpy_feed(model_inputs(b), names) for b in islice(calibration_data or (), config.calibration_batches)]
+    if not feeds:
+        raise ValueError("OrtQuantConfig(mode='static'): calibration_data yielded no batches")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds: Iterator[dict[str, Any]] = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._feeds, None)
+
+    quantize_static(
+        str(prepared),
+        str(output_path),
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
+        per_channel=config.per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from lightning_distill._optional import require
 from lightning_distill.export.config import OrtSessionConfig
 from lightning_distill.export.metadata import read_metadata, write_metadata
 
@@ -36,7 +37,7 @@ def _session_options(config: OrtSessionConfig) -> Any:
 
 def create_session(path: str | Path, config: OrtSessionConfig | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` on the CPU provider with the threads and optimization of ``config``."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "create_session")
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no ONNX model at {str(path)!r}")
@@ -53,7 +54,7 @@ def optimize_onnx(
     ``extended`` is the highest level whose saved graph runs on any CPU (ONNX Runtime documents ``all`` as adding
     hardware-specific layout changes, applied anyway when a session loads a model with ``optimization_level='all'``).
     """
-    import onnxruntime as ort
+    ort = require("onnxruntime", "optimize_onnx")
 
     session_config = config or OrtSessionConfig()
     options = _session_options(
