@@ -13,107 +13,17 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from lightning_distill.batch import TEACHER_PREFIX
-from lightning_distill.data._split import check_positive
+from lightning_distill.data._encoding import EncodedSplit, LengthGroupedBatches, PadCollator, tokenizer_digest
+from lightning_distill.data._split import check_positive, check_val_split
+from lightning_distill.data._split_rows import SplitRows
 
 log = logging.getLogger(__name__)
 
 _BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 _SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-
-
-def _tokenizer_digest(tokenizer: Any) -> str:
-    """A hash of everything that decides how a tokenizer encodes text (vocabulary, normalizer, special tokens)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-        text = json.dumps(spec, sort_keys=True)
-    else:  # a slow tokenizer: its vocabulary and class
-        text = json.dumps([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-class _EncodedSplit(Dataset):
-    """One tokenized split: each item is a dict of token-id lists plus ``labels`` and ``index``."""
-
-    def __init__(self, columns: dict[str, list], labels: list[int]) -> None:
-        self.columns = columns
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = {key: values[index] for key, values in self.columns.items()}
-        item["labels"] = self.labels[index]
-        item["index"] = index
-        return item
-
-
-class LengthGroupedBatches(Sampler[list[int]]):
-    """Shuffled batches of examples of similar length, so dynamic padding pads little.
-
-    The examples are shuffled (with the global torch RNG, so ``seed_everything`` fixes the order), cut into groups of
-    ``group_size`` batches, sorted by length inside each group, batched, and the batches shuffled again.
-
-    Args:
-        lengths: Token count of each example.
-        batch_size: Examples per batch.
-        group_size: Batches per sorted group; larger groups pad less but mix lengths less across an epoch.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, group_size: int = 50) -> None:
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.group_size = group_size
-
-    def __len__(self) -> int:
-        return sum(-(-len(part) // self.batch_size) for part in self._parts(list(range(len(self.lengths)))))
-
-    def _parts(self, order: list[int]) -> list[list[int]]:
-        chunk = self.batch_size * self.group_size
-        return [order[start : start + chunk] for start in range(0, len(order), chunk)]
-
-    def __iter__(self):
-        order = torch.randperm(len(self.lengths)).tolist()
-        batches = []
-        for part in self._parts(order):
-            part.sort(key=lambda i: self.lengths[i])
-            batches += [part[start : start + self.batch_size] for start in range(0, len(part), self.batch_size)]
-        return iter([batches[i] for i in torch.randperm(len(batches)).tolist()])
-
-
-class PadCollator:
-    """Pads token-id lists to the longest example of the batch (dynamic padding) and stacks them into tensors.
-
-    Args:
-        pad_values: Padding value per entry (``input_ids`` -> the tokenizer's pad id); other entries pad with 0.
-        left: Pad on the left (for tokenizers whose ``padding_side`` is ``"left"``).
-    """
-
-    def __init__(self, pad_values: dict[str, int], left: bool = False) -> None:
-        self.pad_values = pad_values
-        self.left = left
-
-    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
-        batch: dict[str, Tensor] = {}
-        for key in examples[0]:
-            values = [example[key] for example in examples]
-            if not isinstance(values[0], list):
-                batch[key] = torch.tensor(values, dtype=torch.long)
-                continue
-            length = max(len(v) for v in values)
-            pad = self.pad_values.get(key, 0)
-            if self.left:
-                rows = [[pad] * (length - len(v)) + v for v in values]
-            else:
-                rows = [v + [pad] * (length - len(v)) for v in values]
-            batch[key] = torch.tensor(rows, dtype=torch.long)
-        return batch
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -124,6 +34,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
     label list came from is in ``label_source``. Labels may be a ``ClassLabel`` column (its names, in order), plain
     strings (their sorted distinct values in the training split, so the list is stable whatever the row order), or
     integers (named ``"0"``, ``"1"``, ... unless ``labels`` names them).
+
+    Rows with an empty text or a missing label are refused at construction with the split, column and rows named,
+    unless ``drop_empty`` leaves them out (and logs how many). Data with train and test splits only gets a validation
+    split with ``val_split: 0.1``: a seeded, label-stratified tenth of the training split, which training then lacks.
 
     Each split is tokenized once (truncated to ``max_length``) and padded per batch to its longest example. Batches
     are dicts with the tokenizer's entries (``input_ids``, ``attention_mask``, ``token_type_ids`` where the tokenizer
@@ -144,13 +58,20 @@ class TextClassificationDataModule(pl.LightningDataModule):
         max_length: Tokens kept per example (longer texts are truncated).
         batch_size: Training batch size.
         eval_batch_size: Validation/test batch size; defaults to ``batch_size``.
-        train_split: Name of the training split.
-        val_split: Name of the validation split.
-        test_split: Name of the test split.
+        train_split: Name of the training split, or a slice of one in Hugging Face syntax (``train[:90%]``,
+            ``train[:1000]``).
+        val_split: Name of the validation split, a slice of one (``train[90%:]``; slices of one split must not
+            overlap), or a fraction in (0, 1) of the training split to hold out for validation: seeded by ``seed``,
+            stratified by label where the labels allow (each class with two or more examples keeps one for
+            training), the training split keeping the rest.
+        test_split: Name of the test split, or a slice of one.
         num_workers: DataLoader worker processes.
         group_by_length: Batch training examples of similar length together (shuffled within groups of 50 batches),
             so dynamic padding adds few pad tokens; faster on CPU, where every padded token costs.
         cache_dir: Cache folder of ``datasets`` (default: its own).
+        seed: Seed of the validation cut when ``val_split`` is a fraction.
+        drop_empty: Leave out rows whose text is empty or whose label is missing, logging how many per split; by
+            default such rows are an error that names them.
     """
 
     deterministic: bool = True
@@ -169,11 +90,13 @@ class TextClassificationDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         train_split: str = "train",
-        val_split: str = "validation",
+        val_split: float | str = "validation",
         test_split: str = "test",
         num_workers: int = 0,
         group_by_length: bool = False,
         cache_dir: str | None = None,
+        seed: int = 0,
+        drop_empty: bool = False,
     ) -> None:
         super().__init__()
         if (dataset is None) == (data_files is None):
@@ -186,6 +109,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         check_positive("batch_size", batch_size)
         if eval_batch_size is not None:
             check_positive("eval_batch_size", eval_batch_size)
+        val_split = check_val_split(val_split)
         self.dataset_name = dataset
         self.dataset_config = dataset_config
         self.data_files = dict(data_files) if data_files is not None else None
@@ -199,15 +123,18 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.num_workers = num_workers
         self.group_by_length = group_by_length
-
-        self._raw = self._load(cache_dir)
+        self.seed = seed
+        self.drop_empty = drop_empty
+        self._split_rows = self._load(cache_dir)
+        self._raw = self._split_rows.raw
+        self._sources = self._split_rows.sources
         self.tokenizer = self._load_tokenizer(tokenizer, "tokenizer")
         self.teacher_tokenizer = (
             self._load_tokenizer(teacher_tokenizer, "teacher_tokenizer") if teacher_tokenizer else None
         )
-        self.teacher_encodes_separately = self.teacher_tokenizer is not None and _tokenizer_digest(
+        self.teacher_encodes_separately = self.teacher_tokenizer is not None and tokenizer_digest(
             self.teacher_tokenizer
-        ) != _tokenizer_digest(self.tokenizer)
+        ) != tokenizer_digest(self.tokenizer)
         if self.teacher_tokenizer is not None and not self.teacher_encodes_separately:
             log.info(
                 "teacher_tokenizer %r encodes like tokenizer %r: the batches carry one encoding",
@@ -218,13 +145,16 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.id2label: dict[int, str] = dict(enumerate(names))
         self.label2id: dict[str, int] = {name: i for i, name in enumerate(names)}
         self.num_classes = len(names)
-        self._encoded: dict[str, _EncodedSplit] = {}
+        if isinstance(val_split, float):
+            self._split_rows.hold_out(self._label_ids("train"), val_split, seed)
+        self._split_rows.check_overlap()
+        self._encoded: dict[str, EncodedSplit] = {}
         self._texts: dict[str, list[str]] = {}
         self._labels: dict[str, list[int]] = {}
 
     # --- loading and checking ---------------------------------------------------------------------------------------
 
-    def _load(self, cache_dir: str | None) -> Any:
+    def _load(self, cache_dir: str | None) -> SplitRows:
         from datasets import load_dataset
 
         if self.dataset_name is not None:
@@ -248,22 +178,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
                 raise ValueError(f"data_files mix file types {sorted(builders)}; use one type for every split")
             raw = load_dataset(builders.pop(), data_files=self.data_files, cache_dir=cache_dir)
             source = f"data_files {self.data_files}"
-        for role, split in self.splits.items():
-            if split not in raw:
-                raise ValueError(f"{role}_split {split!r} is not a split of {source}; its splits are {sorted(raw)}")
-            columns = raw[split].column_names
-            for what, column in (("text_column", self.text_column), ("label_column", self.label_column)):
-                if column not in columns:
-                    raise ValueError(
-                        f"{what} {column!r} is not a column of split {split!r} of {source}; its columns are {columns}"
-                    )
-            text_type = getattr(raw[split].features[self.text_column], "dtype", None)
-            if text_type not in ("string", "large_string"):
-                raise ValueError(
-                    f"text_column {self.text_column!r} of split {split!r} holds {raw[split].features[self.text_column]}"
-                    ", not strings"
-                )
-        return raw
+        return SplitRows(raw, source, self.splits, self.text_column, self.label_column, self.drop_empty)
 
     def _load_tokenizer(self, name: str, what: str) -> Any:
         from transformers import AutoTokenizer
@@ -286,21 +201,27 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return "string"
         if isinstance(feature, Value) and feature.dtype.startswith(("int", "uint")):
             return "int"
+        if isinstance(feature, Value) and feature.dtype.startswith("float") and self._split_rows.labels_dropped:
+            # pandas reads a CSV column of integers with empty cells as floats (and every split gets the same type)
+            kept = self._split_rows.values(split, self.label_column, self._split_rows.kept(split))
+            if all(float(value).is_integer() for value in kept):
+                return "int"
         raise ValueError(
             f"label_column {self.label_column!r} of split {split!r} has type {feature}; expected a ClassLabel, "
             "strings or integers"
         )
 
     def _label_names(self, labels: list[str] | None) -> tuple[list[str], str]:
-        train = self.splits["train"]
-        kinds = {split: self._label_kind(split) for split in self.splits.values()}
+        train = self._sources["train"]
+        kinds = {split: self._label_kind(split) for split in self._sources.values()}
         if len(set(kinds.values())) > 1:
             raise ValueError(f"label_column {self.label_column!r} has different types across splits: {kinds}")
         kind = kinds[train]
-        column = self._raw[train][self.label_column]
+        # every kept row of the training split's source, so a held-out or sliced validation part changes no name
+        column = self._split_rows.values(train, self.label_column, self._split_rows.kept(train))
         if kind == "classlabel":
             names = list(self._raw[train].features[self.label_column].names)
-            for split in self.splits.values():
+            for split in self._sources.values():
                 if list(self._raw[split].features[self.label_column].names) != names:
                     raise ValueError(f"the ClassLabel names of split {split!r} differ from those of split {train!r}")
             if labels is not None and list(labels) != names:
@@ -317,7 +238,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
                 f"sorted distinct strings of column {self.label_column!r} in split {train!r}",
             )
         else:
-            names = [str(i) for i in range(max(column) + 1)]
+            names = [str(i) for i in range(int(max(column)) + 1)]
             source = f"integer values 0..{len(names) - 1} of column {self.label_column!r} in split {train!r}"
         if len(set(names)) != len(names):
             raise ValueError(f"the label names repeat: {sorted(n for n in set(names) if names.count(n) > 1)[:5]}")
@@ -325,10 +246,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
             raise ValueError(f"need at least 2 classes, found {names} ({source})")
         return names, source
 
-    def _split_labels(self, split: str) -> list[int]:
-        values = self._raw[split][self.label_column]
-        kind = self._label_kind(split)
-        if kind == "string":
+    def _label_ids(self, role: str) -> list[int]:
+        split = self._sources[role]
+        values = self._split_rows.values(split, self.label_column, self._split_rows.rows[role])
+        if self._label_kind(split) == "string":
             unknown = sorted(set(values) - set(self.label2id))
             if unknown:
                 raise ValueError(
@@ -338,7 +259,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         bad = sorted({v for v in values if not 0 <= v < self.num_classes})
         if bad:
             raise ValueError(f"split {split!r} has label ids {bad[:5]} outside 0..{self.num_classes - 1}")
-        return list(values)
+        return [int(v) for v in values]
 
     # --- tokenization ---------------------------------------------------------------------------------------------
 
@@ -347,17 +268,17 @@ class TextClassificationDataModule(pl.LightningDataModule):
         return {key: encoded[key] for key in tokenizer.model_input_names if key in encoded}
 
     def setup(self, stage: str | None = None) -> None:
-        for role, split in self.splits.items():
+        for role in self.splits:
             if role in self._encoded:
                 continue
-            texts = list(self._raw[split][self.text_column])
-            labels = self._split_labels(split)
+            texts = self._split_rows.values(self._sources[role], self.text_column, self._split_rows.rows[role])
+            labels = self._label_ids(role)
             columns = self._tokenize(self.tokenizer, texts)
             if self.teacher_encodes_separately:
                 teacher = self._tokenize(self.teacher_tokenizer, texts)
                 columns.update({TEACHER_PREFIX + key: value for key, value in teacher.items()})
             self._texts[role], self._labels[role] = texts, labels
-            self._encoded[role] = _EncodedSplit(columns, labels)
+            self._encoded[role] = EncodedSplit(columns, labels)
 
     @property
     def vocab_size(self) -> int:
@@ -376,7 +297,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown split {split!r}; use one of train, val, test or {sorted(self.splits.values())}")
         return _SPLIT_ALIASES[split]
 
-    def dataset(self, split: str) -> _EncodedSplit:
+    def dataset(self, split: str) -> EncodedSplit:
         """The tokenized examples of ``split`` (``train``, ``val``/``validation``, ``test`` or a split's own name)."""
         role = self._role(split)
         self.setup()
@@ -439,7 +360,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
     # --- what the teacher-logits cache is keyed by -----------------------------------------------------------------
 
     def fingerprint(self) -> str:
-        """A hash of the data source, columns, labels, tokenizers and truncation: the teacher's inputs' ingredients."""
+        """A hash of the data source, split settings and rows, columns, labels, tokenizers and truncation.
+
+        These are the ingredients of the teacher's inputs: the rows of each split (after slices, a held-out
+        validation fraction and ``drop_empty``) are hashed too, so a teacher-logits cache never serves another split.
+        """
         if self.data_files is not None:
             files = {}
             for split, pattern in sorted(self.data_files.items()):
@@ -451,10 +376,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         spec = {
             "source": source,
             "splits": self.splits,
+            "rows": self._split_rows.digest(),
             "columns": [self.text_column, self.label_column],
             "labels": list(self.id2label.values()),
-            "tokenizer": _tokenizer_digest(self.tokenizer),
-            "teacher_tokenizer": _tokenizer_digest(self.teacher_tokenizer) if self.teacher_tokenizer else None,
+            "tokenizer": tokenizer_digest(self.tokenizer),
+            "teacher_tokenizer": tokenizer_digest(self.teacher_tokenizer) if self.teacher_tokenizer else None,
             "max_length": self.max_length,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
