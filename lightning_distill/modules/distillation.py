@@ -31,6 +31,7 @@ from lightning_distill.modules._batch import (
 )
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
 from lightning_distill.modules.teacher_weights import load_teacher_weights
+from lightning_distill.pruning.serialization import resize_to_state_dict
 
 TEACHER_KEY = "teacher."
 
@@ -40,9 +41,10 @@ class DistillationModule(pl.LightningModule):
 
     The teacher is frozen (no gradients, not in the optimizer), stays in eval mode for the whole fit (the module puts
     the student in train mode and the teacher in eval mode when fitting starts, and ``.train()`` on the module leaves
-    the teacher in eval), and is left out of checkpoints: a checkpoint of this
-    module holds the student alone (under ``student.``). Before training starts the teacher's validation accuracy is
-    logged as ``teacher/val_acc`` so a broken teacher is caught before hours of distillation.
+    the teacher in eval), and is left out of checkpoints: a checkpoint of this module holds the student alone (under
+    ``student.``). A structurally pruned student's checkpoint loads into the freshly built student, whose Linears are
+    shrunk to the checkpoint's sizes first. Before training starts the teacher's validation accuracy is logged as
+    ``teacher/val_acc`` so a broken teacher is caught before hours of distillation.
 
     Args:
         student: The model being trained.
@@ -164,6 +166,8 @@ class DistillationModule(pl.LightningModule):
         merged = dict(state_dict)
         for key, value in self.teacher.state_dict().items():
             merged.setdefault(TEACHER_KEY + key, value)
+        # A structurally pruned student has smaller layers than the freshly built one: shrink them to fit first.
+        resize_to_state_dict(self, merged)
         return super().load_state_dict(merged, strict=strict, assign=assign)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
