@@ -76,9 +76,10 @@ def describe_found(skipped: dict[str, str], limit: int = 20) -> str:
     """The layers a selection found and left alone, for an error message that nothing was selected."""
     if not skipped:
         return f"the model has no {', '.join(LAYER_TYPES)} layer"
-    shown = [f"{name} ({reason})" for name, reason in list(skipped.items())[:limit]]
-    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
-    return "found " + "; ".join(shown) + more
+    shown = list(skipped.items())[:limit]
+    more = f" and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in shown)
+    return f"found {', '.join(name for name, _ in shown)}{more} ({reasons})"
 
 
 def select_weights(

@@ -184,7 +184,7 @@ def test_a_model_without_a_selected_layer_fails_before_training_naming_what_it_h
     net = nn.Sequential(nn.Conv2d(1, 3, 6), nn.Flatten())
     trainer = tiny_trainer(callbacks=[MagnitudePruning(0.5)])
     with pytest.raises(
-        ValueError, match=r"selects no trainable Linear layer; found model.0 \(Conv2d is not in layer_types"
+        ValueError, match=r"selects no trainable Linear layer; found model.0 \(model.0: Conv2d is not in layer_types"
     ):
         trainer.fit(ClassifierModule(net), image_loader())
     assert trainer.global_step == 0

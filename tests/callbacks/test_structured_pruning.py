@@ -187,6 +187,8 @@ def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 6), torch.nn.Flatten())
     loader = DataLoader(TensorDataset(torch.randn(8, 1, 6, 6), torch.zeros(8, dtype=torch.long)), batch_size=4)
     trainer = tiny_trainer(callbacks=[StructuredPruning(0.5)])
-    with pytest.raises(ValueError, match=r"selects no group of prunable units; found model.0 \(structured pruning"):
+    with pytest.raises(
+        ValueError, match=r"selects no group of prunable units; found model.0 \(model.0: structured pruning"
+    ):
         trainer.fit(ClassifierModule(net), loader)
     assert trainer.global_step == 0
