@@ -38,10 +38,10 @@ class StructuredPruning(ScheduledPruning):
     (their data is replaced), and the optimizer's per-parameter states are cut the same way, so training and the
     learning-rate schedule go on without a restart.
 
-    Checkpoints hold the smaller weights. So that ``fit(ckpt_path=...)``, ``validate``/``test(ckpt_path=...)`` can
-    load them into a freshly built model, the callback shrinks the model's Linears to the checkpoint's shapes when
-    the LightningModule's state dict is loaded (keep the callback in the trainer for those runs). To deploy, save the
-    network with :func:`lightning_distill.pruning.save_pruned`.
+    Checkpoints hold the smaller weights. ``ClassifierModule`` and ``DistillationModule`` load them into a freshly
+    built model by themselves (``validate``/``test(ckpt_path=...)`` need no callback); for a LightningModule of your
+    own, keep this callback in the trainer: it shrinks the model's Linears to the checkpoint's shapes when the state
+    dict is loaded. To deploy, save the network with :func:`lightning_distill.pruning.save_pruned`.
 
     Logged at each pruning point: ``pruning/parameters`` (of the LightningModule's trainable parameters),
     ``pruning/units/<group>`` and ``pruning/sparsity`` (fraction of the chosen units removed). :meth:`summary` lists,
