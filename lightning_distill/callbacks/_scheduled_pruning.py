@@ -49,6 +49,7 @@ class ScheduledPruning(Callback):
         self.history: list[dict[str, Any]] = []
         self.pruned: list[str] = []
         self.skipped: dict[str, str] = {}
+        self._types: dict[str, str] = {}
 
     @property
     @override
@@ -78,13 +79,48 @@ class ScheduledPruning(Callback):
                     f"(trainer.max_steps={trainer.max_steps}); lower end or raise max_steps"
                 )
 
-    def _report_selection(self, what: str, chosen: Sequence[str], skipped: dict[str, str]) -> None:
+    def _report_selection(
+        self, pl_module: pl.LightningModule, what: str, chosen: Sequence[str], skipped: dict[str, str]
+    ) -> None:
         """Record (in ``self.pruned`` and ``self.skipped``) and print what is pruned and what is left alone, and why."""
         self.pruned, self.skipped = list(chosen), dict(skipped)
+        self._types = {name: type(module).__name__ for name, module in pl_module.named_modules()}
         if not self.verbose:
             return
         lines = [f"{type(self).__name__}: pruning {len(chosen)} {what}: {', '.join(chosen)}"]
-        lines += [f"  skipped {name}: {reason}" for name, reason in skipped.items()]
+        lines += [f"  skipped {name} ({self._types.get(name, '?')}): {reason}" for name, reason in skipped.items()]
+        rank_zero_info("\n".join(lines))
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per layer, for the last fit: what was pruned (``status="pruned"``), or why it was left (``"skipped"``).
+
+        Every row has ``layer`` (module name), ``type`` (module class), ``status`` and ``reason`` (``None`` when
+        pruned); pruned rows add what changed (see the subclass). Printed at the end of fit when ``verbose``.
+        """
+        skipped = [
+            {"layer": name, "type": self._types.get(name), "status": "skipped", "reason": reason}
+            for name, reason in self.skipped.items()
+        ]
+        return self._pruned_rows() + skipped
+
+    def _pruned_rows(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _describe(self, row: dict[str, Any]) -> str:
+        """One pruned row of :meth:`summary` as text."""
+        raise NotImplementedError
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.verbose:
+            return
+        rows = self.summary()
+        lines = [f"{type(self).__name__} summary ({len(self.pruned)} pruned, {len(self.skipped)} skipped):"]
+        for row in rows:
+            if row["status"] == "pruned":
+                lines.append(f"  pruned  {row['layer']} ({row['type']}): {self._describe(row)}")
+            else:
+                lines.append(f"  skipped {row['layer']} ({row['type']}): {row['reason']}")
         rank_zero_info("\n".join(lines))
 
     def _maybe_prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, t: int) -> None:

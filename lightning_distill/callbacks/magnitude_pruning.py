@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from lightning_distill.callbacks._scheduled_pruning import ScheduledPruning
 from lightning_distill.pruning.selection import LayerType, check_layer_types, select_weights
-from lightning_distill.pruning.unstructured import apply_masks, magnitude_masks, sparsity_report
+from lightning_distill.pruning.unstructured import apply_masks, magnitude_masks, sparsity, sparsity_report
 
 
 class MagnitudePruning(ScheduledPruning):
@@ -29,7 +29,8 @@ class MagnitudePruning(ScheduledPruning):
     :class:`StructuredPruning` for that.
 
     Logged at each pruning point: ``pruning/sparsity`` (measured over all pruned layers) and
-    ``pruning/sparsity/<parameter name>``.
+    ``pruning/sparsity/<parameter name>``. :meth:`summary` lists, per layer, the weights masked and the resulting
+    sparsity, and every layer left alone with the reason (a Conv2d under the default ``layer_types`` included).
 
     Args:
         final_sparsity: Fraction of the chosen weights pruned at the end of the schedule, in [0, 1).
@@ -43,8 +44,10 @@ class MagnitudePruning(ScheduledPruning):
         scope: ``"global"`` ranks all chosen weights together; ``"layer"`` prunes each layer to the same sparsity.
         include: Glob patterns of module names to prune (``["student.*"]``); default every module.
         exclude: Glob patterns of module names never pruned; default ``["teacher.*", "*.teacher.*"]``.
-        layer_types: Module types whose ``weight`` is pruned; default ``["Linear"]``.
-        verbose: Print which layers are pruned and skipped (and why), and the sparsity at each pruning point.
+        layer_types: Module types whose ``weight`` is pruned; default ``["Linear"]``. Layers of the other types
+            (a Conv2d under the default) are listed as skipped, with the reason.
+        verbose: Print which layers are pruned and skipped (and why) in setup, the sparsity at each pruning point, and
+            the per-layer :meth:`summary` at the end of fit.
     """
 
     def __init__(
@@ -81,7 +84,36 @@ class MagnitudePruning(ScheduledPruning):
         self._start_fit(trainer)
         self.masks = {}
         self._weights, skipped = select_weights(pl_module, self.include, self.exclude, self.layer_types)
-        self._report_selection("weights", list(self._weights), skipped)
+        self._report_selection(pl_module, "weights", list(self._weights), skipped)
+
+    def _pruned_rows(self) -> list[dict[str, Any]]:
+        """Rows of :meth:`summary` for the pruned weights: ``shape``, ``weights``, ``masked`` and measured ``sparsity``.
+
+        ``masked`` counts the weights the masks hold at zero (0 before the first pruning point); ``sparsity`` is the
+        fraction of exact zeros in the weight now.
+        """
+        rows = []
+        for name, weight in self._weights.items():
+            layer = name.rsplit(".", 1)[0]
+            mask = self.masks.get(name)
+            rows.append(
+                {
+                    "layer": layer,
+                    "type": self._types.get(layer),
+                    "status": "pruned",
+                    "reason": None,
+                    "shape": list(weight.shape),
+                    "weights": weight.numel(),
+                    "masked": int((~mask).sum()) if mask is not None else 0,
+                    "sparsity": sparsity(weight.detach()),
+                }
+            )
+        return rows
+
+    def _describe(self, row: dict[str, Any]) -> str:
+        return (
+            f"{row['masked']} of {row['weights']} weights {row['shape']} masked to zero, sparsity {row['sparsity']:.3f}"
+        )
 
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, target: float) -> dict[str, float]:
         self.masks = magnitude_masks(self._weights, target, self.scope, self.masks)

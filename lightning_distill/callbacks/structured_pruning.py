@@ -11,6 +11,7 @@ from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from lightning_distill.callbacks._scheduled_pruning import ScheduledPruning
+from lightning_distill.pruning.selection import describe_found, layers_left_by_type
 from lightning_distill.pruning.serialization import resize_to_state_dict
 from lightning_distill.pruning.structured import (
     UNIT_TYPES,
@@ -24,6 +25,8 @@ from lightning_distill.pruning.structured import (
     units_to_keep,
 )
 
+_NOT_LINEAR = "structured pruning removes Linear neurons and attention heads only; a {kind} keeps its size"
+
 
 class StructuredPruning(ScheduledPruning):
     """Removes the least important neurons and attention heads on a schedule and rewires their neighbours.
@@ -35,13 +38,15 @@ class StructuredPruning(ScheduledPruning):
     (their data is replaced), and the optimizer's per-parameter states are cut the same way, so training and the
     learning-rate schedule go on without a restart.
 
-    Checkpoints hold the smaller weights. So that ``fit(ckpt_path=...)``, ``validate``/``test(ckpt_path=...)`` can
-    load them into a freshly built model, the callback shrinks the model's Linears to the checkpoint's shapes when
-    the LightningModule's state dict is loaded (keep the callback in the trainer for those runs). To deploy, save the
-    network with :func:`lightning_distill.pruning.save_pruned`.
+    Checkpoints hold the smaller weights. ``ClassifierModule`` and ``DistillationModule`` load them into a freshly
+    built model by themselves (``validate``/``test(ckpt_path=...)`` need no callback); for a LightningModule of your
+    own, keep this callback in the trainer: it shrinks the model's Linears to the checkpoint's shapes when the state
+    dict is loaded. To deploy, save the network with :func:`lightning_distill.pruning.save_pruned`.
 
     Logged at each pruning point: ``pruning/parameters`` (of the LightningModule's trainable parameters),
-    ``pruning/units/<group>`` and ``pruning/sparsity`` (fraction of the chosen units removed).
+    ``pruning/units/<group>`` and ``pruning/sparsity`` (fraction of the chosen units removed). :meth:`summary` lists,
+    per group, the units removed and the resulting shapes, and every layer left alone with the reason (Conv and
+    Embedding layers included).
 
     Args:
         final_sparsity: Fraction of each group's units removed at the end of the schedule, in [0, 1).
@@ -57,7 +62,8 @@ class StructuredPruning(ScheduledPruning):
         unit_types: Which units to remove: ``["neurons", "heads"]`` (default) or one of them.
         include: Glob patterns of group names to prune; default every group.
         exclude: Glob patterns of group names never pruned; default ``["teacher.*", "*.teacher.*"]``.
-        verbose: Print which groups are pruned and which layers are skipped (and why), and sizes at each point.
+        verbose: Print which groups are pruned and which layers are skipped (and why) in setup, sizes at each point,
+            and the per-layer :meth:`summary` at the end of fit.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class StructuredPruning(ScheduledPruning):
         self.original_units: dict[str, int] = {}
         self.scores: dict[str, Tensor] = {}
         self._hook: RemovableHandle | None = None
+        self._linear_names: dict[int, str] = {}
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -103,23 +110,51 @@ class StructuredPruning(ScheduledPruning):
         self._start_fit(trainer)
         self.original_units, self.scores = {}, {}
         self.groups, skipped = find_unit_groups(pl_module, self.include, self.exclude, self.unit_types)
+        skipped.update(layers_left_by_type(pl_module, ["Linear"], self.include, self.exclude, _NOT_LINEAR))
         if not self.groups:
             raise ValueError(
                 f"include={self.include} (exclude={self.exclude}, unit_types={self.unit_types}) selects no group of "
-                f"prunable units; skipped: {skipped}"
+                f"prunable units; {describe_found(skipped)}"
             )
         for group in self.groups:
             self.original_units[group.name] = group.num_units
             # Fail now, not hours into training, when the schedule would empty a layer.
             units_to_keep(self.original_units[group.name], self.schedule.final_sparsity, group.name)
         described = [f"{g.name} ({g.num_units} {g.kind})" for g in self.groups]
-        self._report_selection("unit groups", described, skipped)
+        self._report_selection(pl_module, "unit groups", described, skipped)
+        self._linear_names = {id(m): n for n, m in pl_module.named_modules() if isinstance(m, nn.Linear)}
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+
+    def _pruned_rows(self) -> list[dict[str, Any]]:
+        """Rows of :meth:`summary` for the pruned groups: ``kind``, ``units_before``, ``units_after``, ``removed``
+        and ``shapes`` (``{Linear name: [out_features, in_features]}`` of the group's Linears now)."""
+        rows = []
+        for group in self.groups:
+            before = self.original_units.get(group.name, group.num_units)
+            linears = [*group.producers, *group.consumers]
+            rows.append(
+                {
+                    "layer": group.name,
+                    "type": self._types.get(group.name),
+                    "status": "pruned",
+                    "reason": None,
+                    "kind": group.kind,
+                    "units_before": before,
+                    "units_after": group.num_units,
+                    "removed": before - group.num_units,
+                    "shapes": {self._linear_names.get(id(m), "?"): [m.out_features, m.in_features] for m in linears},
+                }
+            )
+        return rows
+
+    def _describe(self, row: dict[str, Any]) -> str:
+        shapes = ", ".join(f"{name} {shape}" for name, shape in row["shapes"].items())
+        return f"{row['removed']} of {row['units_before']} {row['kind']} removed, {row['units_after']} left ({shapes})"
 
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, target: float) -> dict[str, float]:
         records = []

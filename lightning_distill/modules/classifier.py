@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_distill.batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
 from lightning_distill.models.dropout import check_dropout, set_dropout
+from lightning_distill.pruning.serialization import resize_to_state_dict
 
 
 def check_num_classes(model: nn.Module, num_classes: int | None, what: str = "model") -> None:
@@ -38,6 +41,10 @@ class ClassifierModule(pl.LightningModule):
             (and the Hugging Face config's, so a saved model says what it was trained with). Whatever mode the model
             arrives in (``from_pretrained`` returns it in eval mode), the module puts it in train mode when fitting
             starts, so dropout is this setting's choice, not an accident of how the model was loaded.
+
+    A checkpoint of a structurally pruned model (see :class:`~lightning_distill.callbacks.StructuredPruning`) loads
+    into the freshly built, unpruned model (``trainer.test(module, ckpt_path=...)``, ``load_state_dict``): its
+    Linears are first shrunk to the checkpoint's sizes.
     """
 
     def __init__(
@@ -65,6 +72,12 @@ class ClassifierModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         # Lightning keeps each submodule's mode at fit start; the model trains in train mode, whatever it came in.
         self.train()
+
+    @override
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        # A structurally pruned checkpoint has smaller layers than the freshly built model: shrink them to fit first.
+        resize_to_state_dict(self, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, inputs: Any) -> Tensor:
         return logits_of(self.model, inputs)

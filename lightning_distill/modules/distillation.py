@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
 from lightning_distill.losses.kd import KDLoss, agreement
 from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.models.weights import load_teacher_weights
-from lightning_distill.modules import _teacher_cache
+from lightning_distill.modules import _teacher_cache, _teacher_check
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
+from lightning_distill.pruning.serialization import resize_to_state_dict
 
 TEACHER_KEY = "teacher."
 
@@ -40,9 +41,11 @@ class DistillationModule(pl.LightningModule):
 
     The teacher is frozen (no gradients, not in the optimizer), stays in eval mode for the whole fit (the module puts
     the student in train mode and the teacher in eval mode when fitting starts, and ``.train()`` on the module leaves
-    the teacher in eval), and is left out of checkpoints: a checkpoint of this
-    module holds the student alone (under ``student.``). Before training starts the teacher's validation accuracy is
-    logged as ``teacher/val_acc`` so a broken teacher is caught before hours of distillation.
+    the teacher in eval), and is left out of checkpoints: a checkpoint of this module holds the student alone (under
+    ``student.``). A structurally pruned student's checkpoint loads into the freshly built student, whose Linears are
+    shrunk to the checkpoint's sizes first. Before training starts the teacher's validation accuracy is logged as
+    ``teacher/val_acc`` so a broken teacher is caught before hours of distillation: on the data module's validation
+    set, or on the ``val_dataloaders`` given to ``trainer.fit``; without validation data the log says it was skipped.
 
     Args:
         student: The model being trained.
@@ -164,6 +167,8 @@ class DistillationModule(pl.LightningModule):
         merged = dict(state_dict)
         for key, value in self.teacher.state_dict().items():
             merged.setdefault(TEACHER_KEY + key, value)
+        # A structurally pruned student has smaller layers than the freshly built one: shrink them to fit first.
+        resize_to_state_dict(self, merged)
         return super().load_state_dict(merged, strict=strict, assign=assign)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
@@ -283,10 +288,13 @@ class DistillationModule(pl.LightningModule):
     def on_train_start(self) -> None:
         if self.cache_teacher_logits:
             self.build_teacher_cache()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or self.trainer.sanity_checking or self.trainer.fast_dev_run:
+        if self.trainer.sanity_checking:
             return
-        self._measure_teacher(datamodule)
+        loaders, why = _teacher_check.validation_loaders(self.trainer)
+        if why is None:
+            self._measure_teacher(loaders)
+        else:
+            rank_zero_info(f"teacher sanity check skipped (no teacher/val_acc): {why}")
 
     def build_teacher_cache(self) -> None:
         """Compute (or load from ``teacher_cache_dir``) the teacher's logits over the training set; see the class."""
@@ -311,17 +319,13 @@ class DistillationModule(pl.LightningModule):
             f"{self.teacher_cache_seconds:.1f} s (key {key})"
         )
 
-    def _measure_teacher(self, datamodule: Any) -> None:
-        correct = total = 0
-        with torch.no_grad():
-            for batch in datamodule.val_dataloader():
-                batch = self.transfer_batch_to_device(batch, self.device, 0)
-                labels = batch_labels(batch)
-                correct += int((self.teacher_logits(batch).argmax(-1) == labels).sum())
-                total += int(labels.numel())
-        if total == 0:
+    def _measure_teacher(self, loaders: list[Iterable]) -> None:
+        self.teacher_val_acc = _teacher_check.teacher_accuracy(self, loaders)
+        if self.teacher_val_acc is None:
+            rank_zero_info(
+                "teacher sanity check skipped (no teacher/val_acc before distillation): no validation example"
+            )
             return
-        self.teacher_val_acc = correct / total
         if self.logger is not None:
             self.logger.log_metrics({"teacher/val_acc": self.teacher_val_acc}, step=0)
         rank_zero_info(f"teacher validation accuracy before distillation: {self.teacher_val_acc:.4f}")

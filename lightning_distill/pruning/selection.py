@@ -50,26 +50,65 @@ def exclusion_reason(name: str, include: Sequence[str], exclude: Sequence[str], 
     return None
 
 
+def layer_type(module: nn.Module) -> str | None:
+    """The :data:`LAYER_TYPES` name of ``module`` (``"Conv2d"``), or ``None`` for other modules."""
+    return next((name for name, cls in LAYER_TYPES.items() if isinstance(module, cls)), None)
+
+
+def layers_left_by_type(
+    model: nn.Module, layer_types: Sequence[str], include: Sequence[str], exclude: Sequence[str], reason: str
+) -> dict[str, str]:
+    """The layers of :data:`LAYER_TYPES` not in ``layer_types``, each with why it is left alone.
+
+    ``reason`` is formatted with ``kind`` (the layer's type); an exclude (or include) pattern that also leaves the
+    layer alone is named instead, as the more direct cause.
+    """
+    chosen = tuple(LAYER_TYPES[t] for t in layer_types)
+    left = {}
+    for name, module in model.named_modules():
+        kind = layer_type(module)
+        if kind is not None and not isinstance(module, chosen):
+            left[name] = exclusion_reason(name, include, exclude) or reason.format(kind=kind)
+    return left
+
+
+def describe_found(skipped: dict[str, str], limit: int = 20) -> str:
+    """The layers a selection found and left alone, for an error message that nothing was selected."""
+    if not skipped:
+        return f"the model has no {', '.join(LAYER_TYPES)} layer"
+    shown = list(skipped.items())[:limit]
+    more = f" and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in shown)
+    return f"found {', '.join(name for name, _ in shown)}{more} ({reasons})"
+
+
 def select_weights(
     model: nn.Module,
     include: Sequence[str] = ("*",),
     exclude: Sequence[str] = DEFAULT_EXCLUDE,
     layer_types: Sequence[str] = ("Linear",),
 ) -> tuple[dict[str, nn.Parameter], dict[str, str]]:
-    """The ``weight`` parameters of the layers to prune, and the layers of those types left alone with the reason.
+    """The ``weight`` parameters of the layers to prune, and every layer of :data:`LAYER_TYPES` left alone and why.
+
+    Layers of a type not in ``layer_types`` (a Conv2d under the default ``["Linear"]``) are among the skipped ones.
 
     Returns:
         ``(selected, skipped)``: ``selected`` maps the parameter name (``<module>.weight``) to the parameter;
         ``skipped`` maps a module name to why it was not selected.
 
     Raises:
-        ValueError: no layer of ``layer_types`` matches; the message lists the layers that exist.
+        ValueError: no layer of ``layer_types`` is selected; the message lists the layers found and why each was left.
     """
     check_layer_types(layer_types)
     types = tuple(LAYER_TYPES[t] for t in layer_types)
     selected: dict[str, nn.Parameter] = {}
     skipped: dict[str, str] = {}
     for name, module in model.named_modules():
+        kind = layer_type(module)
+        if kind is not None and not isinstance(module, types):
+            skipped[name] = exclusion_reason(name, include, exclude) or (
+                f"{kind} is not in layer_types={list(layer_types)}; add '{kind}' to layer_types to prune it"
+            )
         if not isinstance(module, types) or not isinstance(getattr(module, "weight", None), nn.Parameter):
             continue
         reason = exclusion_reason(name, include, exclude, module.weight.requires_grad)
@@ -78,9 +117,8 @@ def select_weights(
         else:
             skipped[name] = reason
     if not selected:
-        found = ", ".join(list(skipped)[:20]) or "none"
         raise ValueError(
             f"include={list(include)} (exclude={list(exclude)}) selects no trainable {'/'.join(layer_types)} layer; "
-            f"layers of that type in the model: {found}"
+            f"{describe_found(skipped)}"
         )
     return selected, skipped

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.pruning.structured import set_head_count
+from lightning_distill.pruning.structured import find_unit_groups, set_head_count
 
 FORMAT = "lightning-distill-pruned"
 VERSION = 1
@@ -97,14 +97,78 @@ def resize_to_shapes(model: nn.Module, linear_shapes: Mapping[str, Any]) -> list
 def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], prefix: str = "") -> list[str]:
     """Resize the Linears of ``model`` whose weight in ``state_dict`` (keys under ``prefix``) has another shape.
 
-    Used to load a checkpoint of a structurally pruned model into a freshly built, unpruned one.
+    Used to load a checkpoint of a structurally pruned model into a freshly built, unpruned one (the LightningModules
+    call it in ``load_state_dict``). Only sizes that structured pruning can have changed are resized: the outputs of a
+    Linear that produces prunable units (neurons, attention heads) and the inputs of the Linear that consumes them,
+    and only downwards. Returns the names of the resized Linears (none when every shape already matches).
+
+    Raises:
+        ValueError: another shape differs (a model's inputs or classes, a non-Linear layer, a larger layer): the
+            checkpoint is not a pruned version of this model. The message names the tensor and both shapes.
     """
+    own = model.state_dict()
+    mismatched = {}
+    for key, tensor in own.items():
+        saved = state_dict.get(prefix + key)
+        if isinstance(saved, Tensor) and saved.shape != tensor.shape:
+            mismatched[key] = (tuple(saved.shape), tuple(tensor.shape))
+    if not mismatched:
+        return []
+    prunable, skipped = _prunable_dims(model)
+    modules = dict(model.named_modules())
     shapes = {}
-    for name, module in model.named_modules():
-        weight = state_dict.get(f"{prefix}{name}.weight" if name else f"{prefix}weight")
-        if isinstance(module, nn.Linear) and isinstance(weight, Tensor) and weight.dim() == 2:
+    for key, (saved, current) in mismatched.items():
+        name, _, _ = key.rpartition(".")
+        module = modules.get(name)
+        reason = _why_not_pruned(name, module, saved, current, prunable, skipped)
+        if reason is not None:
+            raise ValueError(
+                f"cannot load the checkpoint into {type(model).__name__}: its {prefix}{key} has shape {list(saved)} "
+                f"but the model's has {list(current)}, and {reason}, so the checkpoint is not a structurally pruned "
+                "version of this model; build the model with the architecture the checkpoint was trained with (the "
+                "same classes, input size, layer sizes or Hugging Face config) and load it again"
+            )
+        weight = state_dict.get(f"{prefix}{name}.weight")
+        if isinstance(weight, Tensor):
             shapes[name] = list(weight.shape)
     return resize_to_shapes(model, shapes)
+
+
+def _prunable_dims(model: nn.Module) -> tuple[dict[int, set[int]], dict[str, str]]:
+    """``{id(linear): dims structured pruning can shrink}`` (0: outputs, 1: inputs), and the Linears it leaves alone."""
+    groups, skipped = find_unit_groups(model, include=("*",), exclude=(), include_frozen=True)
+    dims: dict[int, set[int]] = {}
+    for group in groups:
+        for linear in group.producers:
+            dims.setdefault(id(linear), set()).add(0)
+        for linear in group.consumers:
+            dims.setdefault(id(linear), set()).add(1)
+    return dims, skipped
+
+
+def _why_not_pruned(
+    name: str,
+    module: nn.Module | None,
+    saved: tuple[int, ...],
+    current: tuple[int, ...],
+    prunable: dict[int, set[int]],
+    skipped: dict[str, str],
+) -> str | None:
+    """Why structured pruning cannot have turned the model's ``current`` shape into the checkpoint's ``saved``."""
+    if not isinstance(module, nn.Linear):
+        return f"{name or 'the model'} is a {type(module).__name__}, whose sizes structured pruning never changes"
+    if len(saved) != len(current):
+        return "the number of dimensions differs"
+    for dim, (ours, theirs) in enumerate(zip(current, saved, strict=True)):
+        side = "outputs" if dim == 0 else "inputs"
+        if ours == theirs:
+            continue
+        if theirs > ours:
+            return f"the checkpoint's {name} has more {side} ({theirs}) than the model's ({ours})"
+        if dim not in prunable.get(id(module), set()):
+            why = f" ({skipped[name]})" if name in skipped else ""
+            return f"structured pruning never removes {side} of {name}{why}"
+    return None
 
 
 def save_pruned(model: nn.Module, folder: str | Path) -> Path:

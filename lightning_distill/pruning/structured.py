@@ -193,12 +193,14 @@ def find_unit_groups(
     include: Sequence[str] = ("*",),
     exclude: Sequence[str] = DEFAULT_EXCLUDE,
     unit_types: Sequence[str] = UNIT_TYPES,
+    include_frozen: bool = False,
 ) -> tuple[list[UnitGroup], dict[str, str]]:
     """The unit groups of ``model`` chosen by name pattern, and the Linear layers left alone with the reason.
 
     Transformer layers (BERT-style and DistilBERT) are recognised by their attribute names wherever they are; every
     other network is traced with ``torch.fx`` to find MLP chains: ``model`` itself, or each module a LightningModule
-    holds (``model.``, ``student.``, ...). Frozen groups (``requires_grad=False``) are skipped.
+    holds (``model.``, ``student.``, ...). Frozen groups (``requires_grad=False``) are skipped unless
+    ``include_frozen`` (used to tell which sizes pruning can have changed, whatever is trainable now).
     """
     unknown = [t for t in unit_types if t not in UNIT_TYPES]
     if unknown or not unit_types:
@@ -237,7 +239,7 @@ def find_unit_groups(
             skipped.update(not_chained)
     chosen = []
     for group in groups:
-        trainable = all(p.weight.requires_grad for p in group.producers)
+        trainable = include_frozen or all(p.weight.requires_grad for p in group.producers)
         reason = exclusion_reason(group.name, include, exclude, trainable)
         if reason is None and group.kind not in unit_types:
             reason = f"{group.kind} are not in unit_types={list(unit_types)}"

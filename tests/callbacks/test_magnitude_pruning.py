@@ -1,3 +1,5 @@
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -6,6 +8,7 @@ import pytest
 import torch
 from conftest import tiny_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_distill.callbacks import MagnitudePruning
@@ -132,3 +135,56 @@ def test_bad_arguments_that_need_the_trainer_fail_before_training() -> None:
         tiny_trainer(max_epochs=3, callbacks=[MagnitudePruning(0.5, start=1, end=5)]).fit(module(), loader())
     with pytest.raises(ValueError, match=r"include=\['encoder.\*'\].*selects no trainable Linear"):
         tiny_trainer(callbacks=[MagnitudePruning(0.5, include=["encoder.*"])]).fit(module(), loader())
+
+
+@pytest.fixture
+def lightning_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Lightning's rank-zero messages (its logger does not propagate to the root logger caplog watches)."""
+    logger = logging.getLogger("lightning.pytorch")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def image_loader() -> DataLoader:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 1, 6, 6, generator=generator)
+    return DataLoader(TensorDataset(x, x.flatten(1)[:, :3].argmax(1)), batch_size=8)
+
+
+def test_conv_layers_left_out_by_default_are_named_with_the_reason_in_the_log_and_summary(
+    lightning_log: pytest.LogCaptureFixture,
+) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+    pruning = MagnitudePruning(0.5)
+    tiny_trainer(callbacks=[pruning]).fit(ClassifierModule(net), image_loader())
+    reason = "Conv2d is not in layer_types=['Linear']; add 'Conv2d' to layer_types to prune it"
+    assert pruning.summary() == [
+        {
+            "layer": "model.3",
+            "type": "Linear",
+            "status": "pruned",
+            "reason": None,
+            "shape": [3, 64],
+            "weights": 192,
+            "masked": 96,
+            "sparsity": 0.5,
+        },
+        {"layer": "model.0", "type": "Conv2d", "status": "skipped", "reason": reason},
+    ]
+    assert int((net[3].weight == 0).sum()) == 96 and int((net[0].weight == 0).sum()) == 0
+    # named when the layers are chosen (setup) and again in the summary at the end of fit
+    assert lightning_log.text.count(f"skipped model.0 (Conv2d): {reason}") == 2
+    assert "pruned  model.3 (Linear): 96 of 192 weights [3, 64] masked to zero, sparsity 0.500" in lightning_log.text
+
+
+def test_a_model_without_a_selected_layer_fails_before_training_naming_what_it_has() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 3, 6), nn.Flatten())
+    trainer = tiny_trainer(callbacks=[MagnitudePruning(0.5)])
+    with pytest.raises(
+        ValueError, match=r"selects no trainable Linear layer; found model.0 \(model.0: Conv2d is not in layer_types"
+    ):
+        trainer.fit(ClassifierModule(net), image_loader())
+    assert trainer.global_step == 0

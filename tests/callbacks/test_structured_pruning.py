@@ -143,3 +143,52 @@ def test_bad_input_that_needs_the_model_fails_before_training() -> None:
         tiny_trainer(callbacks=[StructuredPruning(0.5, include=["encoder.*"])]).fit(mlp_module(), mlp_loader())
     with pytest.raises(ValueError, match=r"ends at epoch 2 .*trainer.max_epochs=2"):
         tiny_trainer(max_epochs=2, callbacks=[StructuredPruning(0.5, end=2)]).fit(mlp_module(), mlp_loader())
+
+
+def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 3),
+    )
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 1, 6, 6, generator=generator)
+    loader = DataLoader(TensorDataset(x, x.flatten(1)[:, :3].argmax(1)), batch_size=8)
+    pruning = StructuredPruning(0.5, verbose=False)
+    tiny_trainer(callbacks=[pruning]).fit(ClassifierModule(net), loader)
+    assert pruning.summary() == [
+        {
+            "layer": "model.3",
+            "type": "Linear",
+            "status": "pruned",
+            "reason": None,
+            "kind": "neurons",
+            "units_before": 16,
+            "units_after": 8,
+            "removed": 8,
+            "shapes": {"model.3": [8, 64], "model.5": [3, 8]},
+        },
+        {"layer": "model.5", "type": "Linear", "status": "skipped", "reason": "its outputs are the model's outputs"},
+        {
+            "layer": "model.0",
+            "type": "Conv2d",
+            "status": "skipped",
+            "reason": "structured pruning removes Linear neurons and attention heads only; a Conv2d keeps its size",
+        },
+    ]
+    assert (net[3].out_features, net[5].in_features, net[0].out_channels) == (8, 8, 4)
+
+
+def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 6), torch.nn.Flatten())
+    loader = DataLoader(TensorDataset(torch.randn(8, 1, 6, 6), torch.zeros(8, dtype=torch.long)), batch_size=4)
+    trainer = tiny_trainer(callbacks=[StructuredPruning(0.5)])
+    with pytest.raises(
+        ValueError, match=r"selects no group of prunable units; found model.0 \(model.0: structured pruning"
+    ):
+        trainer.fit(ClassifierModule(net), loader)
+    assert trainer.global_step == 0
