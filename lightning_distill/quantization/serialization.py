@@ -86,7 +86,7 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
             _bnb.load_state_dict(skeleton, state)
         else:
             skeleton.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError) as error:
+    except (RuntimeError, ValueError, KeyError) as error:  # dynamic int8 layers raise KeyError for missing entries
         raise ValueError(
             f"quantized model {str(path)!r} does not fit the given {type(model).__name__}: {error}. Pass a float "
             "model built with the same architecture as the one that was quantized"

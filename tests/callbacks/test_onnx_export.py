@@ -81,5 +81,5 @@ def test_tiny_bert_with_dict_batches(tmp_path):
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="parity_batches must be an int >= 1; got 0"):
         OnnxExport(parity_batches=0)
-    with pytest.raises(ValueError, match="model_attribute must be 'auto', 'self' .* got ''"):
+    with pytest.raises(ValueError, match=r"model_attribute must be 'auto', 'self' .* got ''"):
         OnnxExport(model_attribute="")
