@@ -39,7 +39,9 @@ from lightning_distill.export import (
     optimize_onnx,
     quantize_onnx,
 )
+from lightning_distill.export.int8_report import onnx_int8_report
 from lightning_distill.modules._batch import logits_of
+from lightning_distill.quantization import QuantizationReport
 
 # Frozen dataclasses: one shared default instance is safe.
 _DEFAULT_EXPORT = OnnxExportConfig()
@@ -62,7 +64,8 @@ class OnnxExport(Callback):
     validation data before it is reported as written: ``model.onnx`` and ``model.optimized.onnx`` must match
     PyTorch within ``config.parity_atol``, ``model.int8.onnx`` must give finite logits of the right shape (its
     top-1 agreement with PyTorch is recorded in ``export.json``); a file that fails is renamed to ``<name>.broken``
-    and the fit fails naming it.
+    and the fit fails naming it. Which weights the int8 graph holds in int8, and which stayed float and why, is
+    logged and written to ``model.int8.report.json``.
 
     Args:
         config: Opset, input/output names, dynamic axes, exporter and parity tolerance.
@@ -96,6 +99,7 @@ class OnnxExport(Callback):
         self.model_attribute = model_attribute
         self.dirname = dirname
         self.artifacts: dict[str, Path] = {}
+        self.report: QuantizationReport | None = None
         self._attribute: str | None = None
         self._folder: Path | None = None
 
@@ -136,6 +140,10 @@ class OnnxExport(Callback):
             path = quantize_onnx(onnx_path, folder / "model.int8.onnx", self.quantization, data)
             checks["int8"] = verify_artifact("OnnxExport", path, lambda: _run_int8(path, model, first))
             artifacts["int8"] = path
+            self.report = onnx_int8_report(onnx_path, path, self.quantization)
+            report_path = folder / "model.int8.report.json"
+            report_path.write_text(json.dumps({"artifact": path.name, **self.report.to_dict()}, indent=2) + "\n")
+            rank_zero_info(f"OnnxExport: {self.report.summary()}")
         self.artifacts = artifacts
         summary: dict[str, Any] = {
             "model_attribute": self._attribute if self._attribute else "self",
