@@ -9,30 +9,39 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lightning_distill.batch import logits_of
 from lightning_distill.callbacks._post_fit import (
     Checkpoint,
-    ModelAttribute,
     artifact_dir,
     check_choices,
+    describe,
     label_names,
     model_attribute_of,
     model_inputs,
     refuse_qat_alongside,
+    require_validation_data,
     trained_copy,
     validation_batches,
+    verify_artifact,
 )
 from lightning_distill.export import (
     OnnxExportConfig,
     OrtQuantConfig,
     check_parity,
+    create_session,
     export_onnx,
+    onnx_predictor,
     optimize_onnx,
     quantize_onnx,
 )
+from lightning_distill.export.int8_report import onnx_int8_report
+from lightning_distill.quantization import QuantizationReport
 
 # Frozen dataclasses: one shared default instance is safe.
 _DEFAULT_EXPORT = OnnxExportConfig()
@@ -50,6 +59,14 @@ class OnnxExport(Callback):
     Class names come from the data module's ``id2label`` (or a Hugging Face model's config) and are stored in the
     ONNX metadata.
 
+    In ``setup``, before any training step, it finds the model and checks that the fit has validation data and that
+    the artifact folder is writable. Every file is loaded back from disk into an ONNX Runtime session and run on
+    validation data before it is reported as written: ``model.onnx`` and ``model.optimized.onnx`` must match
+    PyTorch within ``config.parity_atol``, ``model.int8.onnx`` must give finite logits of the right shape (its
+    top-1 agreement with PyTorch is recorded in ``export.json``); a file that fails is renamed to ``<name>.broken``
+    and the fit fails naming it. Which weights the int8 graph holds in int8, and which stayed float and why, is
+    logged and written to ``model.int8.report.json``.
+
     Args:
         config: Opset, input/output names, dynamic axes, exporter and parity tolerance.
         quantization: ONNX Runtime int8 settings (``dynamic``, or ``static`` calibrated on validation batches);
@@ -57,7 +74,7 @@ class OnnxExport(Callback):
         optimize: Also write the graph optimized by ONNX Runtime.
         parity_batches: Validation batches the float and int8-free graphs are checked on.
         checkpoint: ``best`` or ``last`` weights (see :class:`PostTrainingQuantization`).
-        model_attribute: ``auto``, ``model`` or ``student``.
+        model_attribute: ``auto``, a submodule name or dotted path, or ``self`` (see :class:`PostTrainingQuantization`).
         dirname: Folder under the run's log dir.
     """
 
@@ -68,7 +85,7 @@ class OnnxExport(Callback):
         optimize: bool = True,
         parity_batches: int = 4,
         checkpoint: Checkpoint = "best",
-        model_attribute: ModelAttribute = "auto",
+        model_attribute: str = "auto",
         dirname: str = "onnx",
     ) -> None:
         check_choices("OnnxExport", checkpoint, model_attribute, dirname)
@@ -82,39 +99,77 @@ class OnnxExport(Callback):
         self.model_attribute = model_attribute
         self.dirname = dirname
         self.artifacts: dict[str, Path] = {}
+        self.report: QuantizationReport | None = None
+        self._attribute: str | None = None
+        self._folder: Path | None = None
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
         refuse_qat_alongside(trainer, "OnnxExport")
+        self._attribute = model_attribute_of(pl_module, self.model_attribute, "OnnxExport")
+        why = "an example input, the parity check" + (" and int8 calibration" if self._static() else "")
+        require_validation_data(trainer, "OnnxExport", why)
+        self._folder = artifact_dir(trainer, self.dirname, "OnnxExport")
+
+    def _static(self) -> bool:
+        return self.quantization is not None and self.quantization.mode == "static"
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or self._attribute is None or self._folder is None:
             return
-        attribute = model_attribute_of(pl_module, self.model_attribute)
-        model = trained_copy(trainer, pl_module, attribute, self.checkpoint)
+        model = trained_copy(trainer, pl_module, self._attribute, self.checkpoint)
         batches = validation_batches(trainer, "OnnxExport")
-        example = model_inputs(next(iter(batches)))
-        folder = artifact_dir(trainer, self.dirname)
-        artifacts = {"onnx": export_onnx(model, self.config, example, folder / "model.onnx", label_names(trainer))}
-        report = check_parity(
-            artifacts["onnx"], model, islice(batches, self.parity_batches), atol=self.config.parity_atol
-        )
+        first = next(iter(batches))
+        folder = self._folder
+        onnx_path = export_onnx(model, self.config, model_inputs(first), folder / "model.onnx", label_names(trainer))
+        # check_parity runs model.onnx from disk in an ONNX Runtime session: its load-back check.
+        report = check_parity(onnx_path, model, islice(batches, self.parity_batches), atol=self.config.parity_atol)
+        artifacts, checks = {"onnx": onnx_path}, {"onnx": asdict(report)}
         if self.optimize:
-            artifacts["optimized"] = optimize_onnx(artifacts["onnx"], folder / "model.optimized.onnx")
+            path = optimize_onnx(onnx_path, folder / "model.optimized.onnx")
+            atol = self.config.parity_atol
+            checks["optimized"] = verify_artifact(
+                "OnnxExport", path, lambda: asdict(check_parity(path, model, [first], atol=atol))
+            )
+            artifacts["optimized"] = path
         if self.quantization is not None:
-            data = batches if self.quantization.mode == "static" else None
-            artifacts["int8"] = quantize_onnx(artifacts["onnx"], folder / "model.int8.onnx", self.quantization, data)
+            data = batches if self._static() else None
+            path = quantize_onnx(onnx_path, folder / "model.int8.onnx", self.quantization, data)
+            checks["int8"] = verify_artifact("OnnxExport", path, lambda: _run_int8(path, model, first))
+            artifacts["int8"] = path
+            self.report = onnx_int8_report(onnx_path, path, self.quantization)
+            report_path = folder / "model.int8.report.json"
+            report_path.write_text(json.dumps({"artifact": path.name, **self.report.to_dict()}, indent=2) + "\n")
+            rank_zero_info(f"OnnxExport: {self.report.summary()}")
         self.artifacts = artifacts
         summary: dict[str, Any] = {
-            "model_attribute": attribute,
+            "model_attribute": self._attribute if self._attribute else "self",
             "parity": asdict(report),
+            "checks": checks,
             "files": {k: str(v) for k, v in artifacts.items()},
             "config": asdict(self.config),
             "quantization": asdict(self.quantization) if self.quantization is not None else None,
         }
         (folder / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
         rank_zero_info(
-            f"OnnxExport: wrote {', '.join(str(p) for p in artifacts.values())}; max |logit diff| vs PyTorch "
-            f"{report.max_abs_diff:.2e} on {report.num_examples} validation examples"
+            f"OnnxExport: wrote {', '.join(str(p) for p in artifacts.values())} from {describe(self._attribute)}, "
+            f"each loaded back and run; max |logit diff| vs PyTorch {report.max_abs_diff:.2e} on "
+            f"{report.num_examples} validation examples"
         )
+
+
+def _run_int8(path: Path, model: Any, batch: Any) -> dict[str, Any]:
+    """Run the int8 graph from disk on one batch: finite logits of PyTorch's shape; top-1 agreement with PyTorch."""
+    inputs = model_inputs(batch)
+    actual = onnx_predictor(create_session(path))(inputs)
+    with torch.no_grad():
+        expected = logits_of(model, inputs).float().numpy()
+    if actual.shape != expected.shape:
+        raise ValueError(f"logits of shape {actual.shape}, PyTorch gives {expected.shape}")
+    if not np.isfinite(actual).all():
+        raise ValueError("non-finite logits")
+    agreement = float((actual.argmax(-1) == expected.argmax(-1)).mean()) if expected.size else 1.0
+    return {"num_examples": int(expected.shape[0]), "top1_agreement_with_pytorch": agreement}

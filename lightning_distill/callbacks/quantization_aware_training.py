@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +17,31 @@ from typing_extensions import override
 from lightning_distill.benchmark import file_size_mb
 from lightning_distill.callbacks._post_fit import (
     Checkpoint,
-    ModelAttribute,
     artifact_dir,
     best_checkpoint_path,
+    check_batch,
     check_choices,
+    describe,
     load_checkpoint,
     model_attribute_of,
+    save_checked_quantized,
+    submodel,
     submodule_state,
 )
 from lightning_distill.quantization import (
     QATConfig,
+    QuantizationReport,
     freeze_qat_batchnorm,
     prepare_qat_,
     quantize,
-    save_quantized,
     set_qat_observers,
 )
 
 _QAT_KEYS = "_qat_state_keys"
 _DEFAULT_CONFIG = QATConfig()  # frozen: one shared default instance is safe
+_OWNER = "QuantizationAwareTraining"
+# The float model as it was before prepare_qat_, by prepared model: load_quantized rebuilds the int8 artifact on it.
+_FLOAT_MODELS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
 
 
 def _tolerate_missing_qat_state(module: nn.Module, incompatible_keys: Any) -> None:
@@ -61,12 +68,16 @@ class QuantizationAwareTraining(Callback):
 
     At the end of fit a *copy* is converted to int8 (``quantize(model, QATConfig(step="convert"))``) and saved with
     ``save_quantized`` under ``<log dir>/<dirname>/<filename>``; the LightningModule stays in fake-quantized float.
+    The file is then loaded back with ``load_quantized`` and run on one validation batch (a training batch where the
+    fit has none); it must give the in-memory int8 model's logits, or the fit fails naming the file. The per-layer
+    summary is logged and written beside it as ``<name>.report.json``. The model, its QAT support and the artifact
+    folder (created and written to) are checked in ``setup``, before the first training step.
 
     Args:
         config: QAT settings; ``freeze_observers_epoch`` and ``freeze_bn_epoch`` freeze activation ranges and fused
             batch-norm statistics from that epoch on. Its ``step`` must be ``prepare``.
         checkpoint: ``last`` (default) or ``best`` weights and fake-quantize state for the int8 copy.
-        model_attribute: ``auto``, ``model`` or ``student``.
+        model_attribute: ``auto``, a submodule name or dotted path, or ``self`` (see :class:`PostTrainingQuantization`).
         dirname: Folder under the run's log dir.
         filename: File name of the int8 model.
     """
@@ -75,7 +86,7 @@ class QuantizationAwareTraining(Callback):
         self,
         config: QATConfig = _DEFAULT_CONFIG,
         checkpoint: Checkpoint = "last",
-        model_attribute: ModelAttribute = "auto",
+        model_attribute: str = "auto",
         dirname: str = "quantized",
         filename: str = "qat_int8.pt",
     ) -> None:
@@ -91,7 +102,9 @@ class QuantizationAwareTraining(Callback):
         self.dirname = dirname
         self.filename = filename
         self.artifact_path: Path | None = None
+        self.report: QuantizationReport | None = None
         self._attribute: str | None = None
+        self._folder: Path | None = None
         self._model: nn.Module | None = None
         self._pending: dict[str, Any] | None = None
 
@@ -102,16 +115,25 @@ class QuantizationAwareTraining(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._attribute = model_attribute_of(pl_module, self.model_attribute)
-        model = getattr(pl_module, self._attribute)
+        self._attribute = model_attribute_of(pl_module, self.model_attribute, _OWNER)
+        model = submodel(pl_module, self._attribute)
         if getattr(model, _QAT_KEYS, None) is None:
             float_keys = set(model.state_dict())
+            float_model = copy.deepcopy(model).cpu()
             prepare_qat_(model, self.config)
+            _FLOAT_MODELS[model] = float_model
             setattr(model, _QAT_KEYS, frozenset(set(model.state_dict()) - float_keys))
             model.register_load_state_dict_post_hook(_tolerate_missing_qat_state)
         self._model = model
         if self._pending is not None:
             self._restore(self._pending)
+        if stage == "fit":
+            if model not in _FLOAT_MODELS:
+                raise ValueError(
+                    f"{_OWNER}: {describe(self._attribute)} was prepared for QAT outside this callback, so there is no "
+                    "float model to reload the int8 artifact on; pass the float model and let the callback prepare it"
+                )
+            self._folder = artifact_dir(trainer, self.dirname, _OWNER)
 
     def _observing(self, epoch: int) -> bool:
         frozen_from = self.config.freeze_observers_epoch
@@ -155,7 +177,7 @@ class QuantizationAwareTraining(Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        prefix = f"{self._attribute}."
+        prefix = f"{self._attribute}." if self._attribute else ""
         for key in self.qat_keys:
             checkpoint["state_dict"].pop(prefix + key, None)
 
@@ -182,7 +204,7 @@ class QuantizationAwareTraining(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or self._model is None:
+        if not trainer.is_global_zero or self._model is None or self._folder is None:
             return
         model = copy.deepcopy(self._model).cpu()
         path = best_checkpoint_path(trainer) if self.checkpoint == "best" else None
@@ -193,8 +215,11 @@ class QuantizationAwareTraining(Callback):
             if qat_state:
                 self._restore(qat_state, model)
         converted = quantize(model, dataclasses.replace(self.config, step="convert"))
-        self.artifact_path = save_quantized(converted, artifact_dir(trainer, self.dirname) / self.filename)
+        batch = check_batch(trainer, _OWNER)
+        path = self._folder / self.filename
+        path = save_checked_quantized(_OWNER, converted, _FLOAT_MODELS[self._model], path, batch)
+        self.artifact_path, self.report = path, converted.quantization_report
         rank_zero_info(
-            f"QuantizationAwareTraining: saved the int8 model of {self._attribute!r} to {self.artifact_path} "
-            f"({file_size_mb(self.artifact_path):.3f} MB)"
+            f"{_OWNER}: saved the int8 model of {describe(self._attribute)} to {path} ({file_size_mb(path):.3f} MB), "
+            f"loaded back and checked on a {batch[1]} batch"
         )

@@ -7,15 +7,25 @@ from lightning_distill.quantization.config import (
     QuantConfig,
     StaticQuantConfig,
 )
-from lightning_distill.quantization.quantize import freeze_qat_batchnorm, prepare_qat_, quantize, set_qat_observers
+from lightning_distill.quantization.quantize import (
+    check_quantizable,
+    freeze_qat_batchnorm,
+    prepare_qat_,
+    quantize,
+    set_qat_observers,
+)
+from lightning_distill.quantization.report import LayerOutcome, QuantizationReport
 from lightning_distill.quantization.serialization import load_quantized, read_config, save_quantized
 
 __all__ = [
     "BitsAndBytesConfig",
     "DynamicQuantConfig",
+    "LayerOutcome",
     "QATConfig",
     "QuantConfig",
+    "QuantizationReport",
     "StaticQuantConfig",
+    "check_quantizable",
     "freeze_qat_batchnorm",
     "load_quantized",
     "prepare_qat_",

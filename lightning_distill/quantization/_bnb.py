@@ -57,6 +57,15 @@ def _quantized_layer(linear: nn.Linear, config: BitsAndBytesConfig, device: str)
     return layer.to(device).eval()
 
 
+def targets(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the layers :func:`replace_linears` swaps: every plain ``nn.Linear`` not matched by ``patterns``."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if name and type(module) is nn.Linear and not any(fnmatch(name, p) for p in patterns)
+    ]
+
+
 def replace_linears(model: nn.Module, config: BitsAndBytesConfig, device: str = "cpu") -> int:
     """Swap every ``nn.Linear`` not matched by ``config.skip_modules`` in place; return how many were swapped."""
     swapped = 0

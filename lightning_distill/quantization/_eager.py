@@ -114,7 +114,27 @@ def _dequantize_output(module: nn.Module, args: tuple[Any, ...], output: Any) ->
     return module.dequant_stub(output)
 
 
+_STUBS = ("quant_stub", "dequant_stub")
+
+
+class StubbedSequential(nn.Sequential):
+    """A top-level ``nn.Sequential`` carrying the whole-model quantize/dequantize stubs as extra children.
+
+    ``nn.Sequential.forward`` calls every child in turn, so stubs added as children would run a second time after the
+    last layer (quantizing the int8 output again fails at the first forward of the converted model); this forward
+    runs the original layers only and leaves the stubs to the hooks, like in any other model.
+    """
+
+    def forward(self, input: Any) -> Any:
+        for name, module in self._modules.items():
+            if name not in _STUBS:
+                input = module(input)
+        return input
+
+
 def _attach_stubs(model: nn.Module) -> None:
+    if type(model) is nn.Sequential:  # subclasses are refused by check_qat_model and quantized layer by layer
+        model.__class__ = StubbedSequential  # same parameters, names and children; only the forward changes
     model.add_module("quant_stub", tq.QuantStub())
     model.add_module("dequant_stub", tq.DeQuantStub())
     model.register_forward_pre_hook(_quantize_input)
@@ -139,17 +159,24 @@ def _wrap_layers(model: nn.Module, qconfig: Any, patterns: tuple[str, ...]) -> i
 
 def whole_model(model: nn.Module, patterns: tuple[str, ...]) -> bool:
     """Whether the model can run end to end in int8 (only quantizable leaves, nothing skipped)."""
-    return not patterns and not unquantizable_leaves(model)
+    plain_forward = not isinstance(model, nn.Sequential) or type(model) in (nn.Sequential, StubbedSequential)
+    return not patterns and not unquantizable_leaves(model) and plain_forward
+
+
+def dynamic_targets(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the layers dynamic quantization is asked to convert: every ``nn.Linear`` not matched by ``patterns``."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and not _skipped(name, patterns)]
+
+
+def static_targets(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the float ``nn.Linear`` layers static quantization converts one by one (when not end to end)."""
+    return [name for name, m in model.named_modules() if type(m) is nn.Linear and name and not _skipped(name, patterns)]
 
 
 def dynamic(model: nn.Module, config: DynamicQuantConfig) -> nn.Module:
     set_engine(config.backend)
     qconfig = tq.default_dynamic_qconfig if config.dtype == "qint8" else tq.float16_dynamic_qconfig
-    spec = {
-        name: qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and not _skipped(name, config.skip_modules)
-    }
+    spec = {name: qconfig for name in dynamic_targets(model, config.skip_modules)}
     dtype = torch.qint8 if config.dtype == "qint8" else torch.float16
     with _quiet():
         return tq.quantize_dynamic(model, qconfig_spec=spec, dtype=dtype, inplace=True)
@@ -182,9 +209,8 @@ def convert(model: nn.Module) -> nn.Module:
     return model
 
 
-def prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:
-    """Fuse and insert fake quantization for training; every float parameter keeps its name."""
-    set_engine(config.backend)
+def check_qat_model(model: nn.Module) -> None:
+    """Raise unless the model is built only from quantizable modules with a plain forward."""
     offending = unquantizable_leaves(model)
     if offending:
         raise ValueError(
@@ -192,6 +218,17 @@ def prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:
             f"BatchNorm1d); this one has {', '.join(offending[:5])}{' ...' if len(offending) > 5 else ''}. "
             "Use DynamicQuantConfig, or export to ONNX and quantize with ONNX Runtime, for such models."
         )
+    if isinstance(model, nn.Sequential) and type(model) not in (nn.Sequential, StubbedSequential):
+        raise ValueError(
+            f"QATConfig cannot prepare a {type(model).__name__} (a subclass of nn.Sequential): its forward runs every "
+            "child, the added quantize/dequantize steps too. Wrap it in a plain nn.Module whose forward calls it"
+        )
+
+
+def prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:
+    """Fuse and insert fake quantization for training; every float parameter keeps its name."""
+    set_engine(config.backend)
+    check_qat_model(model)
     model.train()
     _fuse(model, (), qat=True)
     _attach_stubs(model)

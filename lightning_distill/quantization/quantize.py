@@ -19,6 +19,7 @@ from lightning_distill.quantization.config import (
     QuantConfig,
     StaticQuantConfig,
 )
+from lightning_distill.quantization.report import REPORT_ATTRIBUTE, build_report, weight_layers
 
 CONFIG_ATTRIBUTE = "quantization_config"
 
@@ -37,7 +38,9 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
 
     Returns:
         The quantized model, in eval mode (train mode after ``QATConfig(step="prepare")``), with the config stored as
-        its ``quantization_config`` attribute so :func:`save_quantized` can rebuild it.
+        its ``quantization_config`` attribute so :func:`save_quantized` can rebuild it, and a per-layer
+        :class:`~lightning_distill.quantization.QuantizationReport` (which weight layers were quantized, which stayed
+        float and why) as its ``quantization_report`` attribute.
 
     Raises:
         ValueError: static quantization without calibration data; QAT converted before any training step or of a model
@@ -52,11 +55,50 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
         )
     if calibration_data is not None and not isinstance(config, StaticQuantConfig):
         raise ValueError(f"calibration_data is only used by StaticQuantConfig, not {type(config).__name__}")
-    quantized = applier(model, config, calibration_data)
+    quantized, notes = applier(model, config, calibration_data)
     if not (isinstance(config, QATConfig) and config.step == "prepare"):
         quantized.eval()  # layers created during quantization start in train mode
     setattr(quantized, CONFIG_ATTRIBUTE, config)
+    setattr(quantized, REPORT_ATTRIBUTE, build_report(model, quantized, config, notes))
     return quantized
+
+
+def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
+    """Check, without quantizing, that ``config`` can quantize ``model``; return the layers it would quantize.
+
+    Meant to run before training (the post-fit callbacks call it in ``setup``): it raises for everything knowable
+    from the model and the config alone.
+
+    Raises:
+        RuntimeError: the config's backend is not compiled into this PyTorch build.
+        ImportError: ``BitsAndBytesConfig`` without the bitsandbytes package.
+        ValueError: no weight layer the config would quantize (the message lists each one and why), a QAT model with
+            layers that have no int8 kernel, or a CUDA device asked for where there is none.
+    """
+    if isinstance(config, BitsAndBytesConfig):
+        _bnb._bnb()
+        _check_bnb_device(config)
+        targets = _bnb.targets(model, config.skip_modules)
+    else:
+        _eager.check_backend(config.backend)
+        if isinstance(config, QATConfig):
+            _eager.check_qat_model(model)
+            targets = [name for name, _ in weight_layers(model)]
+        elif isinstance(config, StaticQuantConfig) and _eager.whole_model(model, config.skip_modules):
+            targets = [name for name, _ in weight_layers(model)]
+        elif isinstance(config, StaticQuantConfig):
+            targets = _eager.static_targets(model, config.skip_modules)
+        else:
+            targets = _eager.dynamic_targets(model, config.skip_modules)
+    if not targets:
+        layers = build_report(model, model, config).skipped
+        listed = "; ".join(f"{layer.name} ({layer.layer}): {layer.reason}" for layer in layers[:8])
+        raise ValueError(
+            f"{type(config).__name__} would quantize no layer of {type(model).__name__}: "
+            f"{listed or 'it has no weight layer'}{' ...' if len(layers) > 8 else ''}. Change skip_modules, or use "
+            "ONNX Runtime int8 (OnnxExport with quantization) for models without nn.Linear layers"
+        )
+    return targets
 
 
 def model_inputs(batch: Any) -> Any:
@@ -65,11 +107,15 @@ def model_inputs(batch: Any) -> Any:
     return batch if isinstance(batch, Tensor) else student_inputs(batch)
 
 
-def _apply_dynamic(model: nn.Module, config: DynamicQuantConfig, calibration_data: Any) -> nn.Module:
-    return _eager.dynamic(copy.deepcopy(model).eval(), config)
+Applied = tuple[nn.Module, list[str]]  # the quantized model and notes on whole-model decisions for its report
 
 
-def _apply_static(model: nn.Module, config: StaticQuantConfig, calibration_data: Iterable[Any] | None) -> nn.Module:
+def _apply_dynamic(model: nn.Module, config: DynamicQuantConfig, calibration_data: Any) -> Applied:
+    check_quantizable(model, config)  # a model without nn.Linear would come back unchanged, "quantized"
+    return _eager.dynamic(copy.deepcopy(model).eval(), config), []
+
+
+def _apply_static(model: nn.Module, config: StaticQuantConfig, calibration_data: Iterable[Any] | None) -> Applied:
     if calibration_data is None:
         raise ValueError(
             "StaticQuantConfig needs calibration_data to observe activation ranges: pass e.g. "
@@ -81,15 +127,32 @@ def _apply_static(model: nn.Module, config: StaticQuantConfig, calibration_data:
         raise ValueError("StaticQuantConfig: calibration_data yielded no batches; pass a non-empty loader")
     end_to_end = _eager.whole_model(model, config.skip_modules)
     quantized = _static(model, config, inputs, end_to_end)
-    if end_to_end:
-        try:
-            with torch.inference_mode():
-                logits_of(quantized, inputs[0])
-        except (NotImplementedError, RuntimeError):
-            # The forward applies a float-only operation between layers (e.g. a residual sum): quantize each layer
-            # on its own instead.
-            quantized = _static(model, config, inputs, end_to_end=False)
-    return quantized
+    if not end_to_end:
+        return quantized, [_why_layer_by_layer(model, config)]
+    try:
+        with torch.inference_mode():
+            logits_of(quantized, inputs[0])
+    except (NotImplementedError, RuntimeError) as error:
+        # The forward applies a float-only operation between layers (e.g. a residual sum): quantize each layer
+        # on its own instead.
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        note = (
+            "the int8 model failed on a calibration batch when run end to end (the forward applies a float-only "
+            f"operation between layers? {first_line}), so each nn.Linear was quantized on its own"
+        )
+        return _static(model, config, inputs, end_to_end=False), [note]
+    return quantized, ["the whole model runs in int8 between one quantize and one dequantize step"]
+
+
+def _why_layer_by_layer(model: nn.Module, config: StaticQuantConfig) -> str:
+    leaves = _eager.unquantizable_leaves(model)
+    if leaves:
+        cause = f"{', '.join(leaves[:3])}{' ...' if len(leaves) > 3 else ''} have no eager int8 kernel"
+    elif config.skip_modules:
+        cause = "layers excluded by skip_modules run in float"
+    else:
+        cause = f"{type(model).__name__} subclasses nn.Sequential, whose forward would run the added steps too"
+    return f"{cause}, so each nn.Linear is quantized on its own between a quantize and a dequantize step"
 
 
 def _static(model: nn.Module, config: StaticQuantConfig, inputs: list[Any], end_to_end: bool) -> nn.Module:
@@ -100,14 +163,14 @@ def _static(model: nn.Module, config: StaticQuantConfig, inputs: list[Any], end_
     return _eager.convert(observed)
 
 
-def _apply_qat(model: nn.Module, config: QATConfig, calibration_data: Any) -> nn.Module:
+def _apply_qat(model: nn.Module, config: QATConfig, calibration_data: Any) -> Applied:
     prepared = _eager.is_qat_prepared(model)
     if config.step == "prepare":
         if prepared:
             raise ValueError(
                 "model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')"
             )
-        return _eager.prepare_qat(copy.deepcopy(model), config)
+        return _eager.prepare_qat(copy.deepcopy(model), config), []
     if not prepared:
         raise ValueError(
             "QATConfig(step='convert') needs a model returned by quantize(model, QATConfig(step='prepare')) and trained"
@@ -122,7 +185,7 @@ def _apply_qat(model: nn.Module, config: QATConfig, calibration_data: Any) -> nn
     converted = copy.deepcopy(model)
     _eager.set_engine(config.backend)
     _eager.remove_pruning(converted)
-    return _eager.convert(converted)
+    return _eager.convert(converted), []
 
 
 def prepare_qat_(model: nn.Module, config: QATConfig) -> nn.Module:
@@ -155,17 +218,21 @@ def freeze_qat_batchnorm(model: nn.Module) -> None:
     _eager.freeze_bn_stats(model)
 
 
-def _apply_bnb(model: nn.Module, config: BitsAndBytesConfig, calibration_data: Any) -> nn.Module:
+def _check_bnb_device(config: BitsAndBytesConfig) -> None:
     if config.device != "cpu" and not torch.cuda.is_available():
         raise ValueError(
             f"BitsAndBytesConfig(device={config.device!r}) but torch sees no CUDA device; use device='cpu' here"
         )
+
+
+def _apply_bnb(model: nn.Module, config: BitsAndBytesConfig, calibration_data: Any) -> Applied:
+    _check_bnb_device(config)
     quantized = copy.deepcopy(model).eval()
     _bnb.replace_linears(quantized, config, device=config.device)  # each layer quantized on its device
-    return quantized.to(config.device)
+    return quantized.to(config.device), []
 
 
-_APPLIERS: dict[type, Callable[[nn.Module, Any, Any], nn.Module]] = {
+_APPLIERS: dict[type, Callable[[nn.Module, Any, Any], Applied]] = {
     DynamicQuantConfig: _apply_dynamic,
     StaticQuantConfig: _apply_static,
     QATConfig: _apply_qat,

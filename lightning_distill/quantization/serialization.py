@@ -32,6 +32,7 @@ from lightning_distill.quantization.config import (
     config_to_dict,
 )
 from lightning_distill.quantization.quantize import CONFIG_ATTRIBUTE
+from lightning_distill.quantization.report import REPORT_ATTRIBUTE, build_report
 from lightning_distill.safe_load import load_file
 
 FORMAT = "lightning-distill/quantized"
@@ -70,7 +71,7 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
     """Rebuild the quantized model saved at ``path`` from ``model``, a float model of the same architecture.
 
     ``model`` is not changed; its weights do not matter (they are replaced by the saved ones). The global quantized
-    engine is set to the saved backend.
+    engine is set to the saved backend. Like :func:`quantize`, the result carries a per-layer ``quantization_report``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -85,12 +86,13 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
             _bnb.load_state_dict(skeleton, state)
         else:
             skeleton.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError) as error:
+    except (RuntimeError, ValueError, KeyError) as error:  # dynamic int8 layers raise KeyError for missing entries
         raise ValueError(
             f"quantized model {str(path)!r} does not fit the given {type(model).__name__}: {error}. Pass a float "
             "model built with the same architecture as the one that was quantized"
         ) from error
     setattr(skeleton, CONFIG_ATTRIBUTE, config)
+    setattr(skeleton, REPORT_ATTRIBUTE, build_report(model, skeleton, config))
     return skeleton.eval()
 
 

@@ -41,6 +41,7 @@ def test_mlp_files_parity_and_labels(tmp_path):
         "model.onnx",
         "model.optimized.onnx",
         "model.int8.onnx",
+        "model.int8.report.json",
         "export.json",
     }
     report = json.loads((folder / "export.json").read_text())
@@ -52,6 +53,13 @@ def test_mlp_files_parity_and_labels(tmp_path):
     assert np.abs(onnx_predictor(create_session(folder / "model.onnx"))(x) - expected).max() <= 1e-4
     int8 = onnx_predictor(create_session(folder / "model.int8.onnx"))(x)
     assert (int8.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
+    # each file was loaded back and run; the int8 summary lists both weight matrices as quantized
+    assert set(report["checks"]) == {"onnx", "optimized", "int8"} and report["checks"]["int8"]["num_examples"] == 16
+    summary = json.loads((folder / "model.int8.report.json").read_text())
+    assert [(layer["name"], layer["status"]) for layer in summary["layers"]] == [
+        ("model.hidden.0.weight", "quantized"),
+        ("model.classifier.weight", "quantized"),
+    ]
 
 
 def test_tiny_bert_with_dict_batches(tmp_path):
@@ -67,7 +75,10 @@ def test_tiny_bert_with_dict_batches(tmp_path):
     rows = [{"input_ids": i, "attention_mask": m, "labels": i[0] % 3} for i, m in zip(ids, mask, strict=True)]
     module = ClassifierModule(BertForSequenceClassification(config), learning_rate=1e-3)
     callback = OnnxExport(
-        OnnxExportConfig(opset=17), quantization=OrtQuantConfig(), parity_batches=2, checkpoint="last"
+        OnnxExportConfig(opset=17),
+        quantization=OrtQuantConfig(op_types=["MatMul"]),
+        parity_batches=2,
+        checkpoint="last",
     )
     trainer = tiny_trainer(max_epochs=1, callbacks=[callback], default_root_dir=tmp_path)
     trainer.fit(module, DataLoader(rows, batch_size=8), DataLoader(rows, batch_size=8))
@@ -76,10 +87,18 @@ def test_tiny_bert_with_dict_batches(tmp_path):
     assert session.get_inputs()[0].shape == ["batch", "sequence"]
     assert json.loads((tmp_path / "onnx" / "export.json").read_text())["parity"]["max_abs_diff"] <= 1e-4
     assert callback.artifacts["int8"].is_file()
+    # the summary: the 12 encoder MatMul weights (named by their node) and the 2 heads (Gemm, which ORT's
+    # pre-processing turns into MatMul) in int8; the 3 embeddings (Gather) left in float, with the reason
+    layers = callback.report.layers
+    quantized = [layer.name for layer in layers if layer.status == "quantized"]
+    assert len(quantized) == 14 and "/model/bert/encoder/layer.0/attention/self/query/MatMul" in quantized
+    assert [(layer.layer, layer.reason) for layer in callback.report.skipped] == 3 * [
+        ("Gather", "its operator Gather is not in op_types ['MatMul']")
+    ]
 
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="parity_batches must be an int >= 1; got 0"):
         OnnxExport(parity_batches=0)
-    with pytest.raises(ValueError, match="model_attribute must be 'auto', 'model' or 'student'"):
-        OnnxExport(model_attribute="teacher")
+    with pytest.raises(ValueError, match=r"model_attribute must be 'auto', 'self' .* got ''"):
+        OnnxExport(model_attribute="")

@@ -134,5 +134,5 @@ def test_bad_arguments_are_refused():
         QuantizationAwareTraining(QATConfig(step="convert"))
     with pytest.raises(ValueError, match="checkpoint must be 'best' or 'last'; got 'first'"):
         QuantizationAwareTraining(checkpoint="first")
-    with pytest.raises(ValueError, match="model_attribute must be 'auto', 'model' or 'student'; got 'net'"):
-        QuantizationAwareTraining(model_attribute="net")
+    with pytest.raises(ValueError, match=r"model_attribute must be 'auto', 'self' .* got 'net/encoder'"):
+        QuantizationAwareTraining(model_attribute="net/encoder")
