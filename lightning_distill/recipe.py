@@ -303,9 +303,9 @@ class Recipe:
             current, old = self._outputs(step), reads[step]
             if current is None:
                 return f"step {step!r}, whose results it read, has no results now"
-            for key in sorted(set(current or {}) | set(old or {})):
-                if (old or {}).get(key) != current.get(key):
-                    return f"{step}'s {key} changed since this step ran"
+            changed = [key for key in sorted(set(current) | set(old or {})) if (old or {}).get(key) != current.get(key)]
+            if changed:
+                return f"{step}'s {' and '.join(changed)} changed since this step ran"
         for key, entry in record.get("outputs", {}).items():
             current = self._fingerprint(entry["path"])
             if current != entry["fingerprint"]:
