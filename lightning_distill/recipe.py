@@ -8,7 +8,8 @@ inputs and its outputs on disk are unchanged. Otherwise the step is redone, with
 (``redone: teacher's checkpoint changed since this step ran``), and so is every step after it in that run: the simple
 rule that a redone step invalidates all later ones, so nothing downstream can mix old and new artifacts even where it
 reads them in ways no declaration names. ``--force`` redoes every step; ``--only STEP ...`` runs only those steps (the
-others are left as they are, saying so when they are stale); a later plain run redoes whatever they made stale.
+others are left as they are, saying so when they are stale); a later plain run redoes whatever they made stale. A
+``done.json`` written before inputs were recorded is kept unless an earlier step finished after it.
 
 A failing step stops the recipe, keeps every earlier step's results, and says which step failed and how to resume.
 
@@ -212,9 +213,12 @@ class Recipe:
         results[name] = record["result"]
         stale = self._why_stale(name, record)
         if stale is None:
-            print(f"{header}: not in --only, left as it is (done before)", flush=True)
+            checked = "inputs and outputs unchanged" if "inputs" in record else _UNCHECKED
+            print(f"{header}: not in --only, left as it is (done before, {checked})", flush=True)
         else:
-            print(f"{header}: not in --only, left as it is although {stale}; a run without --only redoes it")
+            print(
+                f"{header}: not in --only, left as it is although {stale}; a run without --only redoes it", flush=True
+            )
 
     def _run_step(self, index: int, name: str, fn: StepFn) -> dict[str, Any]:
         done = self.step_dir(name) / DONE_FILE
@@ -279,8 +283,8 @@ class Recipe:
     def _why_stale(self, name: str, record: dict[str, Any]) -> str | None:
         """Why a finished step must be redone (its inputs or outputs changed since it ran), or None."""
         recorded = record.get("inputs")
-        if recorded is None:
-            return None  # recorded before inputs were: nothing to check against (see _UNCHECKED)
+        if recorded is None:  # recorded before inputs were: only the order in which steps finished tells
+            return self._finished_after(name)
         declared = self.inputs[name]
         before, now = recorded.get("options", {}), declared.options
         changed = [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
@@ -313,15 +317,30 @@ class Recipe:
                 return f"its {key} {entry['path']} {what}"
         return None
 
+    def _finished_after(self, name: str) -> str | None:
+        """Why a step recorded without its inputs is stale: an earlier step finished after it; else None."""
+        finished = (self.step_dir(name) / DONE_FILE).stat().st_mtime_ns
+        for step, _ in self.steps[: [n for n, _ in self.steps].index(name)]:
+            done = self.step_dir(step) / DONE_FILE
+            if done.is_file() and done.stat().st_mtime_ns > finished:
+                return f"step {step!r} finished after it (recorded by an older version, without its inputs)"
+        return None
 
-_UNCHECKED = "recorded by an older version without its inputs, so they are not checked"
+
+_UNCHECKED = "recorded by an older version without its inputs: only checked to have finished after earlier steps"
 
 
 def recipe_arguments(description: str) -> argparse.ArgumentParser:
     """The command-line options every recipe script shares."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--force", action="store_true", help="redo every step, even those already finished")
-    parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps")
+    parser.add_argument("--force", action="store_true", help="redo every step, even those finished and up to date")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="STEP",
+        help="run only these steps (those not done or out of date; all of them with --force); the next run without "
+        "--only redoes the later steps that read them",
+    )
     return parser
 
 

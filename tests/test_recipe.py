@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_redoing_a_step_with_only_redoes_what_read_it_on_the_next_plain_run(tmp_
     assert calls[4:] == ["teacher"] and report.read_text() == "10"
     out = capsys.readouterr().out
     assert "distill: not in --only, left as it is although teacher's model changed since this step ran" in out
-    assert "student: not in --only, left as it is (done before)" in out
+    assert "student: not in --only, left as it is (done before, inputs and outputs unchanged)" in out
 
     recipe.run()  # the plain rerun redoes distill (it read the teacher) and every step after it
     assert calls[5:] == ["distill", "report"]
@@ -189,6 +190,20 @@ def test_missing_output_redoes_the_step_and_old_records_are_kept_unchecked(tmp_p
     recipe.run()
     assert calls == ["a", "a"]
     assert "done before, skipped (recorded by an older version without its inputs" in capsys.readouterr().out
+
+
+def test_a_step_recorded_without_inputs_is_redone_when_an_earlier_step_finished_after_it(tmp_path: Path) -> None:
+    calls: list[str] = []
+    recipe = Recipe("demo", root=tmp_path)
+    recipe.step("a")(lambda: calls.append("a") or {})
+    recipe.step("b")(lambda: calls.append("b") or {})
+    recipe.run()
+    done_b = tmp_path / "demo/b/done.json"
+    done_b.write_text(json.dumps({"step": "b", "seconds": 1, "result": {}}))  # as an older version wrote it
+    recipe.run(force=True, only=["a"])
+    os.utime(done_b, ns=(0, 0))  # a finished long before it (whatever the file system's time resolution)
+    recipe.run()
+    assert calls == ["a", "b", "a", "b"]
 
 
 def test_fingerprints_follow_content(tmp_path: Path, monkeypatch) -> None:
