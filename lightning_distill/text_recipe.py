@@ -47,12 +47,11 @@ ONNX_ARTIFACTS = (
 )
 # Issue 6's target for the final artifact against the fp32 PyTorch teacher.
 TARGET = {"speedup_at_least": 8.0, "size_fraction_at_most": 1 / 6, "accuracy_drop_at_most": 0.015}
-SETTINGS_FILE = "settings.json"
 
 
 @dataclass(frozen=True)
 class TextRecipeSettings:
-    """What a text recipe trains and measures; recorded in ``runs/<recipe>/settings.json`` and the report.
+    """What a text recipe trains and measures; recorded in the report, and by each step the settings it depends on.
 
     Args:
         configs: Folder with ``teacher.yaml`` and ``distill.yaml``.
@@ -326,23 +325,28 @@ def embedding_is_int8(path: str | Path) -> bool:
 # --- the recipe -------------------------------------------------------------------------------------------------------
 
 
-def check_settings(recipe: Recipe, settings: TextRecipeSettings, force: bool) -> None:
-    """Refuse to mix finished steps made with other options (``--force`` redoes them); record the options."""
-    path = recipe.folder / SETTINGS_FILE
-    current = asdict(settings)
-    current.pop("command")
-    if path.is_file() and not force:
-        saved = json.loads(path.read_text())
-        saved.pop("command", None)
-        changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
-        if changed and any(recipe.is_done(step) for step, _ in recipe.steps):
-            lines = "; ".join(f"{k}: {old!r} before, {new!r} now" for k, (old, new) in changed.items())
-            raise SystemExit(
-                f"{recipe.folder} holds steps finished with other options ({lines}). Rerun with --force to redo "
-                "every step with the new options, or give another --runs folder."
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(settings), indent=2) + "\n")
+# The settings each step's results depend on, recorded in its done.json: a change of one redoes that step and every
+# later one. The report depends on every setting (it lists them).
+_FIT = ("data", "tokenizer", "teacher_tokenizer", "limit_train_batches", "limit_val_batches")
+STEP_OPTIONS = {
+    "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout"),
+    "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout"),
+    "prune": (*_FIT, "sparsity", "prune_epochs", "dropout"),
+    "quantize": ("prune",),
+    "export": ("data", "prune"),
+    "benchmark": ("data", "tokenizer", "teacher_tokenizer", "prune", "test_limit", "bench_threads", "bench_iterations"),
+}
+
+
+def step_options(settings: TextRecipeSettings, step: str) -> dict[str, Any]:
+    """The settings ``step``'s results depend on (see :data:`STEP_OPTIONS`)."""
+    if step == "report":
+        return {k: v for k, v in asdict(settings).items() if k != "command"}
+    names = STEP_OPTIONS[step]
+    if step == "teacher" and settings.teacher is not None:  # no fit: its epochs, dropout and limits do not count
+        is_folder = Path(settings.teacher).is_dir()
+        names = ("teacher",) if is_folder else ("teacher", "teacher_base", "data", "tokenizer", "teacher_tokenizer")
+    return {name: getattr(settings, name) for name in names}
 
 
 def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
@@ -358,6 +362,8 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
 
     final = "student pruned" if settings.prune else "student"
     bench = recipe.step_dir("benchmark") / "rows.json"
+    distill_yaml = [Path(settings.configs) / "distill.yaml"]
+    fits_teacher = settings.teacher is None or Path(settings.teacher).is_file()
 
     def teacher_folder() -> str:
         return recipe.result("teacher")["model"]
@@ -393,7 +399,11 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             *_dropout_override(settings.dropout),
         ]
 
-    @recipe.step("teacher")
+    @recipe.step(
+        "teacher",
+        configs=[Path(settings.configs) / "teacher.yaml"] if fits_teacher else [],
+        options=step_options(settings, "teacher"),
+    )
     def teacher() -> dict:
         folder = recipe.step_dir("teacher") / "model"
         source = settings.teacher
@@ -423,7 +433,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         model.save_pretrained(folder, tokenizer=tokenizer)
         return {"model": str(folder), **result}
 
-    @recipe.step("distill")
+    @recipe.step("distill", configs=distill_yaml, options=step_options(settings, "distill"))
     def distill() -> dict:
         # The whole student as JSON: the config's may load a teacher fit's checkpoint (teacher_weights), which the
         # recipe's teacher folder replaces, and a dotted `...teacher_weights=null` would arrive as the string 'None'.
@@ -442,7 +452,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
 
     if settings.prune:
 
-        @recipe.step("prune")
+        @recipe.step("prune", configs=distill_yaml, options=step_options(settings, "prune"))
         def prune() -> dict:
             from lightning_distill.pruning import pruned_shapes, save_pruned
 
@@ -467,7 +477,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         folder = recipe.result("distill")["student"]
         return load_classifier(folder), folder
 
-    @recipe.step("quantize")
+    @recipe.step("quantize", options=step_options(settings, "quantize"))
     def quantize_student() -> dict:
         from lightning_distill.quantization import DynamicQuantConfig, quantize, save_quantized
 
@@ -475,7 +485,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
         path = recipe.step_dir("quantize") / "student_dynamic_int8.pt"
         return {"dynamic_int8": str(save_quantized(quantize(model, DynamicQuantConfig()), path))}
 
-    @recipe.step("export")
+    @recipe.step("export", configs=distill_yaml, options=step_options(settings, "export"))
     def export_student() -> dict:
         from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, optimize_onnx, quantize_onnx
 
@@ -509,7 +519,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             float_path.unlink()
         return result
 
-    @recipe.step("benchmark")
+    @recipe.step("benchmark", configs=distill_yaml, options=step_options(settings, "benchmark"))
     def benchmark_all() -> dict:
         bench.unlink(missing_ok=True)
         options = {"num_threads": settings.bench_threads, "iterations": settings.bench_iterations}
@@ -560,7 +570,7 @@ def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
             iterations=settings.bench_iterations,
         )
 
-    @recipe.step("report")
+    @recipe.step("report", options=step_options(settings, "report"))
     def report() -> dict:
         from lightning_distill.benchmark import with_ratios
 

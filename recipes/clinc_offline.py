@@ -18,7 +18,6 @@ from lightning_distill.text_recipe import (
     TextRecipeSettings,
     add_common_options,
     build,
-    check_settings,
     common_settings,
     missing_paths,
 )
@@ -83,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
         command=["python", "recipes/clinc_offline.py", *(sys.argv[1:] if argv is None else argv)],
     )
     recipe = build(Recipe("clinc_offline", root=Path(args.runs)), settings)
-    check_settings(recipe, settings, args.force)
     recipe.run(force=args.force, only=args.only)
 
 

@@ -27,11 +27,13 @@ def build(recipe: Recipe) -> Recipe:
         checkpoint = cli.trainer.checkpoint_callback
         return {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
 
-    recipe.step("teacher")(lambda: fit("teacher"))
-    recipe.step("student")(lambda: fit("student"))
-    recipe.step("distill")(lambda: fit("distill"))
+    # Each step declares the config it reads, and distill the teacher checkpoint that distill.yaml names: a changed
+    # input redoes the step and every later one (recipe.result calls are recorded without being declared).
+    recipe.step("teacher", configs=[CONFIGS / "teacher.yaml"])(lambda: fit("teacher"))
+    recipe.step("student", configs=[CONFIGS / "student.yaml"])(lambda: fit("student"))
+    recipe.step("distill", reads=["teacher"], configs=[CONFIGS / "distill.yaml"])(lambda: fit("distill"))
 
-    @recipe.step("benchmark")
+    @recipe.step("benchmark", configs=[CONFIGS / f"{config}.yaml" for config in ("teacher", "student", "distill")])
     def benchmark() -> dict:
         bench.unlink(missing_ok=True)
         for name, config, step in (
@@ -43,7 +45,7 @@ def build(recipe: Recipe) -> Recipe:
             cli_main(["benchmark", *args, "--name", name, "--output", str(bench)])
         return {"rows": str(bench)}
 
-    @recipe.step("report")
+    @recipe.step("report", reads=["benchmark"])
     def report() -> dict:
         import json
 

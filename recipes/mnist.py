@@ -30,13 +30,17 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
         checkpoint = cli.trainer.checkpoint_callback
         return {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
 
+    # Each step declares the configs and data it reads, and the fits the teacher checkpoint their config names: a
+    # changed input redoes the step and every later one (recipe.result calls are recorded without being declared).
+    inputs = {"data_args": data_args}
     for step in ("teacher", "student", "distill", "prune"):
-        recipe.step(step)(lambda step=step: fit(step))
+        reads = ["teacher"] if step in ("distill", "prune") else []
+        recipe.step(step, reads=reads, configs=[CONFIGS / f"{step}.yaml"], options=inputs)(lambda step=step: fit(step))
 
     def distilled() -> tuple:
         return load_trained(CONFIGS / "distill.yaml", recipe.result("distill")["checkpoint"], data_args)
 
-    @recipe.step("quantize")
+    @recipe.step("quantize", configs=[CONFIGS / "distill.yaml"], options=inputs)
     def quantize_student() -> dict:
         model, data = distilled()
         data.setup("fit")
@@ -48,7 +52,7 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
             "dynamic": str(save_quantized(dynamic, folder / "student_dynamic_int8.pt")),
         }
 
-    @recipe.step("export")
+    @recipe.step("export", configs=[CONFIGS / "distill.yaml"], options=inputs)
     def export_student() -> dict:
         model, data = distilled()
         data.setup("fit")
@@ -59,7 +63,9 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
 
     bench = recipe.step_dir("benchmark") / "rows.json"
 
-    @recipe.step("benchmark")
+    @recipe.step(
+        "benchmark", configs=[CONFIGS / f"{c}.yaml" for c in ("teacher", "student", "distill", "prune")], options=inputs
+    )
     def benchmark_all() -> dict:
         bench.unlink(missing_ok=True)
         for name, config, step in (
@@ -83,7 +89,7 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
         write_rows(rows, bench)
         return {"rows": str(bench)}
 
-    @recipe.step("report")
+    @recipe.step("report", reads=["benchmark"])
     def report() -> dict:
         rows = json.loads(bench.read_text())
         folder = write_report(

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -118,9 +119,38 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     recipe.main(tiny_inputs)  # a rerun skips every finished step
     assert capsys.readouterr().out.count("done before, skipped") == 7
 
-    # other options would mix stale artifacts with new ones: refused unless --force
-    with pytest.raises(SystemExit, match=r"prune: True before, False now.*--force"):
-        recipe.main([*tiny_inputs, "--no-prune"])
+    # each step recorded the steps whose results it read, and the settings it depends on
+    def inputs(step: str) -> dict:
+        return json.loads((folder / step / "done.json").read_text())["inputs"]
+
+    assert list(inputs("distill")["reads"]) == ["teacher"]
+    assert list(inputs("prune")["reads"]) == ["distill", "teacher"]
+    assert list(inputs("benchmark")["reads"]) == ["distill", "export", "prune", "quantize", "teacher"]
+    assert inputs("distill")["options"]["epochs"] == 1 and "bench_iterations" not in inputs("distill")["options"]
+    # another option redoes the first step that depends on it and every step after it, and nothing before it
+    recipe.main([*tiny_inputs, "--bench-iterations", "3"])
+    out = capsys.readouterr().out
+    assert out.count("done before, skipped") == 5
+    assert "benchmark: redone: its options changed since it ran (bench_iterations: 5 before, 3 now)" in out
+    assert "report: redone: step 'benchmark' ran before it in this run" in out
+    assert "`bench_iterations`: `3`" in (folder / "report.md").read_text()
+
+    # the teacher redone alone (--force --only teacher): the next plain run redoes every step after it, and the
+    # report shows the new teacher
+    longer = [*tiny_inputs, "--teacher-epochs", "3"]
+    recipe.main([*longer, "--force", "--only", "teacher"])
+    out = (
+        capsys.readouterr().out
+    )  # the teacher's checkpoint changed, and its saved model unless the best epoch is the same
+    assert re.search(r"distill: not in --only, left as it is although teacher's (checkpoint|model)\b", out)
+    recipe.main(longer)
+    out = capsys.readouterr().out
+    assert out.count("done before, skipped") == 1
+    assert re.search(r"distill: redone: teacher's (checkpoint|model)[a-z ]* changed since this step ran", out)
+    teacher_result = json.loads((folder / "teacher" / "done.json").read_text())["result"]
+    report_settings = json.loads((folder / "report_settings.json").read_text())
+    assert report_settings["settings"]["teacher_epochs"] == 3
+    assert report_settings["steps"]["teacher"] == teacher_result
 
     # a fine-tuned teacher given as a Lightning checkpoint of the teacher config is loaded and saved as a folder
     checkpoint = folder / "teacher" / "checkpoints" / "best.ckpt"
