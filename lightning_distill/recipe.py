@@ -359,14 +359,8 @@ def load_trained(config: str | Path, checkpoint: str | Path, overrides: list[str
 
     ``overrides`` are command-line style arguments such as ``["--data.root", "../shared/data/mnist10k"]``.
     """
-    from lightning_distill.cli import cli_main, deployable_model
-    from lightning_distill.safe_load import load_file
+    from lightning_distill.cli import cli_main
+    from lightning_distill.modules.deployable import load_deployable
 
     cli = cli_main(["--config", str(config), *(overrides or [])], run=False)
-    from lightning_distill.pruning import resize_to_state_dict
-
-    state = load_file(checkpoint)["state_dict"]
-    resize_to_state_dict(cli.model, state)  # a structurally pruned model has smaller layers than its config says
-    cli.model.load_state_dict(state)
-    model = deployable_model(cli.model).eval()
-    return model, cli.datamodule
+    return load_deployable(cli.model, checkpoint), cli.datamodule

@@ -16,6 +16,7 @@ from torch import nn
 
 from lightning_distill.batch import logits_of, student_inputs
 from lightning_distill.modules._attribute import check_model_attribute, resolve_model_attribute
+from lightning_distill.modules.deployable import load_deployable
 from lightning_distill.quantization import load_quantized, save_quantized
 from lightning_distill.quantization.report import REPORT_ATTRIBUTE
 from lightning_distill.safe_load import load_file
@@ -87,7 +88,8 @@ def trained_copy(trainer: pl.Trainer, pl_module: pl.LightningModule, attribute: 
                 "no best checkpoint was saved (no ModelCheckpoint monitoring a metric?); using the last weights"
             )
         else:
-            model.load_state_dict(submodule_state(load_checkpoint(path)["state_dict"], attribute), strict=True)
+            state = submodule_state(load_checkpoint(path)["state_dict"], attribute)
+            model = load_deployable(model, state, model_attribute="self", what=f"best checkpoint {path}")
     return model
 
 
