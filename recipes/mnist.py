@@ -3,7 +3,10 @@
 Run from the project root, offline on the shared copy of MNIST:
     python recipes/mnist.py --data-root ../shared/data/mnist10k [--force] [--only STEP ...]
 Online, leave --data-root out and torchvision downloads MNIST into data/.
-Writes runs/mnist/<step>/ for each step and runs/mnist/report.{json,md,png}.
+Writes runs/mnist_recipe/<step>/ for each step and runs/mnist_recipe/report.{json,md,png}: a folder of its own, so
+the recipe and `lightning-distill fit --config configs/mnist/<step>.yaml` (which writes runs/mnist/<step>/) never
+overwrite each other's checkpoints. Fits use PyTorch's default thread count (one per physical core), recorded in each
+fit's config.yaml.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from lightning_distill.benchmark import benchmark_module, benchmark_onnx, benchmark_quantized, write_report, write_rows
-from lightning_distill.cli import cli_main
+from lightning_distill.cli import cli_main, output_arguments
 from lightning_distill.data.mnist import MNISTDataModule
 from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
 from lightning_distill.models import TinyMNIST
@@ -23,10 +28,19 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mnist"
 
 
 def build(recipe: Recipe, data_args: list[str]) -> Recipe:
-    quiet = ["--trainer.enable_progress_bar=false", *data_args]
+    quiet = ["--trainer.enable_progress_bar=false"]
+
+    def overrides(step: str) -> list[str]:
+        """Arguments that move ``configs/mnist/<step>.yaml``'s outputs, and the teacher it reads, into the recipe."""
+        folder = recipe.step_dir(step)
+        config = yaml.safe_load((CONFIGS / f"{step}.yaml").read_text())
+        args = output_arguments(config, folder, recipe.folder, folder / "checkpoints")
+        if (config["model"].get("init_args") or {}).get("teacher_checkpoint"):
+            args.append(f"--model.init_args.teacher_checkpoint={recipe.result('teacher')['checkpoint']}")
+        return [*args, *data_args]
 
     def fit(config: str) -> dict:
-        cli = cli_main(["fit", "--config", str(CONFIGS / f"{config}.yaml"), *quiet])
+        cli = cli_main(["fit", "--config", str(CONFIGS / f"{config}.yaml"), *quiet, *overrides(config)])
         checkpoint = cli.trainer.checkpoint_callback
         return {"checkpoint": checkpoint.best_model_path, "best_val_acc": float(checkpoint.best_model_score)}
 
@@ -38,7 +52,7 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
         recipe.step(step, reads=reads, configs=[CONFIGS / f"{step}.yaml"], options=inputs)(lambda step=step: fit(step))
 
     def distilled() -> tuple:
-        return load_trained(CONFIGS / "distill.yaml", recipe.result("distill")["checkpoint"], data_args)
+        return load_trained(CONFIGS / "distill.yaml", recipe.result("distill")["checkpoint"], overrides("distill"))
 
     @recipe.step("quantize", configs=[CONFIGS / "distill.yaml"], options=inputs)
     def quantize_student() -> dict:
@@ -74,7 +88,7 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
             ("TinyMNIST distilled fp32", "distill", "distill"),
             ("TinyMNIST distilled + 70% pruned fp32", "prune", "prune"),
         ):
-            model, data = load_trained(CONFIGS / f"{config}.yaml", recipe.result(step)["checkpoint"], data_args)
+            model, data = load_trained(CONFIGS / f"{config}.yaml", recipe.result(step)["checkpoint"], overrides(step))
             data.setup("test")
             write_rows([benchmark_module(model, data, name=name)], bench)
         data = MNISTDataModule(**_data_kwargs(data_args))
@@ -113,7 +127,7 @@ def main() -> None:
     if args.data_root is not None:
         MNISTDataModule(root=args.data_root, download=False)  # fails now, naming the missing files, not mid-recipe
         data_args = ["--data.root", args.data_root, "--data.download", "false"]
-    build(Recipe("mnist"), data_args).run(force=args.force, only=args.only)
+    build(Recipe("mnist_recipe"), data_args).run(force=args.force, only=args.only)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import subprocess
@@ -5,8 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+import yaml
+from conftest import MNIST10K, ROOT
 
+from lightning_distill.cli import cli_main
 from lightning_distill.recipe import Recipe, StepFailed, fingerprint
 
 
@@ -240,9 +243,19 @@ def test_digits_recipe_end_to_end(tmp_path: Path) -> None:
     script = ROOT / "recipes" / "digits.py"
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    folder = tmp_path / "runs" / "digits"
+    folder = tmp_path / "runs" / "digits_recipe"
+    # the folder of `lightning-distill fit --config configs/digits/*.yaml` is left alone: no shared checkpoints
+    assert not (tmp_path / "runs" / "digits").exists()
     rows = json.loads((folder / "report.json").read_text())
     assert [r["name"] for r in rows] == ["teacher", "student (scratch)", "student (distilled)"]
+    assert [r["weights"] for r in rows] == [
+        str(folder / s / "checkpoints/best.ckpt") for s in ("teacher", "student", "distill")
+    ]
+    for step in ("teacher", "student", "distill"):
+        (saved,) = (folder / step).glob("version_*/config.yaml")
+        assert yaml.safe_load(saved.read_text())["num_threads"] == 1
+    distill = yaml.safe_load(next((folder / "distill").glob("version_*/config.yaml")).read_text())
+    assert distill["model"]["init_args"]["teacher_checkpoint"] == str(folder / "teacher/checkpoints/best.ckpt")
     teacher, _, distilled = rows
     assert teacher["accuracy"] > 0.9 and distilled["accuracy"] > 0.85
     assert distilled["params"] < teacher["params"] / 10
@@ -253,3 +266,25 @@ def test_digits_recipe_end_to_end(tmp_path: Path) -> None:
     rerun = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0
     assert rerun.stdout.count("done before, skipped") == 5
+
+
+def test_mnist_recipe_and_the_cli_configs_write_to_different_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("recipe_mnist", ROOT / "recipes" / "mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"]
+    monkeypatch.setattr(module, "cli_main", lambda args: cli_main([*args, *short]))  # the same fits, a few steps long
+    monkeypatch.chdir(tmp_path)  # the configs and the recipe write under runs/ relative to the working directory
+    monkeypatch.setattr(sys, "argv", ["mnist.py", "--data-root", str(MNIST10K), "--only", "teacher", "distill"])
+    module.main()
+    folder = tmp_path / "runs" / "mnist_recipe"
+    assert not (tmp_path / "runs" / "mnist").exists()  # the folder of `lightning-distill fit --config configs/mnist/*`
+    for step in ("teacher", "distill"):
+        done = json.loads((folder / step / "done.json").read_text())
+        assert done["result"]["checkpoint"] == str(folder / step / "checkpoints/best.ckpt")
+        assert list((folder / step).glob("version_0/metrics.csv"))
+    (saved,) = (folder / "distill").glob("version_*/config.yaml")
+    teacher = yaml.safe_load(saved.read_text())["model"]["init_args"]["teacher_checkpoint"]
+    assert teacher == str(folder / "teacher/checkpoints/best.ckpt")

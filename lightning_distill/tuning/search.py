@@ -21,8 +21,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from lightning_distill.cli import DistillCLI
-from lightning_distill.tuning.config import TuneConfig, TuneConfigError, load_tune_config
+from lightning_distill.cli import DistillCLI, cli_main, output_arguments
+from lightning_distill.tuning.config import TuneConfig, TuneConfigError
 from lightning_distill.tuning.pruning import OptunaPruning
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -65,27 +65,11 @@ def trial_arguments(
     move under ``trial_dir``, so trials overwrite neither each other nor the base config's run.
     """
     trial_dir = Path(trial_dir)
-    trainer = base.get("trainer") or {}
     args = ["--config", config.base_config, *(f"--{key}={json.dumps(value)}" for key, value in values.items())]
-    args.append(f"--trainer.default_root_dir={trial_dir}")
-    if isinstance(trainer.get("logger"), dict | list):
-        args.append(f"--trainer.logger={json.dumps(_moved(trainer['logger'], 'save_dir', trial_dir))}")
-    if isinstance(trainer.get("callbacks"), dict | list):
-        moved = _moved(trainer["callbacks"], "dirpath", trial_dir / "checkpoints")
-        args.append(f"--trainer.callbacks={json.dumps(moved)}")
+    args += output_arguments(base, root_dir=trial_dir, log_dir=trial_dir, checkpoint_dir=trial_dir / "checkpoints")
     if config.max_epochs is not None:
         args.append(f"--trainer.max_epochs={config.max_epochs}")
     return [*args, *_QUIET_TRAINER]
-
-
-def _moved(value: Any, argument: str, folder: Path) -> Any:
-    """``value`` (a class_path/init_args mapping or a list of them) with ``init_args[argument]`` set to ``folder``."""
-    if isinstance(value, list):
-        return [_moved(item, argument, folder) for item in value]
-    init_args = value.get("init_args") if isinstance(value, dict) else None
-    if not isinstance(init_args, dict) or argument not in init_args:
-        return value
-    return {**value, "init_args": {**init_args, argument: str(folder)}}
 
 
 def check_search_keys(config: TuneConfig) -> dict[str, Any]:
@@ -271,30 +255,8 @@ def _run_trial(config: TuneConfig, base: dict[str, Any], trial: optuna.Trial) ->
 
 
 def tune_main(argv: list[str] | None = None) -> None:
-    """``lightning-distill tune --config TUNE.yaml [--n_trials N] [--max_epochs E] [--output BEST.yaml]``."""
-    parser = argparse.ArgumentParser(
-        prog="lightning-distill tune",
-        description="Optuna search over a LightningCLI config: ranges in a tune YAML, trials pruned on the "
-        "validation metric, a resumable SQLite study, and the best config written out for `lightning-distill fit`.",
-    )
-    parser.add_argument("--config", required=True, help="tune YAML (e.g. configs/digits/tune.yaml)")
-    parser.add_argument("--n_trials", type=int, help="finished trials the study should reach (overrides the YAML)")
-    parser.add_argument("--max_epochs", type=int, help="epochs per trial (overrides the YAML)")
-    parser.add_argument("--output", help="path of the best config (overrides the YAML)")
-    options = parser.parse_args(argv)
-    try:
-        config = load_tune_config(
-            options.config, n_trials=options.n_trials, max_epochs=options.max_epochs, output=options.output
-        )
-    except (TuneConfigError, FileNotFoundError) as error:
-        parser.error(str(error))
-    try:
-        tune(config)
-    except TuneConfigError as error:
-        parser.error(str(error))
-    except KeyboardInterrupt:
-        print(
-            "\nsearch stopped; finished trials are kept in the study's storage: rerun the same command to resume",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+    """``lightning-distill tune --config TUNE.yaml [--n_trials N] [--max_epochs E] [--output BEST.yaml]``.
+
+    ``argv`` are the arguments after ``tune`` (None reads ``sys.argv[1:]``); the same as ``cli_main(["tune", *argv])``.
+    """
+    cli_main(["tune", *(sys.argv[1:] if argv is None else argv)])
