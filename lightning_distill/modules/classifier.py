@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from lightning_distill.batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
 from lightning_distill.models.dropout import check_dropout, set_dropout
+from lightning_distill.modules._metrics import TopOneMetrics, log_top1
 from lightning_distill.pruning.serialization import resize_to_state_dict
 
 
@@ -68,6 +69,7 @@ class ClassifierModule(pl.LightningModule):
             set_dropout(model, dropout)
         self.model = model
         self.num_classes = num_classes
+        self.top1 = TopOneMetrics()
 
     def on_fit_start(self) -> None:
         # Lightning keeps each submodule's mode at fit start; the model trains in train mode, whatever it came in.
@@ -96,7 +98,7 @@ class ClassifierModule(pl.LightningModule):
         loss = F.cross_entropy(logits, labels)
         n = batch_size(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n)
-        self.log(f"{stage}/acc", (logits.argmax(-1) == labels).float().mean(), prog_bar=True, batch_size=n)
+        log_top1(self, f"{stage}/acc", logits, labels, n, prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

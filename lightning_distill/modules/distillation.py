@@ -26,10 +26,11 @@ from lightning_distill.batch import (
     teacher_inputs,
 )
 from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
-from lightning_distill.losses.kd import KDLoss, agreement
+from lightning_distill.losses.kd import KDLoss
 from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.models.weights import load_teacher_weights
 from lightning_distill.modules import _teacher_cache, _teacher_check
+from lightning_distill.modules._metrics import TopOneMetrics, log_top1
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
 from lightning_distill.pruning.serialization import resize_to_state_dict
 
@@ -130,6 +131,7 @@ class DistillationModule(pl.LightningModule):
         self.loss = loss if loss is not None else KDLoss()
         self.hidden_state_loss = hidden_state_loss
         self.attention_loss = attention_loss
+        self.top1 = TopOneMetrics()
         self.num_classes = num_classes
         self.cache_teacher_logits = cache_teacher_logits
         self.teacher_cache_dir = teacher_cache_dir
@@ -232,7 +234,7 @@ class DistillationModule(pl.LightningModule):
         self.log("train/hard_loss", out.hard, batch_size=n)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=n)
-        self.log("train/agreement", agreement(student_logits, teacher_logits), batch_size=n)
+        log_top1(self, "train/agreement", student_logits, teacher_logits.argmax(-1), n)
         return loss
 
     def _eval_step(self, batch: Any, stage: str) -> None:
@@ -241,8 +243,9 @@ class DistillationModule(pl.LightningModule):
         teacher_logits = self.teacher_logits(batch)
         n = batch_size(batch)
         self.log(f"{stage}/loss", F.cross_entropy(student_logits, labels), batch_size=n)
-        self.log(f"{stage}/acc", (student_logits.argmax(-1) == labels).float().mean(), prog_bar=True, batch_size=n)
-        self.log(f"{stage}/agreement", agreement(student_logits, teacher_logits), prog_bar=True, batch_size=n)
+        log_top1(self, f"{stage}/acc", student_logits, labels, n, prog_bar=True)
+        # agreement: the share of examples where the student's top-1 class is the teacher's
+        log_top1(self, f"{stage}/agreement", student_logits, teacher_logits.argmax(-1), n, prog_bar=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step(batch, "val")
