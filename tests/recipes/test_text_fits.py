@@ -86,3 +86,9 @@ def test_a_config_without_the_class_the_recipe_sets_is_named(tmp_path: Path) -> 
     config = load_config(ROOT / "configs" / "clinc" / "offline" / "teacher.yaml")
     with pytest.raises(ValueError, match=r"no class_path/init_args at model\.init_args\.student"):
         init_args(config, "model", "student")
+
+
+@pytest.mark.parametrize("name", ["dropout", "teacher_dropout"])
+def test_a_dropout_out_of_range_is_refused_before_any_fit(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"{name} must be None .* or in \[0, 1\), got 1.5"):
+        TextRecipeSettings("configs", "t", {}, "tok", "teacher", None, None, **{name: 1.5})
