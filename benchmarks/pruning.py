@@ -45,6 +45,7 @@ from lightning_distill.data import MNISTDataModule, TextClassificationDataModule
 from lightning_distill.models import MNISTClassifier, StudentFromTeacher, TransformerClassifier
 from lightning_distill.modules import ClassifierModule
 from lightning_distill.pruning import save_pruned
+from lightning_distill.recipes.text import FirstExamples
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -63,24 +64,10 @@ def fine_tune(model: nn.Module, data: Any, lr: float, epochs: int, steps: int, p
     return time.perf_counter() - started
 
 
-class _FirstExamples:
-    """The benchmark interface of ``data`` (``benchmark_data``, ``encode``) cut to the first ``limit`` test examples."""
-
-    def __init__(self, data: Any, limit: int) -> None:
-        self.data, self.limit = data, limit
-
-    def benchmark_data(self, split: str = "test") -> tuple[Any, torch.Tensor]:
-        inputs, labels = self.data.benchmark_data(split)
-        return inputs[: self.limit], labels[: self.limit]
-
-    def encode(self, raw: Any) -> Any:
-        return self.data.encode(raw)
-
-
 def measure(model: nn.Module, data: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     if args.test_limit > 0:
-        data = _FirstExamples(data, args.test_limit)
+        data = FirstExamples(data, args.test_limit)
     with tempfile.TemporaryDirectory() as folder:
         save_pruned(model, folder)
         size = file_size_mb(Path(folder) / "model.pt")

@@ -214,7 +214,7 @@ def _has_target(config: dict, link_key: str, root: str) -> bool:
 class DistillCLI(LightningCLI):
     """LightningCLI for lightning-distill; see the module docstring."""
 
-    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+    def __init__(self, args: list[str] | dict[str, Any] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(
             pl.LightningModule,
@@ -355,8 +355,12 @@ def _data_attribute(attribute: str) -> Any:
     return compute
 
 
-def cli_main(args: list[str] | None = None, run: bool = True) -> DistillCLI:
-    """Run the CLI in-process (``args`` as on the command line; None reads ``sys.argv``) and return it.
+def cli_main(args: list[str] | dict[str, Any] | None = None, run: bool = True) -> DistillCLI:
+    """Run the CLI in-process and return it.
+
+    ``args`` are as on the command line, or a config as a dict (what a YAML file holds; with ``run``, under
+    ``{"subcommand": "fit", "fit": {...}}``), parsed by LightningCLI with ``parse_object``: values keep their Python
+    types. None reads ``sys.argv``.
 
     With ``args``, the calling script's own command line is hidden from LightningCLI, which would otherwise warn that
     it got both.

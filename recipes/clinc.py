@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
-from lightning_distill.text_recipe import (
+from lightning_distill.recipes.text import (
     TextRecipeSettings,
     add_common_options,
     build,

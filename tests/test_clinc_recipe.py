@@ -80,7 +80,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     from transformers import AutoTokenizer
 
     from lightning_distill.export import create_session
-    from lightning_distill.text_recipe import load_pruned_classifier
+    from lightning_distill.recipes.text import load_pruned_classifier
 
     student_folder = folder / "prune" / "student"
     texts = ["book a flight to the sun", "what is the weather", "play a song"]
@@ -237,7 +237,7 @@ def test_prune_step_schedules_twelve_taylor_points_over_the_first_half(
     prune_epochs: int, batches: int, limit: float | None, expected: tuple[int, int, int]
 ) -> None:
     from lightning_distill.callbacks import StructuredPruning
-    from lightning_distill.text_recipe import PRUNING_POINTS, TextRecipeSettings, gradual_pruning
+    from lightning_distill.recipes.text import PRUNING_POINTS, TextRecipeSettings, gradual_pruning
 
     settings = TextRecipeSettings(
         configs="configs/clinc/offline",
@@ -261,7 +261,7 @@ def test_prune_step_schedules_twelve_taylor_points_over_the_first_half(
 
 
 def test_prune_step_refuses_a_run_too_short_to_prune_gradually() -> None:
-    from lightning_distill.text_recipe import TextRecipeSettings, gradual_pruning
+    from lightning_distill.recipes.text import TextRecipeSettings, gradual_pruning
 
     settings = TextRecipeSettings("configs", "t", {}, "tok", "teacher", None, None, prune_epochs=1)
     with pytest.raises(ValueError, match=r"the prune step has 1 optimizer step\(s\).*raise --prune-epochs"):

@@ -1,0 +1,84 @@
+"""Loading and reading the artifacts a text recipe writes: saved classifiers, weights files, ONNX graphs."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "FirstExamples",
+    "embedding_is_int8",
+    "has_tokenizer",
+    "load_classifier",
+    "load_pruned_classifier",
+    "model_inputs",
+    "weights_file",
+]
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether a saved model folder holds its tokenizer."""
+    return (Path(folder) / "tokenizer_config.json").is_file()
+
+
+def load_classifier(folder: str | Path) -> nn.Module:
+    """A Hugging Face sequence classifier saved with ``save_pretrained``."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+
+
+def load_pruned_classifier(folder: str | Path) -> nn.Module:
+    """A Hugging Face sequence classifier saved with ``save_pruned`` (its config is that of the unpruned model)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from lightning_distill.pruning import load_pruned
+
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
+    return load_pruned(model, folder).eval()
+
+
+def weights_file(folder: str | Path) -> Path:
+    """The weights file of a saved model folder (``model.safetensors``, ``model.pt`` of ``save_pruned``, ...)."""
+    for name in ("model.safetensors", "model.pt", "pytorch_model.bin"):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    raise FileNotFoundError(f"no model weights (model.safetensors, model.pt, pytorch_model.bin) in {folder}")
+
+
+def model_inputs(model: nn.Module, encoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a tokenizer's output that ``model.forward`` takes (DistilBERT takes no ``token_type_ids``)."""
+    accepted = inspect.signature(model.forward).parameters
+    return {k: v for k, v in encoded.items() if k in accepted}
+
+
+class FirstExamples:
+    """A data module's benchmark interface (``benchmark_data``, ``encode``) cut to its first ``limit`` texts.
+
+    Args:
+        data: Anything with ``benchmark_data(split)`` and ``encode(raw)`` (a ``TextClassificationDataModule``).
+        limit: How many examples to keep; None keeps all.
+    """
+
+    def __init__(self, data: Any, limit: int | None) -> None:
+        self.data, self.limit = data, limit
+
+    def benchmark_data(self, split: str = "test") -> tuple[Any, torch.Tensor]:
+        inputs, labels = self.data.benchmark_data(split)
+        return (inputs[: self.limit], labels[: self.limit]) if self.limit else (inputs, labels)
+
+    def encode(self, raw: Any) -> Any:
+        return self.data.encode(raw)
+
+
+def embedding_is_int8(path: str | Path) -> bool:
+    """Whether the word-embedding table of an ONNX graph is stored as 8-bit integers."""
+    import onnx
+
+    int8 = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    graph = onnx.load(str(path)).graph
+    return any("word_embeddings" in t.name and t.data_type in int8 for t in graph.initializer)

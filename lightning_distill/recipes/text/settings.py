@@ -1,0 +1,158 @@
+"""What a text recipe trains and measures: the frozen settings, the command-line options that fill them, and the
+settings each step's results depend on."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_distill.models.dropout import check_dropout
+
+__all__ = ["STEP_OPTIONS", "TextRecipeSettings", "add_common_options", "common_settings", "step_options"]
+
+
+@dataclass(frozen=True)
+class TextRecipeSettings:
+    """What a text recipe trains and measures; recorded in the report, and by each step the settings it depends on.
+
+    Args:
+        configs: Folder with ``teacher.yaml`` and ``distill.yaml``.
+        title: Title of the report.
+        data: Data-module arguments overriding the configs' (``data_files``, ``dataset``, ...), the tokenizer excluded.
+        tokenizer: The student's tokenizer (Hub name or folder).
+        teacher_tokenizer: The teacher's tokenizer where the teacher's folder holds none; None: ``tokenizer``.
+        teacher: A fine-tuned teacher: ``save_pretrained`` folder, Lightning checkpoint of ``teacher.yaml``, or Hub
+            name; None fits ``teacher.yaml`` on ``teacher_base``.
+        teacher_base: Checkpoint ``teacher.yaml`` fine-tunes (and builds to load a Lightning checkpoint).
+        student_base: Checkpoint the student is built from; None: the fine-tuned teacher (its layers and trained head,
+            rather than those of the pretrained encoder).
+        student_layers: Layers of ``student_base`` the student keeps (``StudentFromTeacher``); None keeps the config's.
+        prune: Run the structured pruning step.
+        sparsity: Fraction of every layer's attention heads and FFN neurons that pruning removes.
+        teacher_epochs: Epochs of the teacher fit; None keeps the config's.
+        epochs: Epochs of distillation; None keeps the config's.
+        prune_epochs: Epochs of the pruning fit (with the teacher's soft targets): units are removed in the first half,
+            the second half fine-tunes the pruned student.
+        limit_train_batches: Trainer's ``limit_train_batches`` of every fit (fraction or batch count); None: all.
+        limit_val_batches: Trainer's ``limit_val_batches`` of every fit; None: all.
+        test_limit: Benchmark accuracy on the first ``test_limit`` test texts only; None: all.
+        bench_threads: Intra-op threads of every latency measurement.
+        bench_iterations: Timed batch-1 calls per artifact.
+        teacher_dropout: Dropout of the teacher fit (``ClassifierModule(dropout=...)``); None keeps the config's.
+        dropout: Dropout of the student in the distill and prune fits (``DistillationModule(dropout=...)``); None
+            keeps the config's.
+        command: The command line that ran the recipe, shown in the report (not compared).
+    """
+
+    configs: str
+    title: str
+    data: dict[str, Any]
+    tokenizer: str
+    teacher: str | None
+    teacher_base: str | None
+    student_base: str | None
+    teacher_tokenizer: str | None = None
+    student_layers: list[int] | None = None
+    prune: bool = True
+    sparsity: float = 0.5
+    teacher_epochs: int | None = None
+    epochs: int | None = None
+    prune_epochs: int = 8
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    test_limit: int | None = None
+    bench_threads: int = 1
+    bench_iterations: int = 100
+    teacher_dropout: float | None = None
+    dropout: float | None = None
+    command: list[str] = field(default_factory=list, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if self.teacher is None and self.teacher_base is None:
+            raise ValueError("give a fine-tuned teacher, or a teacher_base for the teacher fit")
+        for name in ("teacher_epochs", "epochs", "prune_epochs", "test_limit", "bench_threads", "bench_iterations"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name in ("limit_train_batches", "limit_val_batches"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 (a fraction of the batches, or a count), got {value}")
+        for name in ("teacher_dropout", "dropout"):  # before any fit, rather than when the fit builds its module
+            check_dropout(getattr(self, name), name)
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options both CLINC recipes share: pruning, epochs, CPU-time bounds and benchmark settings."""
+    parser.add_argument("--runs", default="runs", help="folder of all recipe runs (default: runs)")
+    parser.add_argument("--no-prune", dest="prune", action="store_false", help="skip the structured pruning step")
+    parser.add_argument("--prune", dest="prune", action="store_true", help="prune the student (default)")
+    parser.add_argument("--sparsity", type=float, default=0.5, help="heads and FFN neurons pruned (default 0.5)")
+    parser.add_argument("--teacher-epochs", type=int, help="epochs of the teacher fit (default: the config's)")
+    parser.add_argument("--epochs", type=int, help="epochs of distillation (default: the config's)")
+    parser.add_argument(
+        "--prune-epochs", type=int, default=8, help="epochs of the pruning fit: prune in the first half (default 8)"
+    )
+    parser.add_argument(
+        "--limit-train-batches", type=_fraction_or_count, help="per fit: a fraction (0.25) or a count (100) of batches"
+    )
+    parser.add_argument("--limit-val-batches", type=_fraction_or_count, help="per fit, as --limit-train-batches")
+    parser.add_argument("--test-limit", type=int, help="benchmark accuracy on the first N test texts (default: all)")
+    parser.add_argument("--bench-threads", type=int, default=1, help="threads of the latency measurement (default 1)")
+    parser.add_argument("--bench-iterations", type=int, default=100, help="timed batch-1 calls per artifact")
+    parser.add_argument("--teacher-dropout", type=float, help="dropout of the teacher fit (default: the config's)")
+    parser.add_argument("--dropout", type=float, help="dropout of the student while distilled (default: the config's)")
+
+
+_COMMON = (
+    "prune",
+    "sparsity",
+    "teacher_epochs",
+    "epochs",
+    "prune_epochs",
+    "limit_train_batches",
+    "limit_val_batches",
+    "test_limit",
+    "bench_threads",
+    "bench_iterations",
+    "teacher_dropout",
+    "dropout",
+)
+
+
+def common_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`TextRecipeSettings` fields read from the options :func:`add_common_options` added."""
+    return {name: getattr(args, name) for name in _COMMON}
+
+
+def _fraction_or_count(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and value > 1 else value
+
+
+# The settings each step's results depend on, recorded in its done.json: a change of one redoes that step and every
+# later one. The report depends on every setting (it lists them).
+_FIT = ("data", "tokenizer", "teacher_tokenizer", "limit_train_batches", "limit_val_batches")
+STEP_OPTIONS = {
+    "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout"),
+    "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout"),
+    "prune": (*_FIT, "sparsity", "prune_epochs", "dropout"),
+    "quantize": ("prune",),
+    "export": ("data", "prune"),
+    "benchmark": ("data", "tokenizer", "teacher_tokenizer", "prune", "test_limit", "bench_threads", "bench_iterations"),
+}
+
+
+def step_options(settings: TextRecipeSettings, step: str) -> dict[str, Any]:
+    """The settings ``step``'s results depend on (see :data:`STEP_OPTIONS`)."""
+    if step == "report":
+        return {k: v for k, v in asdict(settings).items() if k != "command"}
+    names = STEP_OPTIONS[step]
+    if step == "teacher" and settings.teacher is not None:  # no fit: its epochs, dropout and limits do not count
+        is_folder = Path(settings.teacher).is_dir()
+        names = ("teacher",) if is_folder else ("teacher", "teacher_base", "data", "tokenizer", "teacher_tokenizer")
+    return {name: getattr(settings, name) for name in names}

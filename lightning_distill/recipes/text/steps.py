@@ -1,0 +1,321 @@
+"""The steps of a text-classification compression recipe, shared by ``recipes/clinc.py`` and
+``recipes/clinc_offline.py``; :func:`build` adds them to a :class:`~lightning_distill.recipe.Recipe`.
+
+Every training step loads the task's config (``<configs>/teacher.yaml`` or ``<configs>/distill.yaml``) as a dict,
+changes it (paths, data, student, dropout, epochs, output folder) and runs it with the LightningCLI (:mod:`.fit`):
+
+1. ``teacher``: a fine-tuned teacher as a ``save_pretrained`` folder: a given folder as is; a Lightning checkpoint of
+   ``teacher.yaml``, or a Hub name, saved to ``teacher/model``; or, with no teacher given, ``fit`` of ``teacher.yaml``.
+2. ``distill``: ``fit`` of ``distill.yaml`` (teacher frozen, its logits cached) -> ``distill/student`` (best val/acc).
+3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons gradually
+   during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
+   first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
+4. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
+5. ``export``: the final student as ONNX fp32, as optimized by ONNX Runtime, as ONNX Runtime dynamic int8 (the
+   embedding tables included: ONNX Runtime quantizes their ``Gather``), and as int8 with 4-bit embedding tables; with
+   pruning, the unpruned student as int8 with 4-bit embeddings too.
+6. ``benchmark``: every artifact reloaded from disk, measured on raw test texts (tokenization in every latency).
+7. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target,
+   checked for each ONNX candidate; the final artifact is the most compressed candidate that meets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from lightning_distill.recipe import Recipe
+from lightning_distill.recipes.text.artifacts import (
+    FirstExamples,
+    embedding_is_int8,
+    has_tokenizer,
+    load_classifier,
+    load_pruned_classifier,
+    model_inputs,
+    weights_file,
+)
+from lightning_distill.recipes.text.fit import (
+    build_fit,
+    gradual_pruning,
+    init_args,
+    load_config,
+    run_fit,
+    train_batches,
+    with_trainer,
+)
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, write_text_report
+from lightning_distill.recipes.text.settings import TextRecipeSettings, step_options
+
+if TYPE_CHECKING:
+    from lightning_distill.data import TextClassificationDataModule
+
+__all__ = ["TextRecipeSteps", "build"]
+
+
+def build(recipe: Recipe, settings: TextRecipeSettings) -> Recipe:
+    """Add the steps of the module docstring to ``recipe``."""
+    return TextRecipeSteps(recipe, settings).add_steps()
+
+
+class TextRecipeSteps:
+    """The steps of a text recipe, each a method returning the JSON-able result its ``done.json`` records.
+
+    Args:
+        recipe: The recipe the steps are added to (its folder holds every step's artifacts).
+        settings: What the steps train and measure.
+    """
+
+    def __init__(self, recipe: Recipe, settings: TextRecipeSettings) -> None:
+        self.recipe, self.settings = recipe, settings
+        self.configs = Path(settings.configs)
+        self.final = "student pruned" if settings.prune else "student"
+        self.rows_file = recipe.step_dir("benchmark") / "rows.json"
+
+    def add_steps(self) -> Recipe:
+        """Add the steps, with the configs and settings each depends on, to the recipe and return it."""
+        settings, distill_yaml = self.settings, [self.configs / "distill.yaml"]
+        fits_teacher = settings.teacher is None or Path(settings.teacher).is_file()
+        steps: list[tuple[str, Callable[[], dict[str, Any]], list[Path]]] = [
+            ("teacher", self.teacher, [self.configs / "teacher.yaml"] if fits_teacher else []),
+            ("distill", self.distill, distill_yaml),
+            *([("prune", self.prune, distill_yaml)] if settings.prune else []),
+            ("quantize", self.quantize, []),
+            ("export", self.export, distill_yaml),
+            ("benchmark", self.benchmark, distill_yaml),
+            ("report", self.report, []),
+        ]
+        for name, method, configs in steps:
+            self.recipe.step(name, configs=configs, options=step_options(settings, name))(method)
+        return self.recipe
+
+    # --- what the steps share ----------------------------------------------------------------------------------------
+
+    def teacher_folder(self) -> str:
+        """The fine-tuned teacher's ``save_pretrained`` folder (the teacher step's result)."""
+        return self.recipe.result("teacher")["model"]
+
+    def teacher_tokenizer(self, teacher: str) -> str:
+        """The tokenizer of the fine-tuned ``teacher`` folder: its own, else ``teacher_tokenizer`` or ``tokenizer``."""
+        if has_tokenizer(teacher):
+            return teacher
+        return self.settings.teacher_tokenizer or self.settings.tokenizer
+
+    def data_module(self, tokenizer: str) -> TextClassificationDataModule:
+        """``distill.yaml``'s data module with the recipe's data, encoding with ``tokenizer`` alone."""
+        from lightning_distill.data import TextClassificationDataModule
+
+        config = load_config(self.configs / "distill.yaml")
+        kwargs = {**init_args(config, "data"), **self.settings.data, "tokenizer": tokenizer, "teacher_tokenizer": None}
+        return TextClassificationDataModule(**kwargs)
+
+    def final_student(self) -> tuple[nn.Module, str]:
+        """The final student (the pruned one where there is one), loaded from disk, and its folder."""
+        if self.settings.prune:
+            folder = self.recipe.result("prune")["student"]
+            return load_pruned_classifier(folder), folder
+        folder = self.recipe.result("distill")["student"]
+        return load_classifier(folder), folder
+
+    # --- the configs of the fits ------------------------------------------------------------------------------------
+
+    def teacher_config(self) -> dict[str, Any]:
+        """``teacher.yaml`` fine-tuning ``teacher_base`` on the recipe's data, with ``teacher_dropout``."""
+        settings = self.settings
+        config = load_config(self.configs / "teacher.yaml")
+        init_args(config, "model", "model")["checkpoint"] = settings.teacher_base
+        data = init_args(config, "data")
+        data.update({**settings.data, "tokenizer": settings.teacher_tokenizer or settings.tokenizer})
+        if settings.teacher_dropout is not None:
+            init_args(config, "model")["dropout"] = settings.teacher_dropout
+        return config
+
+    def distill_config(self, teacher: str, student: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``distill.yaml`` distilling the fine-tuned ``teacher`` folder into ``student`` (a ``class_path`` dict).
+
+        The teacher's weights are the folder's (the config's ``teacher_checkpoint`` is dropped), its logits are
+        cached under the recipe's folder, the data is the recipe's with both tokenizers, and the student gets
+        ``dropout``. With no ``student``, the config's is built from ``student_base`` (None: ``teacher``) with
+        ``student_layers``, and its ``teacher_weights`` (a teacher fit's checkpoint) dropped: the folder replaces it.
+        """
+        settings = self.settings
+        config = load_config(self.configs / "distill.yaml")
+        module = init_args(config, "model")
+        init_args(config, "model", "teacher")["checkpoint"] = teacher
+        module.update(teacher_checkpoint=None, teacher_cache_dir=str(self.recipe.folder / "teacher_logits"))
+        if settings.dropout is not None:
+            module["dropout"] = settings.dropout
+        tokenizers = {"tokenizer": settings.tokenizer, "teacher_tokenizer": self.teacher_tokenizer(teacher)}
+        init_args(config, "data").update({**settings.data, **tokenizers})
+        if student is not None:
+            module["student"] = student
+            return config
+        student_args = init_args(config, "model", "student")
+        student_args["checkpoint"] = settings.student_base or teacher
+        if "teacher_weights" in student_args:
+            student_args["teacher_weights"] = None
+        if settings.student_layers is not None:
+            student_args["layers"] = list(settings.student_layers)
+        return config
+
+    # --- the steps ---------------------------------------------------------------------------------------------------
+
+    def teacher(self) -> dict[str, Any]:
+        """A fine-tuned teacher folder: the given one, or one saved from a fit, a Lightning checkpoint or the Hub."""
+        source, step_dir = self.settings.teacher, self.recipe.step_dir("teacher")
+        if source is not None and Path(source).is_dir():
+            return {"model": source, "source": "fine-tuned folder, used as is"}
+        if source is None:
+            config = with_trainer(self.teacher_config(), self.settings, step_dir, self.settings.teacher_epochs)
+            cli, model, best = run_fit(config, "teacher.yaml")
+            tokenizer, result = cli.datamodule.tokenizer, {"source": "fit", **best}
+        elif Path(source).is_file():
+            from lightning_distill.modules.deployable import load_deployable
+
+            cli = build_fit(self.teacher_config())
+            model = load_deployable(cli.model, source, what=f"--teacher {source}")
+            tokenizer, result = cli.datamodule.tokenizer, {"source": f"Lightning checkpoint {source}"}
+        else:
+            from transformers import AutoTokenizer
+
+            from lightning_distill.models import TransformerClassifier
+
+            model, tokenizer = TransformerClassifier(source), AutoTokenizer.from_pretrained(source)
+            result = {"source": f"Hub model {source}, saved locally"}
+        model.save_pretrained(step_dir / "model", tokenizer=tokenizer)
+        return {"model": str(step_dir / "model"), **result}
+
+    def distill(self) -> dict[str, Any]:
+        """Distil the teacher into the student; keep the best epoch's student as a ``save_pretrained`` folder."""
+        folder = self.recipe.step_dir("distill")
+        config = with_trainer(self.distill_config(self.teacher_folder()), self.settings, folder, self.settings.epochs)
+        cli, student, best = run_fit(config, "distill.yaml")
+        student.save_pretrained(folder / "student", tokenizer=cli.datamodule.tokenizer)
+        return {"student": str(folder / "student"), **best}
+
+    def prune(self) -> dict[str, Any]:
+        """Prune the distilled student gradually while distilling; keep the last (fully pruned) student."""
+        from lightning_distill.pruning import pruned_shapes, save_pruned
+
+        settings, folder = self.settings, self.recipe.step_dir("prune")
+        distilled = self.recipe.result("distill")["student"]
+        student = {
+            "class_path": "lightning_distill.models.TransformerClassifier",
+            "init_args": {"checkpoint": distilled},
+        }
+        pruning = gradual_pruning(settings, train_batches(self.data_module(distilled)))
+        config = self.distill_config(self.teacher_folder(), student)
+        config = with_trainer(config, settings, folder, settings.prune_epochs, [pruning])
+        cli, pruned, best = run_fit(config, "distill.yaml (prune)", keep="last")
+        save_pruned(pruned.model, folder / "student")
+        cli.datamodule.tokenizer.save_pretrained(str(folder / "student"))
+        return {"student": str(folder / "student"), "parameters": pruned_shapes(pruned.model)["parameters"], **best}
+
+    def quantize(self) -> dict[str, Any]:
+        """PyTorch dynamic int8 of the final student."""
+        from lightning_distill.quantization import DynamicQuantConfig, quantize, save_quantized
+
+        model, _ = self.final_student()
+        path = self.recipe.step_dir("quantize") / "student_dynamic_int8.pt"
+        return {"dynamic_int8": str(save_quantized(quantize(model, DynamicQuantConfig()), path))}
+
+    def export(self) -> dict[str, Any]:
+        """The final student as ONNX fp32, ORT-optimized, ORT int8 and int8 with 4-bit embeddings (and the unpruned
+        student as the latter, with pruning)."""
+        from lightning_distill.export import OrtQuantConfig, optimize_onnx, quantize_onnx
+
+        out = self.recipe.step_dir("export")
+        model, folder = self.final_student()
+        onnx_path = self._export_onnx(model, folder, out / "student.onnx")
+        optimized = optimize_onnx(onnx_path, out / "student_optimized.onnx")
+        # ORT's optimized graph has fused contrib ops its quantizer cannot type: quantize the exported graph (the
+        # session applies the same fusions when it loads the int8 model).
+        int8 = quantize_onnx(onnx_path, out / "student_int8.onnx", OrtQuantConfig(mode="dynamic"))
+        emb4 = quantize_onnx(onnx_path, out / "student_int8_emb4.onnx", OrtQuantConfig(embedding_bits=4))
+        result = {
+            "onnx": str(onnx_path),
+            "onnx_optimized": str(optimized),
+            "onnx_int8": str(int8),
+            "onnx_int8_emb4": str(emb4),
+            "embedding_int8": embedding_is_int8(int8),
+        }
+        if self.settings.prune:  # the unpruned student too, as the most accurate compressed candidate
+            unpruned = self.recipe.result("distill")["student"]
+            float_path = self._export_onnx(load_classifier(unpruned), unpruned, out / "unpruned_student.onnx")
+            path = quantize_onnx(float_path, out / "unpruned_student_int8_emb4.onnx", OrtQuantConfig(embedding_bits=4))
+            result["unpruned_onnx_int8_emb4"] = str(path)
+            float_path.unlink()
+        return result
+
+    def _export_onnx(self, model: nn.Module, folder: str, path: Path) -> Path:
+        from lightning_distill.export import OnnxExportConfig, export_onnx
+
+        example = model_inputs(model, self.data_module(folder).example_input(8))
+        return export_onnx(model, OnnxExportConfig(), example, path)
+
+    def benchmark(self) -> dict[str, Any]:
+        """Measure every artifact, reloaded from disk, one at a time, into ``benchmark/rows.json``."""
+        from lightning_distill.benchmark import write_rows
+
+        self.rows_file.unlink(missing_ok=True)
+        measures = self._measures()
+        for index, (name, measure) in enumerate(measures, start=1):
+            print(f"benchmark {index}/{len(measures)}: {name} ...", end=" ", flush=True)
+            row = measure(name)
+            write_rows([row], self.rows_file)
+            print(f"accuracy {row.accuracy:.4f}, {row.size_mb:.2f} MB, p50 {row.latency_ms_p50:.2f} ms", flush=True)
+        # Most compressed first: the report's final artifact is the first of these within the accuracy budget.
+        candidates = [f"{self.final} {EMB4}", f"{self.final} {INT8}"]
+        if self.settings.prune:
+            candidates.append(f"student {EMB4}")
+        return {"rows": str(self.rows_file), "candidates": candidates}
+
+    def _measures(self) -> list[tuple[str, Callable[[str], Any]]]:
+        """``(row name, measure)`` of every artifact; each is loaded when measured, so one model is in memory."""
+        from lightning_distill.benchmark import benchmark_onnx, benchmark_quantized
+
+        settings, final = self.settings, self.final
+        options = {"num_threads": settings.bench_threads, "iterations": settings.bench_iterations}
+        student_folder, teacher_folder = self.recipe.result("distill")["student"], self.teacher_folder()
+        teacher_data = FirstExamples(self.data_module(self.teacher_tokenizer(teacher_folder)), settings.test_limit)
+        data = FirstExamples(self.data_module(student_folder), settings.test_limit)
+        float_model, folder = self.final_student()
+        quantized, exported = self.recipe.result("quantize"), self.recipe.result("export")
+        measures: list[tuple[str, Callable[[str], Any]]] = [
+            (REFERENCE, lambda name: self._module_row(None, teacher_data, name, teacher_folder)),
+            ("student fp32", lambda name: self._module_row(None, data, name, student_folder)),
+        ]
+        if settings.prune:
+            measures.append((f"{final} fp32", lambda name: self._module_row(float_model, data, name, folder)))
+        measures.append(
+            (
+                f"{final} int8 (PyTorch dynamic)",
+                lambda name: benchmark_quantized(quantized["dynamic_int8"], float_model, data, name=name, **options),
+            )
+        )
+        onnx_rows = [(f"{final} {label}", key) for key, label in ONNX_ARTIFACTS]
+        if settings.prune:
+            onnx_rows.append((f"student {EMB4}", "unpruned_onnx_int8_emb4"))
+        for row_name, key in onnx_rows:
+            measures.append((row_name, lambda name, key=key: benchmark_onnx(exported[key], data, name=name, **options)))
+        return measures
+
+    def _module_row(self, model: nn.Module | None, data: Any, name: str, folder: str | Path) -> Any:
+        """The benchmark row of ``model`` (None: the classifier saved in ``folder``), sized by ``folder``'s weights."""
+        from lightning_distill.benchmark import benchmark_module
+
+        return benchmark_module(
+            load_classifier(folder) if model is None else model,
+            data,
+            name=name,
+            artifact_path=weights_file(folder),
+            num_threads=self.settings.bench_threads,
+            iterations=self.settings.bench_iterations,
+        )
+
+    def report(self) -> dict[str, Any]:
+        """``report.{json,md,png}`` and ``report_settings.json`` under the recipe's folder."""
+        candidates = self.recipe.result("benchmark")["candidates"]
+        return write_text_report(self.recipe, self.settings, self.rows_file, candidates)
