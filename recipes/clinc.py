@@ -4,8 +4,8 @@ Needs the network (configs/clinc/*.yaml): the teacher is transformersbook/bert-b
 fine-tuned on CLINC150, the student distilbert-base-uncased and the data the Hub dataset clinc_oos ("plus"). Offline,
 use recipes/clinc_offline.py. From the project root:
     python recipes/clinc.py [--no-prune] [--epochs N] [--force] [--only STEP ...]
-Steps: teacher, distill, prune, quantize, export, benchmark, report; each writes runs/clinc/<step>/, and the report is
-runs/clinc/report.{json,md,png}. See docs/recipes.md for every option.
+Steps: teacher, distill, prune, quantize, export, benchmark, report; each writes runs/clinc_recipe/<step>/ (not the
+runs/clinc/ of configs/clinc/*.yaml), and the report is runs/clinc_recipe/report.{json,md,png}. See docs/recipes.md.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         **common_settings(args),
         command=["python", "recipes/clinc.py", *(sys.argv[1:] if argv is None else argv)],
     )
-    recipe = build(Recipe("clinc", root=Path(args.runs)), settings)
+    recipe = build(Recipe("clinc_recipe", root=Path(args.runs)), settings)
     recipe.run(force=args.force, only=args.only)
 
 

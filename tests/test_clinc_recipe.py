@@ -197,7 +197,7 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
     args = ["--teacher", teacher, "--student", student, "--tokenizer", tokenizer, "--dataset", str(tmp_path / "data")]
     args += ["--dataset-config", "none", "--runs", str(tmp_path / "runs"), "--epochs", "1", "--no-prune"]
     _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "export"])
-    folder = tmp_path / "runs" / "clinc"
+    folder = tmp_path / "runs" / "clinc_recipe"
     assert json.loads((folder / "teacher" / "done.json").read_text())["result"]["model"] == teacher
     student_config = json.loads((folder / "distill" / "student" / "config.json").read_text())
     assert student_config["model_type"] == "distilbert" and list(student_config["id2label"].values()) == INTENTS
