@@ -81,6 +81,7 @@ class _LinkTolerantInstantiator(_InstantiatorFn):
 
     @override
     def __call__(self, class_type: type, *args: Any, applied_instantiation_links: dict, **kwargs: Any) -> Any:
+        # Private, as the base class is: the config dump Lightning records as hyperparameters has no public accessor.
         self.cli._dump_config()
         dumped = self.cli.config_dump.get(self.key, {})
         kept = {k: v for k, v in applied_instantiation_links.items() if _has_target(dumped, k, self.key)}
