@@ -11,6 +11,9 @@ from conftest import ROOT
 
 from lightning_distill.cli import DistillCLI, cli_main
 from lightning_distill.data import DigitsDataModule
+from lightning_distill.main import main
+from lightning_distill.pruning import prune_structured
+from lightning_distill.trainer import DistillTrainer
 
 BENCHMARK_KEYS = {
     "name",
@@ -115,14 +118,15 @@ def test_benchmark_of_the_configs_own_weights_says_so_in_the_row(tmp_path: Path)
 
 def test_help_lists_every_subcommand_with_its_description(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["--help"])
+        main(["--help"])
     assert exit_info.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     for subcommand in ("fit", "validate", "test", "predict", "benchmark"):
         assert f" {subcommand} " in out
     assert "tune Search hyperparameters with Optuna" in out
+    assert "benchmark Measure accuracy, parameters, size on disk" in out
     with pytest.raises(SystemExit):
-        cli_main(["tune", "--help"])
+        main(["tune", "--help"])
     assert "--n_trials N_TRIALS" in capsys.readouterr().out
 
 
@@ -214,3 +218,27 @@ def test_benchmark_missing_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path:
                 str(tmp_path / "b.json"),
             ]
         )
+
+
+@pytest.mark.usefixtures("restore_threads")
+def test_benchmark_is_a_trainer_method_that_loads_a_pruned_checkpoint(tmp_path: Path) -> None:
+    """``DistillTrainer.benchmark`` is what ``lightning-distill benchmark`` runs, and works from Python alone."""
+    teacher = str(ROOT / "configs/digits/teacher.yaml")
+    cli = DistillCLI(
+        args=["--config", teacher, "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"], run=False
+    )
+    assert isinstance(cli.trainer, DistillTrainer)
+    pruned = DistillCLI(args=["--config", teacher, "--trainer.logger=false"], run=False).model
+    prune_structured(pruned.model, 0.5)  # hidden layers 256 -> 128 and 128 -> 64
+    ckpt = tmp_path / "pruned.ckpt"
+    torch.save({"state_dict": pruned.state_dict()}, ckpt)
+
+    output = tmp_path / "b.json"
+    cli.trainer.benchmark(
+        cli.model, cli.datamodule, ckpt_path=str(ckpt), output=str(output), iterations=3, num_threads=2
+    )
+    (row,) = json.loads(output.read_text())
+    assert row["params"] == sum(p.numel() for p in pruned.model.parameters()) == 64 * 128 + 128 + 128 * 64 + 64 + 650
+    assert row["num_threads"] == 2 and row["weights"] == str(ckpt)
+    for name, value in pruned.model.state_dict().items():
+        assert torch.equal(cli.model.model.state_dict()[name], value), name

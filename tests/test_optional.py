@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from lightning_distill.benchmark import write_report
 from lightning_distill.export import OnnxExportConfig, create_session, export_onnx
 from lightning_distill.models import MLP
+from lightning_distill.quantization import BitsAndBytesConfig, quantize
 
 
 @pytest.fixture
@@ -39,3 +41,37 @@ def test_report_without_matplotlib_writes_the_tables_and_says_the_plot_is_missin
     with pytest.warns(UserWarning, match=r"report.png was not written.*lightning-distill\[plot\]"):
         write_report([row], tmp_path, title="t", reference="a")
     assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
+
+
+def test_tune_without_optuna_names_the_tune_extra_while_help_and_fit_work(
+    without, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture
+) -> None:
+    from conftest import ROOT
+
+    from lightning_distill.main import main
+
+    without("optuna")
+    for loaded in [m for m in sys.modules if m.startswith("lightning_distill.tuning")]:
+        monkeypatch.delitem(sys.modules, loaded)  # imported again, without optuna, when tune needs it
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--config", str(ROOT / "configs/digits/tune.yaml")])
+    assert exit_info.value.code == 2
+    assert re.search(
+        r"lightning-distill tune needs the 'optuna' package.*lightning-distill\[tune\]", capsys.readouterr().err
+    )
+    with pytest.raises(ImportError, match=r"lightning-distill\[tune\]"):
+        import lightning_distill.tuning  # noqa: F401
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "tune" in capsys.readouterr().out
+    teacher = str(ROOT / "configs/digits/teacher.yaml")
+    short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    main(["fit", "--config", teacher, *short, "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"])
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_bitsandbytes_without_the_package_names_the_bnb_extra(without) -> None:
+    without("bitsandbytes")
+    with pytest.raises(ImportError, match=r"BitsAndBytesConfig .*needs the 'bitsandbytes' package.*\[bnb\]"):
+        quantize(MLP(in_features=4, hidden_sizes=[3]), BitsAndBytesConfig())

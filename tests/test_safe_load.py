@@ -84,7 +84,7 @@ def test_lightning_distill_fit_does_not_run_a_teachers_payload(tmp_path: Path) -
     command = [
         sys.executable,
         "-m",
-        "lightning_distill.cli",
+        "lightning_distill",
         "fit",
         "--config",
         str(ROOT / "configs/digits/distill.yaml"),

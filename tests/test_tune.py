@@ -9,7 +9,8 @@ import yaml
 from conftest import ROOT
 from optuna.trial import TrialState
 
-from lightning_distill.cli import cli_main, main
+from lightning_distill.cli import cli_main
+from lightning_distill.main import main
 from lightning_distill.tuning import (
     OptunaPruning,
     TuneConfig,

@@ -10,20 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_distill._optional import require
 from lightning_distill.quantization.config import BitsAndBytesConfig
 
 
 def _bnb() -> Any:
-    try:
-        # bitsandbytes logs a warning about optional CPU kernels at import; the pure PyTorch fallback is used instead.
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-        os.environ.setdefault("BITSANDBYTES_NOWELCOME", "1")
-        import bitsandbytes
-    except ImportError as error:  # pragma: no cover - bitsandbytes is a declared dependency
-        raise ImportError(
-            "BitsAndBytesConfig needs the bitsandbytes package (pip install bitsandbytes); or use DynamicQuantConfig"
-        ) from error
-    return bitsandbytes
+    """The bitsandbytes module, or an ImportError naming the ``[bnb]`` extra that installs it."""
+    # bitsandbytes logs a warning about optional CPU kernels at import; the pure PyTorch fallback is used instead.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    os.environ.setdefault("BITSANDBYTES_NOWELCOME", "1")
+    return require("bitsandbytes", "BitsAndBytesConfig (use DynamicQuantConfig for int8 without it)")
 
 
 def _quantized_layer(linear: nn.Linear, config: BitsAndBytesConfig, device: str) -> nn.Module:

@@ -1,4 +1,7 @@
-"""Hyperparameter search with Optuna: ``lightning-distill tune --config configs/digits/tune.yaml``."""
+"""Hyperparameter search with Optuna: ``lightning-distill tune --config configs/digits/tune.yaml``.
+
+Needs the ``[tune]`` extra (optuna): importing this package without it raises an ImportError that names the extra.
+"""
 
 from lightning_distill.tuning.config import SearchRange, TuneConfig, TuneConfigError, load_tune_config
 from lightning_distill.tuning.pruning import OptunaPruning
@@ -7,7 +10,6 @@ from lightning_distill.tuning.search import (
     check_search_space,
     trial_arguments,
     tune,
-    tune_main,
     write_best_config,
 )
 
@@ -21,6 +23,5 @@ __all__ = [
     "load_tune_config",
     "trial_arguments",
     "tune",
-    "tune_main",
     "write_best_config",
 ]

@@ -6,9 +6,12 @@ import math
 from typing import Literal
 
 import lightning.pytorch as pl
-import optuna
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
+
+from lightning_distill._optional import require
+
+optuna = require("optuna", "lightning-distill tune")
 
 
 class OptunaPruning(Callback):

@@ -12,18 +12,22 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import yaml
-from optuna.trial import FrozenTrial, TrialState
 
-from lightning_distill.cli import DistillCLI, cli_main, output_arguments
+from lightning_distill._optional import require
+from lightning_distill.cli import DistillCLI, output_arguments
 from lightning_distill.tuning.config import TuneConfig, TuneConfigError
 from lightning_distill.tuning.pruning import OptunaPruning
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+optuna = require("optuna", "lightning-distill tune")
+TrialState = optuna.trial.TrialState
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Trials are short and many: their own progress lines replace Lightning's bars.
@@ -252,11 +256,3 @@ def _run_trial(config: TuneConfig, base: dict[str, Any], trial: optuna.Trial) ->
             note = f"best so far {leader.value:.4f} (trial {leader.number})"
     print(f"{tag}: {config.metric} {best:.4f}, {note}, {time.perf_counter() - start:.1f} s", flush=True)
     return best
-
-
-def tune_main(argv: list[str] | None = None) -> None:
-    """``lightning-distill tune --config TUNE.yaml [--n_trials N] [--max_epochs E] [--output BEST.yaml]``.
-
-    ``argv`` are the arguments after ``tune`` (None reads ``sys.argv[1:]``); the same as ``cli_main(["tune", *argv])``.
-    """
-    cli_main(["tune", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,6 @@
+"""``python -m lightning_distill``: the ``lightning-distill`` command."""
+
+from lightning_distill.main import main
+
+if __name__ == "__main__":
+    main()
