@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,6 +25,16 @@ def _quiet_and_seeded() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def lightning_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Lightning's rank-zero messages (its logger does not propagate to the root logger caplog watches)."""
+    logger = logging.getLogger("lightning.pytorch")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    yield caplog
+    logger.removeHandler(caplog.handler)
 
 
 def tiny_trainer(**kwargs) -> pl.Trainer:

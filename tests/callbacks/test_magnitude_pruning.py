@@ -1,5 +1,3 @@
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +133,6 @@ def test_bad_arguments_that_need_the_trainer_fail_before_training() -> None:
         tiny_trainer(max_epochs=3, callbacks=[MagnitudePruning(0.5, start=1, end=5)]).fit(module(), loader())
     with pytest.raises(ValueError, match=r"include=\['encoder.\*'\].*selects no trainable Linear"):
         tiny_trainer(callbacks=[MagnitudePruning(0.5, include=["encoder.*"])]).fit(module(), loader())
-
-
-@pytest.fixture
-def lightning_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Lightning's rank-zero messages (its logger does not propagate to the root logger caplog watches)."""
-    logger = logging.getLogger("lightning.pytorch")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="lightning.pytorch")
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def image_loader() -> DataLoader:

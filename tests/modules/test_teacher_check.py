@@ -1,8 +1,6 @@
 """The teacher's accuracy is measured before distillation with plain DataLoaders too, and a skip is said."""
 
 import csv
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +11,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_distill.models import MLP
 from lightning_distill.modules import DistillationModule
-
-
-@pytest.fixture
-def lightning_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Lightning's rank-zero messages (its logger does not propagate to the root logger caplog watches)."""
-    logger = logging.getLogger("lightning.pytorch")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="lightning.pytorch")
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def _loader(seed: int, n: int = 40) -> DataLoader:
