@@ -75,6 +75,8 @@ def check_benchmark_weights(ckpt_path: str | None, weights: str) -> None:
     Raises:
         ValueError: ``weights`` is ``checkpoint`` and there is no ``ckpt_path``, or ``config`` and there is one.
     """
+    if weights not in ("checkpoint", "config"):
+        raise ValueError(f"weights must be 'checkpoint' or 'config', got {weights!r}")
     if weights == "checkpoint" and ckpt_path is None:
         raise ValueError(
             "benchmark needs the trained weights: pass --ckpt_path CHECKPOINT (the best.ckpt of `lightning-distill "
@@ -86,5 +88,3 @@ def check_benchmark_weights(ckpt_path: str | None, weights: str) -> None:
             f"--weights config measures the weights the config loads, but --ckpt_path {ckpt_path} was given too; "
             "drop --weights config to measure the checkpoint, or drop --ckpt_path"
         )
-    if weights not in ("checkpoint", "config"):
-        raise ValueError(f"weights must be 'checkpoint' or 'config', got {weights!r}")

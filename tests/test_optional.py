@@ -75,3 +75,20 @@ def test_bitsandbytes_without_the_package_names_the_bnb_extra(without) -> None:
     without("bitsandbytes")
     with pytest.raises(ImportError, match=r"BitsAndBytesConfig .*needs the 'bitsandbytes' package.*\[bnb\]"):
         quantize(MLP(in_features=4, hidden_sizes=[3]), BitsAndBytesConfig())
+
+
+def test_onnx_export_without_onnxruntime_fails_before_training(without, tmp_path) -> None:
+    from conftest import tiny_trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_distill.callbacks import OnnxExport
+    from lightning_distill.modules import ClassifierModule
+
+    without("onnxruntime")
+    model = MLP(in_features=4, hidden_sizes=[3], num_classes=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = DataLoader(TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))), batch_size=8)
+    trainer = tiny_trainer(callbacks=[OnnxExport()], default_root_dir=tmp_path)
+    with pytest.raises(ImportError, match=r"OnnxExport needs the 'onnxruntime' package.*\[onnx\]"):
+        trainer.fit(ClassifierModule(model, learning_rate=0.5), loader, loader)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from lightning_distill.batch import logits_of, student_inputs
+from lightning_distill.batch import logits_of, model_inputs
 from lightning_distill.modules._attribute import check_model_attribute, resolve_model_attribute
 from lightning_distill.modules.deployable import load_deployable
 from lightning_distill.quantization import load_quantized, save_quantized
@@ -172,11 +172,6 @@ def verify_artifact(owner: str, path: Path, check: Any) -> Any:
             f"{owner} wrote {str(path)!r}, but loaded back from disk it fails on a batch ({type(error).__name__}: "
             f"{error}); it was not saved as an artifact (the file was renamed to {broken.name} for inspection)"
         ) from error
-
-
-def model_inputs(batch: Any) -> Any:
-    """The model inputs of a batch (a tensor, ``(inputs, labels)``, or a dict without labels and teacher entries)."""
-    return batch if isinstance(batch, torch.Tensor) else student_inputs(batch)
 
 
 def label_names(trainer: pl.Trainer) -> list[str] | None:

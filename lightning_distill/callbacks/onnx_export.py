@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lightning_distill._optional import require
 from lightning_distill.batch import logits_of
 from lightning_distill.callbacks._post_fit import (
     Checkpoint,
@@ -108,6 +109,8 @@ class OnnxExport(Callback):
         if stage != "fit":
             return
         refuse_qat_alongside(trainer, "OnnxExport")
+        for package in ("onnx", "onnxruntime", *(("onnxscript",) if self.config.dynamo else ())):
+            require(package, "OnnxExport")  # missing packages fail now, not after training
         self._attribute = model_attribute_of(pl_module, self.model_attribute, "OnnxExport")
         why = "an example input, the parity check" + (" and int8 calibration" if self._static() else "")
         require_validation_data(trainer, "OnnxExport", why)

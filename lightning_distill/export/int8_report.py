@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning_distill._optional import require
 from lightning_distill.export.config import OrtQuantConfig
 from lightning_distill.quantization.report import LayerOutcome, QuantizationReport
 
@@ -18,8 +19,7 @@ def onnx_int8_report(float_path: str | Path, int8_path: str | Path, config: OrtQ
     ...). Layers are named by their initializer (e.g. ``model.hidden.0.weight``; by the consuming node where the
     exporter gave the weight a generated ``onnx::`` name) and typed by the operator that consumes them.
     """
-    import onnx
-
+    onnx = require("onnx", "the ONNX int8 report")
     float_graph = onnx.load(str(float_path), load_external_data=False).graph
     int8_graph = onnx.load(str(int8_path), load_external_data=False).graph
     consumers = {name: node for node in float_graph.node for name in node.input}

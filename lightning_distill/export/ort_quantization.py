@@ -57,7 +57,10 @@ def _pre_process(path: Path, prepared: Path) -> None:
     except Exception:
         # Symbolic shape inference gives up on some graphs (e.g. a dynamo-exported BERT); ONNX's own shape inference
         # still runs without it.
-        _remove_symbolic_leftover(leftover_existed)
+        try:
+            _remove_symbolic_leftover(leftover_existed)
+        except Exception as error:  # a cleanup problem must not hide the retry below
+            logging.getLogger(__name__).warning("could not remove %s: %s", _SYMBOLIC_LEFTOVER, error)
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
 
 
@@ -68,8 +71,7 @@ _SYMBOLIC_LEFTOVER = Path("sym_shape_infer_temp.onnx")
 
 def _remove_symbolic_leftover(existed_before: bool) -> None:
     """Delete the partial model (and the data files it references) that a failed symbolic inference left behind."""
-    import onnx
-
+    onnx = require("onnx", "quantize_onnx")
     if existed_before or not _SYMBOLIC_LEFTOVER.is_file():
         return
     model = onnx.load(str(_SYMBOLIC_LEFTOVER), load_external_data=False)

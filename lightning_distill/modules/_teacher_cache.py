@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from lightning_distill.batch import logits_of, teacher_inputs
+from lightning_distill.safe_load import load_file
 
 
 def _update(digest: Any, tensor: Tensor) -> None:
@@ -139,7 +140,7 @@ def load_or_compute(
     """The cached logits of ``key`` from ``cache_dir`` if there, else computed (and saved there); and whether loaded."""
     path = Path(cache_dir) / f"teacher_logits_{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_file(path, "teacher logits cache")
         if saved.get("key") == key:
             return saved["logits"], True
     logits = compute_teacher_logits(teacher, batches, device)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_distill.pruning.structured import find_unit_groups, set_head_count
+from lightning_distill.safe_load import load_file
 
 FORMAT = "lightning-distill-pruned"
 VERSION = 1
@@ -201,6 +202,6 @@ def load_pruned(model: nn.Module, folder: str | Path) -> nn.Module:
             f"(format={meta.get('format')!r}, version={meta.get('version')!r})"
         )
     resize_to_shapes(model, meta["linear_shapes"])
-    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    state = load_file(folder / WEIGHTS_FILE, "pruned model weights")
     model.load_state_dict(state, strict=True)
     return model

@@ -8,9 +8,9 @@ from itertools import islice
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from lightning_distill.batch import logits_of, student_inputs
+from lightning_distill.batch import logits_of, model_inputs
 from lightning_distill.quantization import _bnb, _eager
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,
@@ -99,12 +99,6 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
             "ONNX Runtime int8 (OnnxExport with quantization) for models without nn.Linear layers"
         )
     return targets
-
-
-def model_inputs(batch: Any) -> Any:
-    """The model inputs of a batch: a tensor as is, the first item of ``(inputs, labels)``, or a dict of keyword
-    arguments without ``labels``, ``index`` and the ``teacher_*`` entries of a distillation batch."""
-    return batch if isinstance(batch, Tensor) else student_inputs(batch)
 
 
 Applied = tuple[nn.Module, list[str]]  # the quantized model and notes on whole-model decisions for its report
