@@ -1,6 +1,6 @@
 """Reading PyTorch files without unpickling code: every ``torch.load`` of this package goes through :func:`load_file`.
 
-``torch.load(weights_only=False)`` runs whatever a pickled file asks for (a checkpoint can carry an ``os.system``
+A full unpickling ``torch.load`` runs whatever a pickled file asks for (a checkpoint can carry an ``os.system``
 call). Lightning checkpoints, plain ``state_dict`` files and every artifact this package writes hold tensors,
 numbers, strings, lists and dicts only, which ``weights_only=True`` reads; a file that holds anything else is refused
 with the name of the object it wanted to build, never unpickled.
