@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_distill.batch import model_inputs, output_logits
+from lightning_distill.batch import logits_of, model_inputs
 from lightning_distill.export.config import OrtSessionConfig
 from lightning_distill.export.runtime import create_session, numpy_feed
 
@@ -64,8 +64,7 @@ def check_parity(
             break
         inputs = model_inputs(batch)
         with torch.no_grad():
-            output = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-        expected = output_logits(output).float().numpy()
+            expected = logits_of(model, inputs).float().numpy()
         feed = numpy_feed(inputs, names)
         actual = session.run(None, feed)[0]
         diff = float(np.abs(actual - expected).max()) if expected.size else 0.0
