@@ -42,7 +42,7 @@ def load_file(path: str | Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        refused = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        refused = re.search(r"unsupported GLOBAL ([A-Za-z_][\w.]*)\b", str(error))
         if refused is None:
             raise _unreadable(path, what, error) from None
         raise UnsafeFileError(
@@ -51,7 +51,7 @@ def load_file(path: str | Path, what: str = "checkpoint") -> Any:
             "because unpickling can run arbitrary code. If you trust the file, load it yourself and save its tensors "
             "alone: torch.save(checkpoint['state_dict'], 'weights.pt')"
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
+    except Exception as error:  # random bytes make the unpickler raise IndexError, KeyError, ...
         raise _unreadable(path, what, error) from None
 
 
