@@ -3,13 +3,16 @@
 from lightning_distill.models.dropout import set_dropout
 from lightning_distill.models.mlp import MLP, MNISTClassifier, TinyMNIST
 from lightning_distill.models.text import StudentFromTeacher, TransformerClassifier, check_tokenizer_fits, keep_layers
+from lightning_distill.models.vision import SmallCNN, TorchvisionClassifier
 from lightning_distill.models.weights import load_teacher_weights
 
 __all__ = [
     "MLP",
     "MNISTClassifier",
+    "SmallCNN",
     "StudentFromTeacher",
     "TinyMNIST",
+    "TorchvisionClassifier",
     "TransformerClassifier",
     "check_tokenizer_fits",
     "keep_layers",
