@@ -32,6 +32,7 @@ _WIDTH_PRESERVING = (
 )
 # Layers whose output is a feature map (batch, channels, height, width): their projection is a 1x1 convolution.
 _MAP_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d)
+_OTHER_LAYERS = (nn.Linear, nn.LayerNorm, nn.Embedding, nn.Conv1d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm3d)
 _SHOWN = 12
 
 
@@ -105,6 +106,20 @@ def _width_source(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def _yields_maps(source: nn.Module) -> bool:
+    """Whether the last layer of ``source`` (itself, or the last one registered inside it) is a 2-D map layer.
+
+    Blocks such as torchvision's ``Conv2dNormActivation`` and ``InvertedResidual`` carry ``out_channels``
+    themselves, so the layer type is read from inside them.
+    """
+    for inner in reversed(list(source.modules())):
+        if isinstance(inner, _MAP_LAYERS):
+            return True
+        if isinstance(inner, _OTHER_LAYERS):
+            return False
+    return False
+
+
 def output_width(model: nn.Module, name: str) -> tuple[int | None, bool]:
     """The channel count of the output of ``model``'s module ``name``, and whether that output is a feature map.
 
@@ -119,4 +134,4 @@ def output_width(model: nn.Module, name: str) -> tuple[int | None, bool]:
         source = _preceding_in_sequential(model, name)
     if source is None:
         return None, False
-    return _own_width(source), isinstance(source, _MAP_LAYERS)
+    return _own_width(source), _yields_maps(source)

@@ -5,11 +5,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+import torchvision
+import yaml
 from conftest import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.cli import cli_main
+from lightning_distill.cli import DistillCLI, cli_main
 from lightning_distill.losses import FeatureLoss
 from lightning_distill.modules import DistillationModule
 
@@ -106,6 +108,32 @@ def test_feature_loss_between_two_different_cnns_falls_while_training(loss: str)
     assert not hooked, "forward hooks outlived the training step"
 
 
+def _bert(hidden: int, layers: int) -> nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=30, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32
+    )
+    return BertForSequenceClassification(config)
+
+
+def test_torchvision_and_hugging_face_layers_get_the_right_projection() -> None:
+    mobilenet = torchvision.models.mobilenet_v3_small(weights=None, num_classes=10)
+    resnet = torchvision.models.resnet18(weights=None, num_classes=10)
+    # InvertedResidual and Conv2dNormActivation carry out_channels themselves: still feature maps, so a 1x1 conv.
+    maps = FeatureLoss("features.3", "layer2")
+    tokens = FeatureLoss("bert.encoder.layer.1", "bert.encoder.layer.3", loss="cosine")
+    module = DistillationModule(mobilenet, resnet, feature_losses=[maps])
+    assert isinstance(maps.projection, nn.Conv2d) and maps.projection.weight.shape == (128, 24, 1, 1)
+    DistillationModule(_bert(16, 2), _bert(32, 4), feature_losses=[tokens])
+    assert isinstance(tokens.projection, nn.Linear) and tokens.projection.weight.shape == (32, 16)
+
+    images = TensorDataset(torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    trainer = tiny_trainer(max_steps=1)
+    trainer.fit(module, train_dataloaders=DataLoader(images, batch_size=4))
+    assert trainer.callback_metrics["train/feature_loss/features.3_to_layer2"] > 0
+
+
 def test_wrong_layer_names_fail_at_construction_naming_the_modules() -> None:
     with pytest.raises(ValueError, match=r"student_layer 'feature.2' is not a module of the student.*features.2"):
         DistillationModule(SmallCNN(), ResNetLike(), feature_losses=[FeatureLoss("feature.2", "layer2")])
@@ -161,6 +189,11 @@ def test_cli_fit_with_feature_losses_and_checkpoint_reload(tmp_path: Path) -> No
             ],
         },
     }
+    path = tmp_path / "feature.yaml"
+    path.write_text(yaml.safe_dump(config))
+    parsed = DistillCLI(args=["--config", str(path)], run=False).model.feature_losses[0]
+    assert (parsed.student_layer, parsed.teacher_layer, parsed.loss) == ("features.2", "layer2", "cosine")
+    assert parsed.projection.out_channels == 16
     cli = cli_main({"subcommand": "fit", "fit": config})
     assert cli.trainer.global_step == 2 and STUDENT_KEY in cli.trainer.callback_metrics
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"]
