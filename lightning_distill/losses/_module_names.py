@@ -34,6 +34,7 @@ _WIDTH_PRESERVING = (
 _MAP_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d)
 _OTHER_LAYERS = (nn.Linear, nn.LayerNorm, nn.Embedding, nn.Conv1d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm3d)
 _SHOWN = 12
+_CLOSEST = 6
 
 
 def find_module(model: nn.Module, name: str, argument: str, side: str) -> nn.Module:
@@ -57,7 +58,7 @@ def find_module(model: nn.Module, name: str, argument: str, side: str) -> nn.Mod
     prefix = f"{side}."
     if name.startswith(prefix) and name[len(prefix) :] in modules:
         hint = f" (names are relative to the {side} model: drop the {prefix!r} prefix)"
-    close = difflib.get_close_matches(name, names, n=_SHOWN, cutoff=0.6)
+    close = difflib.get_close_matches(name, names, n=_CLOSEST, cutoff=0.6)
     if close:
         shown = f"closest: {', '.join(close)}"
     else:
