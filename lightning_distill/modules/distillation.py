@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ from lightning_distill.batch import (
 )
 from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
 from lightning_distill.losses.kd import KDLoss
+from lightning_distill.losses.named_features import FeatureLoss
 from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.models.weights import load_teacher_weights
 from lightning_distill.modules import _teacher_cache, _teacher_check
+from lightning_distill.modules._feature_capture import capture_outputs, captured_output
+from lightning_distill.modules._hf_features import bind_hf_feature_losses
 from lightning_distill.modules._metrics import TopOneMetrics, log_top1
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
 from lightning_distill.pruning.serialization import resize_to_state_dict
@@ -65,7 +68,7 @@ class DistillationModule(pl.LightningModule):
             config, the teacher's exact inputs and the data module's ``fingerprint()`` (data files, tokenizers), so a
             changed teacher, tokenizer or data never reuses stale logits. Refused where the training batches carry no
             ``index`` or are not deterministic (random augmentation), and with feature losses (they need the
-            teacher's hidden states at every step).
+            teacher's features at every step).
         teacher_cache_dir: Folder where cached logits are saved as ``teacher_logits_<key>.pt`` and reused by later
             fits with the same key; None keeps them in memory for this fit only.
         hidden_state_loss: Optional hidden-state loss over a student -> teacher layer map (both models must return
@@ -76,6 +79,12 @@ class DistillationModule(pl.LightningModule):
             config's, e.g. 0.1); 0 turns it off; any other value replaces every dropout layer's probability (and the
             Hugging Face config's). The student is put in train mode when fitting starts whatever mode it arrived in
             (``from_pretrained`` returns eval mode), so dropout is this setting's choice. The teacher never drops out.
+        feature_losses: Losses between outputs of named modules of any two models (see
+            :class:`~lightning_distill.losses.FeatureLoss`): forward hooks capture them during the training step's
+            one forward pass of each model (the teacher's without gradients) and are removed after it. Each is
+            weighted by its ``weight`` and logged as ``train/feature_loss/<student_layer>_to_<teacher_layer>``; their
+            projections are trained with the student and saved in checkpoints (under ``feature_losses.``). Layer
+            names are checked, and projections created, here.
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class DistillationModule(pl.LightningModule):
         hidden_state_loss: HiddenStateLoss | None = None,
         attention_loss: AttentionLoss | None = None,
         dropout: float | None = None,
+        feature_losses: list[FeatureLoss] | None = None,
     ) -> None:
         super().__init__()
         if learning_rate <= 0:
@@ -108,13 +118,15 @@ class DistillationModule(pl.LightningModule):
             )
         check_num_classes(teacher, num_classes, "teacher")
         check_num_classes(student, num_classes, "student")
-        if cache_teacher_logits and (hidden_state_loss is not None or attention_loss is not None):
+        if cache_teacher_logits and (hidden_state_loss is not None or attention_loss is not None or feature_losses):
             raise ValueError(
-                "cache_teacher_logits caches logits only, but hidden_state_loss/attention_loss need the teacher's "
-                "features at every step; use one or the other"
+                "cache_teacher_logits caches logits only, but hidden_state_loss/attention_loss/feature_losses need "
+                "the teacher's features at every step; use one or the other"
             )
         if hidden_state_loss is not None or attention_loss is not None:
-            _bind_feature_losses(student, teacher, hidden_state_loss, attention_loss)
+            bind_hf_feature_losses(student, teacher, hidden_state_loss, attention_loss)
+        for feature_loss in feature_losses or []:
+            feature_loss.bind(student, teacher)
         self._teacher_checkpoint_missing = False
         if teacher_checkpoint is not None:
             if _launched_as_one_of_several_processes() and not Path(teacher_checkpoint).is_file():
@@ -123,7 +135,9 @@ class DistillationModule(pl.LightningModule):
                 self._teacher_checkpoint_missing = True
             else:
                 load_teacher_weights(teacher, teacher_checkpoint)
-        self.save_hyperparameters(ignore=["student", "teacher", "loss", "hidden_state_loss", "attention_loss"])
+        self.save_hyperparameters(
+            ignore=["student", "teacher", "loss", "hidden_state_loss", "attention_loss", "feature_losses"]
+        )
         if dropout is not None:
             set_dropout(student, dropout)
         self.student = student
@@ -131,6 +145,7 @@ class DistillationModule(pl.LightningModule):
         self.loss = loss if loss is not None else KDLoss()
         self.hidden_state_loss = hidden_state_loss
         self.attention_loss = attention_loss
+        self.feature_losses = nn.ModuleList(feature_losses or [])
         self.top1 = TopOneMetrics()
         self.num_classes = num_classes
         self.cache_teacher_logits = cache_teacher_logits
@@ -218,14 +233,33 @@ class DistillationModule(pl.LightningModule):
             terms["attention_loss"] = value * self.attention_loss.weight
         return student_out.logits, teacher_out.logits.detach(), terms
 
+    def _named_feature_terms(self, student_outputs: dict, teacher_outputs: dict) -> dict[str, Tensor]:
+        """The weighted :class:`FeatureLoss` terms from the outputs the hooks captured."""
+        terms = {}
+        for loss in self.feature_losses:
+            student = captured_output(student_outputs, loss.student_layer, "student")
+            teacher = captured_output(teacher_outputs, loss.teacher_layer, "teacher")
+            terms[f"feature_loss/{loss.name}"] = loss(student, teacher) * loss.weight
+        return terms
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         labels = batch_labels(batch)
         terms: dict[str, Tensor] = {}
-        if self.hidden_state_loss is not None or self.attention_loss is not None:
-            student_logits, teacher_logits, terms = self._feature_step(batch)
-        else:
-            student_logits = self(student_inputs(batch))
-            teacher_logits = self._cached_logits(batch) if self.cache_teacher_logits else self.teacher_logits(batch)
+        with ExitStack() as hooks:
+            # Hooks live for this forward pass only: validation, export and copies of the student never carry them.
+            student_outputs = hooks.enter_context(
+                capture_outputs(self.student, [loss.student_layer for loss in self.feature_losses])
+            )
+            teacher_outputs = hooks.enter_context(
+                capture_outputs(self.teacher, [loss.teacher_layer for loss in self.feature_losses])
+            )
+            if self.hidden_state_loss is not None or self.attention_loss is not None:
+                student_logits, teacher_logits, terms = self._feature_step(batch)
+            else:
+                student_logits = self(student_inputs(batch))
+                cached = self.cache_teacher_logits
+                teacher_logits = self._cached_logits(batch) if cached else self.teacher_logits(batch)
+        terms.update(self._named_feature_terms(student_outputs, teacher_outputs))
         out = self.loss(student_logits, teacher_logits, labels)
         loss = out.loss + sum(terms.values()) if terms else out.loss
         n = batch_size(batch)
@@ -345,45 +379,3 @@ def _launched_as_one_of_several_processes() -> bool:
     return any(name in os.environ for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID")) and (
         int(os.environ.get("WORLD_SIZE", "2")) > 1
     )
-
-
-def _feature_count(model: nn.Module, *names: str) -> int:
-    config = getattr(model, "config", None)
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return int(value)
-    raise ValueError(
-        f"feature losses need models with a Hugging Face config ({'/'.join(names)}); {type(model).__name__} has none"
-    )
-
-
-def _bind_feature_losses(
-    student: nn.Module, teacher: nn.Module, hidden: HiddenStateLoss | None, attention: AttentionLoss | None
-) -> None:
-    """Check that both models can return features and that the layer maps fit them; create projections."""
-    for what, model in (("student", student), ("teacher", teacher)):
-        parameters = inspect.signature(model.forward).parameters
-        if "output_hidden_states" not in parameters and not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            raise ValueError(
-                f"hidden_state_loss/attention_loss need the {what} to return hidden states, but "
-                f"{type(model).__name__}.forward takes no output_hidden_states; use a TransformerClassifier"
-            )
-    student_layers = _feature_count(student, "num_hidden_layers")
-    teacher_layers = _feature_count(teacher, "num_hidden_layers")
-    if hidden is not None:
-        hidden.bind(
-            student_layers,
-            teacher_layers,
-            _feature_count(student, "hidden_size"),
-            _feature_count(teacher, "hidden_size"),
-        )
-    if attention is not None:
-        attention.bind(student_layers, teacher_layers)
-        for what, model in (("student", student), ("teacher", teacher)):
-            implementation = getattr(model.config, "_attn_implementation", None)
-            if implementation not in (None, "eager"):
-                raise ValueError(
-                    f"attention_loss needs attention maps, which only eager attention returns, but the {what} uses "
-                    f"{implementation!r}; set attn_implementation: eager on the {what}"
-                )
