@@ -51,13 +51,26 @@ def _tolerate_missing_qat_state(module: nn.Module, incompatible_keys: Any) -> No
     missing[:] = [k for k in missing if not any(k == q or k.endswith("." + q) for q in own)]
 
 
+def _replace_submodel(pl_module: pl.LightningModule, attribute: str, prepared: nn.Module) -> None:
+    if not attribute:
+        raise ValueError(
+            f"{_OWNER}: model_attribute='self' needs a LightningModule built only from eager-quantizable modules; this "
+            "one is prepared through FX graph mode, which returns a new module and cannot replace the LightningModule. "
+            "Name the submodule that is the model (e.g. model_attribute='model')"
+        )
+    parent_name, _, child_name = attribute.rpartition(".")
+    setattr(pl_module.get_submodule(parent_name), child_name, prepared)
+
+
 class QuantizationAwareTraining(Callback):
     """Trains with fake-quantized weights and activations and saves an int8 copy at the end of fit.
 
     In ``setup`` (of every stage, so ``trainer.test(ckpt_path=...)`` and resuming see the same model) the model is
-    prepared in place with ``prepare_qat_``: ``Linear + ReLU`` pairs are fused and fake quantization is inserted,
-    while every parameter keeps its name and its object, so optimizers and pruning callbacks such as
-    :class:`MagnitudePruning` work unchanged. The checkpoint format does not change either: the fake-quantize state
+    prepared with ``prepare_qat_``: ``Linear + ReLU`` (and through FX graph mode, for models such as CNNs,
+    ``Conv + BatchNorm + ReLU``) are fused and fake quantization is inserted, while every parameter keeps its object
+    and the state dict keeps its names (an FX-prepared model replaces the submodule in the LightningModule), so
+    optimizers and pruning callbacks such as :class:`MagnitudePruning` work unchanged. The checkpoint format does
+    not change either: the fake-quantize state
     (observer ranges, scales) is moved out of ``state_dict`` into this callback's own checkpoint entry, so a
     checkpoint of a QAT run loads into the plain float model, and a resumed run gets its observer state back. (With
     ``ModelCheckpoint(save_weights_only=True)`` Lightning skips callback state, so the fake-quantize state then stays
@@ -120,7 +133,10 @@ class QuantizationAwareTraining(Callback):
         if getattr(model, _QAT_KEYS, None) is None:
             float_keys = set(model.state_dict())
             float_model = copy.deepcopy(model).cpu()
-            prepare_qat_(model, self.config)
+            prepared = prepare_qat_(model, self.config)
+            if prepared is not model:  # traced with FX graph mode: a new module sharing the parameters
+                _replace_submodel(pl_module, self._attribute, prepared)
+                model = prepared
             _FLOAT_MODELS[model] = float_model
             setattr(model, _QAT_KEYS, frozenset(set(model.state_dict()) - float_keys))
             model.register_load_state_dict_post_hook(_tolerate_missing_qat_state)

@@ -209,20 +209,37 @@ def convert(model: nn.Module) -> nn.Module:
     return model
 
 
-def check_qat_model(model: nn.Module) -> None:
-    """Raise unless the model is built only from quantizable modules with a plain forward."""
+def eager_problem(model: nn.Module) -> str | None:
+    """Why the eager path cannot quantize ``model`` as a whole (``None``: every leaf has an eager int8 kernel and the
+    forward is plain); such models go through FX graph mode instead."""
     offending = unquantizable_leaves(model)
     if offending:
-        raise ValueError(
-            f"QATConfig needs a model built only from quantizable modules (Linear, ReLU, Flatten, Dropout, "
-            f"BatchNorm1d); this one has {', '.join(offending[:5])}{' ...' if len(offending) > 5 else ''}. "
-            "Use DynamicQuantConfig, or export to ONNX and quantize with ONNX Runtime, for such models."
-        )
+        return f"it has {', '.join(offending[:5])}{' ...' if len(offending) > 5 else ''}"
     if isinstance(model, nn.Sequential) and type(model) not in (nn.Sequential, StubbedSequential):
-        raise ValueError(
-            f"QATConfig cannot prepare a {type(model).__name__} (a subclass of nn.Sequential): its forward runs every "
-            "child, the added quantize/dequantize steps too. Wrap it in a plain nn.Module whose forward calls it"
+        return (
+            f"it is a {type(model).__name__} (a subclass of nn.Sequential), whose forward would run the added "
+            "quantize/dequantize steps too"
         )
+    return None
+
+
+def check_qat_model(model: nn.Module, untraceable: str | None = None) -> None:
+    """Raise unless the eager path can prepare the model (built only from quantizable modules, plain forward).
+
+    Args:
+        model: The float model.
+        untraceable: Why FX graph mode could not trace it (the other way to prepare it), for the message.
+    """
+    problem = eager_problem(model)
+    if problem is None:
+        return
+    traced = f", and FX graph mode cannot trace it ({untraceable})" if untraceable else ""
+    raise ValueError(
+        "QATConfig needs a model built only from quantizable modules (Linear, ReLU, Flatten, Dropout, BatchNorm1d) "
+        f"or a symbolically traceable one; for {type(model).__name__}, {problem}{traced}. Make its forward traceable "
+        "(no Python control flow on tensor values), wrap a Sequential subclass in a plain nn.Module, or use "
+        "DynamicQuantConfig or ONNX Runtime int8 (OnnxExport with quantization) for such models."
+    )
 
 
 def prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:

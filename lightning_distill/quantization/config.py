@@ -58,11 +58,12 @@ class DynamicQuantConfig:
 class StaticQuantConfig:
     """Static quantization: int8 weights and int8 activations whose ranges are calibrated on real batches.
 
-    ``Linear`` + ``ReLU`` pairs inside ``nn.Sequential`` containers are fused first. A model built only from
-    quantizable modules (``Linear``, ``ReLU``, ``Flatten``, ``Dropout``, ``Identity``, e.g. the MLPs) is quantized
-    end to end, with one quantize step at the input and one dequantize at the output; in any other model (e.g. a
-    transformer, whose LayerNorm, softmax and GELU have no eager int8 kernels) each ``Linear`` is quantized on its
-    own, between a quantize and a dequantize step.
+    A model built only from eager-quantizable modules (``Linear``, ``ReLU``, ``Flatten``, ``Dropout``, ``Identity``,
+    e.g. the MLPs) is fused (``Linear + ReLU``) and quantized end to end by the eager API. Any other symbolically
+    traceable model (e.g. a torchvision CNN) goes through FX graph mode: ``Conv + BatchNorm + ReLU`` and
+    ``Linear + ReLU`` are fused and every convolution and linear layer runs in int8. A model that does not trace
+    (e.g. a Hugging Face transformer) falls back to the eager API, each ``Linear`` quantized on its own between a
+    quantize and a dequantize step; the report's notes say why.
 
     Args:
         backend: PyTorch quantized engine: ``x86`` (or its older name ``fbgemm``) on x86 servers, ``qnnpack`` on ARM
@@ -91,7 +92,9 @@ class QATConfig:
 
     ``quantize(model, QATConfig(step="prepare"))`` returns a copy ready to train (parameter names unchanged);
     ``quantize(trained, QATConfig(step="convert"))`` returns the int8 model for export. Applies to models built only
-    from quantizable modules (the MLPs); use :class:`DynamicQuantConfig` or ONNX Runtime int8 for transformers.
+    from eager-quantizable modules (the MLPs, prepared in place) and to any symbolically traceable model, e.g. a CNN
+    (FX graph mode: ``Conv + BatchNorm + ReLU`` fused and trained with fake quantization); use
+    :class:`DynamicQuantConfig` or ONNX Runtime int8 for transformers, which do not trace.
 
     Args:
         backend: PyTorch quantized engine (see :class:`StaticQuantConfig`).

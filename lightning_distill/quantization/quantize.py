@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lightning_distill.batch import logits_of, model_inputs
-from lightning_distill.quantization import _bnb, _eager
+from lightning_distill.quantization import _bnb, _eager, _fx
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
@@ -26,6 +26,13 @@ CONFIG_ATTRIBUTE = "quantization_config"
 
 def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[Any] | None = None) -> nn.Module:
     """Return a quantized copy of ``model``; ``model`` itself is never changed.
+
+    Static quantization and QAT take one of two paths. A model built only from modules with eager int8 kernels (e.g.
+    the MLPs) is quantized end to end by PyTorch's eager API. Any other model is traced with FX graph mode, which fuses
+    ``Conv + BatchNorm (+ ReLU)`` and ``Linear (+ ReLU)`` and quantizes convolutions and linear layers of any
+    symbolically traceable model (e.g. torchvision CNNs); the result is a ``torch.fx.GraphModule`` with the original
+    layer names. A model that does not trace (Python control flow on tensor values, e.g. Hugging Face transformers)
+    falls back to the eager path (static: each ``nn.Linear`` on its own; QAT: refused), and its report says why.
 
     Args:
         model: A float model (for ``QATConfig(step="convert")``: the model returned by the ``prepare`` step, trained).
@@ -55,11 +62,11 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
         )
     if calibration_data is not None and not isinstance(config, StaticQuantConfig):
         raise ValueError(f"calibration_data is only used by StaticQuantConfig, not {type(config).__name__}")
-    quantized, notes = applier(model, config, calibration_data)
+    quantized, notes, untraceable = applier(model, config, calibration_data)
     if not (isinstance(config, QATConfig) and config.step == "prepare"):
         quantized.eval()  # layers created during quantization start in train mode
     setattr(quantized, CONFIG_ATTRIBUTE, config)
-    setattr(quantized, REPORT_ATTRIBUTE, build_report(model, quantized, config, notes))
+    setattr(quantized, REPORT_ATTRIBUTE, build_report(model, quantized, config, notes, untraceable))
     return quantized
 
 
@@ -81,13 +88,8 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
         targets = _bnb.targets(model, config.skip_modules)
     else:
         _eager.check_backend(config.backend)
-        if isinstance(config, QATConfig):
-            _eager.check_qat_model(model)
-            targets = [name for name, _ in weight_layers(model)]
-        elif isinstance(config, StaticQuantConfig) and _eager.whole_model(model, config.skip_modules):
-            targets = [name for name, _ in weight_layers(model)]
-        elif isinstance(config, StaticQuantConfig):
-            targets = _eager.static_targets(model, config.skip_modules)
+        if isinstance(config, (StaticQuantConfig, QATConfig)):
+            targets = _graph_targets(model, config)
         else:
             targets = _eager.dynamic_targets(model, config.skip_modules)
     if not targets:
@@ -101,12 +103,29 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
     return targets
 
 
-Applied = tuple[nn.Module, list[str]]  # the quantized model and notes on whole-model decisions for its report
+# The quantized model, notes on whole-model decisions for its report, and why FX could not trace it (if it did not).
+Applied = tuple[nn.Module, list[str], str | None]
+
+
+def _graph_targets(model: nn.Module, config: StaticQuantConfig | QATConfig) -> list[str]:
+    """The layers static quantization or QAT would convert, found by preparing (and converting) a copy."""
+    qat = isinstance(config, QATConfig)
+    if _eager.eager_problem(model) is None:  # the eager path takes models built only from eager-quantizable modules
+        if qat or _eager.whole_model(model, config.skip_modules):
+            return [name for name, _ in weight_layers(model)]
+        return _eager.static_targets(model, config.skip_modules)
+    try:
+        prepared = _fx.prepare(copy.deepcopy(model), config, qat=qat)
+    except _fx.NotTraceableError as error:
+        if qat:
+            _eager.check_qat_model(model, untraceable=error.reason)
+        return _eager.static_targets(model, config.skip_modules)
+    return build_report(model, prepared if qat else _fx.convert(prepared), config).quantized
 
 
 def _apply_dynamic(model: nn.Module, config: DynamicQuantConfig, calibration_data: Any) -> Applied:
     check_quantizable(model, config)  # a model without nn.Linear would come back unchanged, "quantized"
-    return _eager.dynamic(copy.deepcopy(model).eval(), config), []
+    return _eager.dynamic(copy.deepcopy(model).eval(), config), [], None
 
 
 def _apply_static(model: nn.Module, config: StaticQuantConfig, calibration_data: Iterable[Any] | None) -> Applied:
@@ -119,34 +138,60 @@ def _apply_static(model: nn.Module, config: StaticQuantConfig, calibration_data:
     inputs = [model_inputs(b) for b in islice(calibration_data, config.calibration_batches)]
     if not inputs:
         raise ValueError("StaticQuantConfig: calibration_data yielded no batches; pass a non-empty loader")
-    end_to_end = _eager.whole_model(model, config.skip_modules)
-    quantized = _static(model, config, inputs, end_to_end)
-    if not end_to_end:
-        return quantized, [_why_layer_by_layer(model, config)]
+    notes: list[str] = []
+    if _eager.eager_problem(model) is None:  # built only from modules with eager int8 kernels, e.g. the MLPs
+        if not _eager.whole_model(model, config.skip_modules):
+            note = "layers excluded by skip_modules run in float, so each nn.Linear is quantized on its own"
+            return _static(model, config, inputs, end_to_end=False), [note], None
+        quantized = _static(model, config, inputs, end_to_end=True)
+        failure = _end_to_end_failure(quantized, inputs[0])
+        if failure is None:
+            return quantized, ["the whole model runs in int8 between one quantize and one dequantize step"], None
+        notes.append(failure)
+    try:
+        quantized = _fx_static(model, config, inputs)
+    except _fx.NotTraceableError as error:
+        notes.append(_why_layer_by_layer(model, config, error.reason))
+        return _static(model, config, inputs, end_to_end=False), notes, error.reason
+    notes.append(
+        "FX graph mode: the traced forward was fused (Conv/Linear + BatchNorm + ReLU) and quantized, with "
+        "quantize/dequantize steps only where it leaves int8"
+    )
+    return quantized, notes, None
+
+
+def _end_to_end_failure(quantized: nn.Module, inputs: Any) -> str | None:
     try:
         with torch.inference_mode():
-            logits_of(quantized, inputs[0])
+            logits_of(quantized, inputs)
     except (NotImplementedError, RuntimeError) as error:
-        # The forward applies a float-only operation between layers (e.g. a residual sum): quantize each layer
-        # on its own instead.
+        # The forward applies a float-only operation between layers (e.g. a residual sum).
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        note = (
-            "the int8 model failed on a calibration batch when run end to end (the forward applies a float-only "
-            f"operation between layers? {first_line}), so each nn.Linear was quantized on its own"
+        return (
+            "the eager int8 model failed on a calibration batch when run end to end (the forward applies a "
+            f"float-only operation between layers? {first_line})"
         )
-        return _static(model, config, inputs, end_to_end=False), [note]
-    return quantized, ["the whole model runs in int8 between one quantize and one dequantize step"]
+    return None
 
 
-def _why_layer_by_layer(model: nn.Module, config: StaticQuantConfig) -> str:
+def _fx_static(model: nn.Module, config: StaticQuantConfig, inputs: list[Any]) -> nn.Module:
+    observed = _fx.prepare(copy.deepcopy(model), config, _fx.example_inputs(inputs[0]))
+    with torch.inference_mode():
+        for batch in inputs:
+            logits_of(observed, batch)
+    return _fx.convert(observed)
+
+
+def _why_layer_by_layer(model: nn.Module, config: StaticQuantConfig, untraceable: str) -> str:
     leaves = _eager.unquantizable_leaves(model)
     if leaves:
         cause = f"{', '.join(leaves[:3])}{' ...' if len(leaves) > 3 else ''} have no eager int8 kernel"
-    elif config.skip_modules:
-        cause = "layers excluded by skip_modules run in float"
     else:
-        cause = f"{type(model).__name__} subclasses nn.Sequential, whose forward would run the added steps too"
-    return f"{cause}, so each nn.Linear is quantized on its own between a quantize and a dequantize step"
+        cause = "the eager int8 model does not run end to end"
+    return (
+        f"FX graph mode cannot trace {type(model).__name__} ({untraceable}) and {cause}, so each nn.Linear is "
+        "quantized on its own between a quantize and a dequantize step"
+    )
 
 
 def _static(model: nn.Module, config: StaticQuantConfig, inputs: list[Any], end_to_end: bool) -> nn.Module:
@@ -164,7 +209,7 @@ def _apply_qat(model: nn.Module, config: QATConfig, calibration_data: Any) -> Ap
             raise ValueError(
                 "model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')"
             )
-        return _eager.prepare_qat(copy.deepcopy(model), config), []
+        return _prepare_qat(copy.deepcopy(model), config), [], None
     if not prepared:
         raise ValueError(
             "QATConfig(step='convert') needs a model returned by quantize(model, QATConfig(step='prepare')) and trained"
@@ -179,23 +224,46 @@ def _apply_qat(model: nn.Module, config: QATConfig, calibration_data: Any) -> Ap
     converted = copy.deepcopy(model)
     _eager.set_engine(config.backend)
     _eager.remove_pruning(converted)
-    return _eager.convert(converted), []
+    if _fx.is_graph_module(converted):
+        return _fx.convert(converted), [], None
+    return _eager.convert(converted), [], None
+
+
+def _prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:
+    """The eager path in place for models it covers whole; otherwise FX graph mode, a new graph module."""
+    if _eager.eager_problem(model) is None:
+        return _eager.prepare_qat(model, config)
+    try:
+        prepared = _fx.prepare(model, config, qat=True)
+    except _fx.NotTraceableError as error:
+        _eager.check_qat_model(model, untraceable=error.reason)
+        raise  # pragma: no cover (check_qat_model raises: the eager path was ruled out above)
+    _fx.keep_float_state_names(prepared, model)
+    return prepared
 
 
 def prepare_qat_(model: nn.Module, config: QATConfig) -> nn.Module:
-    """Prepare ``model`` for quantization-aware training *in place* and return it.
+    """Prepare ``model`` for quantization-aware training, keeping its parameter objects, and return the result.
 
-    In place, every ``nn.Parameter`` object survives, so optimizers and pruning masks that already hold the
-    parameters keep working (the QAT callback relies on this). Parameter names do not change either; the
-    fake-quantize state is added as extra buffers.
+    Every ``nn.Parameter`` object survives, so optimizers and pruning masks that already hold the parameters keep
+    working (the QAT callback relies on this), and ``state_dict`` keeps the float model's names, with the
+    fake-quantize state as extra entries. A model built only from eager-quantizable modules (e.g. the MLPs) is
+    prepared in place and returned. Any other model (e.g. a CNN) goes through FX graph mode and the result is a *new*
+    ``torch.fx.GraphModule`` sharing those parameters (fused batch-norms appear under their convolution in
+    ``named_parameters``; its ``state_dict`` and ``load_state_dict`` still use the float names): use the returned
+    module in place of ``model``.
+
+    Raises:
+        ValueError: ``config.step`` is not ``prepare``, the model is already prepared, or it neither traces nor is
+            built only from eager-quantizable modules.
     """
     if config.step != "prepare":
         raise ValueError(f"prepare_qat_ needs QATConfig(step='prepare'); got step={config.step!r}")
     if _eager.is_qat_prepared(model):
         raise ValueError("model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')")
-    _eager.prepare_qat(model, config)
-    setattr(model, CONFIG_ATTRIBUTE, config)
-    return model
+    prepared = _prepare_qat(model, config)
+    setattr(prepared, CONFIG_ATTRIBUTE, config)
+    return prepared
 
 
 def set_qat_observers(model: nn.Module, enabled: bool) -> None:
@@ -223,7 +291,7 @@ def _apply_bnb(model: nn.Module, config: BitsAndBytesConfig, calibration_data: A
     _check_bnb_device(config)
     quantized = copy.deepcopy(model).eval()
     _bnb.replace_linears(quantized, config, device=config.device)  # each layer quantized on its device
-    return quantized.to(config.device), []
+    return quantized.to(config.device), [], None
 
 
 _APPLIERS: dict[type, Callable[[nn.Module, Any, Any], Applied]] = {

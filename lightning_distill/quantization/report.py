@@ -13,6 +13,7 @@ from fnmatch import fnmatch
 from typing import Any, Literal
 
 from torch import Tensor, nn
+from torch.fx import GraphModule
 
 REPORT_ATTRIBUTE = "quantization_report"
 
@@ -50,11 +51,14 @@ class QuantizationReport:
         method: The config's class name, e.g. ``DynamicQuantConfig``.
         layers: One entry per weight layer of the float model, in module order.
         notes: Decisions about the model as a whole (e.g. quantized layer by layer, and why).
+        untraceable: Why FX graph mode could not trace the model (the eager path was used instead); ``None`` when
+            it traced or was not needed.
     """
 
     method: str
     layers: tuple[LayerOutcome, ...]
     notes: tuple[str, ...] = field(default=())
+    untraceable: str | None = None
 
     @property
     def quantized(self) -> list[str]:
@@ -73,6 +77,7 @@ class QuantizationReport:
             "num_weight_layers": len(self.layers),
             "num_quantized": len(self.quantized),
             "notes": list(self.notes),
+            "untraceable": self.untraceable,
             "layers": [asdict(layer) for layer in self.layers],
         }
 
@@ -100,10 +105,26 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def build_report(
-    float_model: nn.Module, quantized: nn.Module, config: Any, notes: tuple[str, ...] | list[str] = ()
+    float_model: nn.Module,
+    quantized: nn.Module,
+    config: Any,
+    notes: tuple[str, ...] | list[str] = (),
+    untraceable: str | None = None,
 ) -> QuantizationReport:
-    """Compare each weight layer of ``float_model`` with the module at the same name in ``quantized``."""
+    """Compare each weight layer of ``float_model`` with the module at the same name in ``quantized``.
+
+    FX graph mode keeps the original module names (a fused ``Conv + BatchNorm + ReLU`` sits at the convolution's
+    name), so converted layers are found by name in an FX graph module too.
+
+    Args:
+        float_model: The model before quantization.
+        quantized: The model after it (an FX graph module, or the eager model with layers swapped).
+        config: The quantization config.
+        notes: Decisions about the model as a whole.
+        untraceable: Why FX graph mode could not trace the model, when the eager path was used instead.
+    """
     outcomes = []
+    graph = isinstance(quantized, GraphModule)
     for name, module in weight_layers(float_model):
         after = _module_at(quantized, name)
         status = _status(after)
@@ -113,10 +134,12 @@ def build_report(
                 layer=type(module).__name__,
                 status=status,
                 result=after._get_name() if after is not None else "(removed)",
-                reason=_float_reason(name, module, config) if status == "float" else "",
+                reason=_float_reason(name, module, config, after, graph, untraceable) if status == "float" else "",
             )
         )
-    return QuantizationReport(method=type(config).__name__, layers=tuple(outcomes), notes=tuple(notes))
+    return QuantizationReport(
+        method=type(config).__name__, layers=tuple(outcomes), notes=tuple(notes), untraceable=untraceable
+    )
 
 
 def _module_at(model: nn.Module, name: str) -> nn.Module | None:
@@ -138,9 +161,22 @@ def _status(module: nn.Module | None) -> Status:
     return "float"
 
 
-def _float_reason(name: str, module: nn.Module, config: Any) -> str:
+def _float_reason(
+    name: str, module: nn.Module, config: Any, after: nn.Module | None, graph: bool, untraceable: str | None
+) -> str:
     matched = next((p for p in getattr(config, "skip_modules", ()) if fnmatch(name, p)), None)
     if matched is not None:
         return f"excluded by skip_modules pattern {matched!r}"
+    method_name = type(config).__name__
+    if graph:
+        if after is None:
+            return "not called by the model's forward, so FX tracing dropped it"
+        method = "quantization-aware training" if method_name == "QATConfig" else "static quantization"
+        return f"{type(module).__name__} has no int8 kernel in FX graph mode {method} (default qconfig mapping)"
+    if untraceable and not isinstance(module, nn.Linear):
+        return (
+            f"{type(module).__name__} not quantized: the model is not symbolically traceable ({untraceable}), so the "
+            "eager path quantized only its nn.Linear layers, each on its own"
+        )
     method = _METHODS.get(type(config).__name__, type(config).__name__)
     return f"{type(module).__name__} not supported by {method}"

@@ -4,11 +4,14 @@ The file is one ``torch.save`` dict::
 
     {"format": "lightning-distill/quantized", "version": 1,
      "config": {"type": "StaticQuantConfig", "backend": "x86", ...},
+     "graph": "fx" | "eager", "notes": [...], "untraceable": None | "<why FX could not trace the model>",
      "state_dict": <quantized model state_dict>}
 
 Reloading takes a freshly built *float* model of the same architecture (e.g. ``TinyMNIST()``, or
 ``BertForSequenceClassification(config)``), rebuilds the quantized structure from the saved config (no calibration
-needed: the saved scales and zero points are loaded), then loads the state dict strictly. This avoids pickling code
+needed: the saved scales and zero points are loaded), then loads the state dict strictly. For a model quantized
+through FX graph mode (``"graph": "fx"``) the skeleton is rebuilt by tracing the float model and running the same
+prepare and convert steps without data; the graph is never stored. This avoids pickling code
 (TorchScript is deprecated and pickled modules break when the code moves) and gives identical predictions.
 """
 
@@ -21,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_distill.quantization import _bnb, _eager
+from lightning_distill.quantization import _bnb, _eager, _fx
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
@@ -56,9 +59,17 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"format": FORMAT, "version": VERSION, "config": config_to_dict(config), "state_dict": model.state_dict()}, path
-    )
+    report = getattr(model, REPORT_ATTRIBUTE, None)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config_to_dict(config),
+        "graph": "fx" if _fx.is_graph_module(model) else "eager",
+        "notes": list(report.notes) if report is not None else [],
+        "untraceable": report.untraceable if report is not None else None,
+        "state_dict": model.state_dict(),
+    }
+    torch.save(payload, path)
     return path
 
 
@@ -80,7 +91,8 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
     payload = _read(path)
     config = config_from_dict(payload["config"])
     state = payload["state_dict"]
-    skeleton = _skeleton(copy.deepcopy(model).eval(), config, state)
+    graph = payload.get("graph", "eager")  # files written before FX graph mode have no "graph" entry
+    skeleton = _skeleton(copy.deepcopy(model).eval(), config, state, graph)
     try:
         if isinstance(config, BitsAndBytesConfig):
             _bnb.load_state_dict(skeleton, state)
@@ -92,7 +104,8 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
             "model built with the same architecture as the one that was quantized"
         ) from error
     setattr(skeleton, CONFIG_ATTRIBUTE, config)
-    setattr(skeleton, REPORT_ATTRIBUTE, build_report(model, skeleton, config))
+    notes, untraceable = payload.get("notes", ()), payload.get("untraceable")
+    setattr(skeleton, REPORT_ATTRIBUTE, build_report(model, skeleton, config, notes, untraceable))
     return skeleton.eval()
 
 
@@ -107,8 +120,16 @@ def _read(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def _skeleton(model: nn.Module, config: QuantConfig, state: dict[str, Any]) -> nn.Module:
+def _skeleton(model: nn.Module, config: QuantConfig, state: dict[str, Any], graph: str) -> nn.Module:
     """The quantized structure for ``config`` without calibration; the saved state fills in every number."""
+    if graph == "fx" and isinstance(config, (StaticQuantConfig, QATConfig)):
+        try:
+            return _fx.skeleton(model, config)
+        except _fx.NotTraceableError as error:
+            raise ValueError(
+                f"the quantized model was saved from an FX graph, but the given {type(model).__name__} does not "
+                f"trace ({error.reason}); pass a float model built with the same architecture"
+            ) from error
     if isinstance(config, DynamicQuantConfig):
         return _eager.dynamic(model, config)
     if isinstance(config, StaticQuantConfig):

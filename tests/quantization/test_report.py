@@ -54,14 +54,21 @@ def test_dynamic_summary_lists_quantized_and_skipped_layers_with_reasons(tmp_pat
     assert reloaded.quantization_report == report
 
 
+class UntraceableConvNet(ConvNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x if x.sum() > 0 else -x)  # control flow on a tensor value: FX cannot trace it
+
+
 def test_static_summary_says_why_the_model_is_quantized_layer_by_layer():
     x = torch.randn(4, 1, 8, 8)
     quantized = quantize(ConvNet(), StaticQuantConfig(calibration_batches=1), calibration_data=[x])
+    assert quantized.quantization_report.quantized == ["conv", "fc", "head"]  # traced: FX graph mode
+    quantized = quantize(UntraceableConvNet(), StaticQuantConfig(calibration_batches=1), calibration_data=[x])
     report = quantized.quantization_report
     assert report.quantized == ["fc", "head"] and report.skipped[0].name == "conv"
     assert report.notes == (
-        "conv (Conv2d), norm (LayerNorm) have no eager int8 kernel, so each nn.Linear is quantized on its own between "
-        "a quantize and a dequantize step",
+        f"FX graph mode cannot trace UntraceableConvNet ({report.untraceable}) and conv (Conv2d), norm (LayerNorm) "
+        "have no eager int8 kernel, so each nn.Linear is quantized on its own between a quantize and a dequantize step",
     )
 
 
@@ -86,7 +93,8 @@ def test_a_model_dynamic_quantization_cannot_touch_is_refused():
         quantize(nn.Sequential(nn.Conv2d(1, 2, 3)), DynamicQuantConfig())
     with pytest.raises(ValueError, match=r"head \(Linear\): excluded by skip_modules pattern 'h\*'"):
         check_quantizable(nn.ModuleDict({"head": nn.Linear(2, 2)}), DynamicQuantConfig(skip_modules=["h*"]))
-    assert check_quantizable(ConvNet(), StaticQuantConfig()) == ["fc", "head"]
+    assert check_quantizable(ConvNet(), StaticQuantConfig()) == ["conv", "fc", "head"]
+    assert check_quantizable(UntraceableConvNet(), StaticQuantConfig()) == ["fc", "head"]
 
 
 def test_static_top_level_sequential_runs_end_to_end(tmp_path):
@@ -121,9 +129,11 @@ def test_qat_top_level_sequential_converts_to_a_model_that_runs_and_reloads(tmp_
     assert [name for name, _ in converted.named_children()][:3] == ["0", "1", "2"]  # names kept
 
 
-def test_a_subclass_of_sequential_is_refused_by_qat():
-    class Stack(nn.Sequential):
+def test_a_subclass_of_sequential_is_prepared_for_qat_through_fx():
+    class Stack(nn.Sequential):  # the eager path would run its added quantize/dequantize children as layers
         pass
 
-    with pytest.raises(ValueError, match=r"QATConfig cannot prepare a Stack .* Wrap it in a plain nn.Module"):
-        quantize(Stack(nn.Linear(4, 2)), QATConfig())
+    prepared = quantize(Stack(nn.Linear(4, 2)), QATConfig())
+    assert outcomes(prepared) == {"0": ("fake-quantized", "")}
+    prepared(torch.randn(3, 4)).sum().backward()
+    assert outcomes(quantize(prepared, QATConfig(step="convert"))) == {"0": ("quantized", "")}
