@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def _rows(mask: Any) -> np.ndarray:
-    return np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
+def _rows(column: pa.ChunkedArray, is_empty: Callable[[pa.Array], pa.Array]) -> np.ndarray:
+    """The rows where ``is_empty`` holds, computed chunk by chunk so only one chunk's temporaries exist at a time."""
+    rows, start = [], 0
+    for chunk in column.chunks:
+        mask = is_empty(chunk).to_numpy(zero_copy_only=False)
+        rows.append(np.flatnonzero(np.asarray(mask, dtype=bool)) + start)
+        start += len(chunk)
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
+def _empty_text(chunk: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.or_kleene(pc.is_null(chunk), pc.equal(pc.utf8_trim_whitespace(chunk), "")), True)
+
+
+def _missing_label(chunk: pa.Array) -> pa.Array:
+    return pc.is_null(chunk, nan_is_null=pa.types.is_floating(chunk.type))
 
 
 def empty_cells(texts: pa.ChunkedArray, labels: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -19,9 +32,7 @@ def empty_cells(texts: pa.ChunkedArray, labels: pa.ChunkedArray) -> tuple[np.nda
 
     Computed on the Arrow columns, so a split of millions of rows never becomes a Python list.
     """
-    empty_text = pc.or_kleene(pc.is_null(texts), pc.equal(pc.utf8_trim_whitespace(texts), ""))
-    no_label = pc.is_null(labels, nan_is_null=pa.types.is_floating(labels.type))
-    return _rows(pc.fill_null(empty_text, True)), _rows(no_label)
+    return _rows(texts, _empty_text), _rows(labels, _missing_label)
 
 
 def show_rows(rows: Sequence[int], first: int = 5) -> str:

@@ -2,7 +2,8 @@
 
 A cache entry is a folder ``<root>/<key>/`` holding one ``save_to_disk`` folder per role (``train``, ``val``,
 ``test``). It is written under a temporary name and renamed into place when complete, so a reader never sees half an
-entry and processes that build the same entry at once do not clash (the first rename wins). Token ids are stored
+entry and processes that build the same entry at once do not clash (the first rename wins); a process killed while
+building leaves a ``.<key>.*`` folder that can be deleted. Token ids are stored
 unpadded, as ``uint16`` where the vocabulary allows (else ``int32``); attention masks are not stored (an unpadded
 example's mask is all ones), so the collate function makes them.
 """
@@ -100,6 +101,7 @@ def build(
     features = _features(encoder["tokenizers"])
     started = time.perf_counter()
     temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    temporary.chmod(0o755)  # mkdtemp makes it private; other users of a shared cache folder read the entry too
     try:
         for role, (source, rows, labels) in splits.items():
             text = encoder["text_column"]

@@ -342,6 +342,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
         These are the ingredients of the teacher's inputs: the rows of each split (after slices, a held-out
         validation fraction and ``drop_empty``) are hashed too, so a teacher-logits cache never serves another split.
+        It keys the token cache as well, and is computed once per data module (the data files are read once).
         """
         if self._fingerprint is not None:
             return self._fingerprint
