@@ -19,6 +19,14 @@ SHARED = ROOT.parent / "shared"
 MNIST10K = SHARED / "data" / "mnist10k"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _token_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Text data modules write their token cache under the session's temporary folder, never the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIGHTNING_DISTILL_CACHE", str(tmp_path_factory.mktemp("lightning_distill_cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _quiet_and_seeded() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

@@ -63,14 +63,14 @@ def parse_split(spec: str) -> tuple[str, str | None]:
     return match["name"], f"{match['start'] or ''}:{match['stop'] or ''}"
 
 
-def slice_rows(n: int, part: str | None) -> list[int]:
+def slice_range(n: int, part: str | None) -> range:
     """The rows of a split of ``n`` rows that the slice ``part`` (``"a:b"``, rows or percentages) selects.
 
     Percentages round to the nearest row, as Hugging Face ``datasets`` does, so ``[:90%]`` and ``[90%:]`` are
-    complementary; negative bounds count from the end, as in Python.
+    complementary; negative bounds count from the end, as in Python. A ``range``, so no row list is built.
     """
     if part is None:
-        return list(range(n))
+        return range(n)
 
     def bound(text: str) -> int | None:
         if not text:
@@ -78,7 +78,12 @@ def slice_rows(n: int, part: str | None) -> list[int]:
         return round(int(text[:-1]) * n / 100) if text.endswith("%") else int(text)
 
     start, stop = part.split(":")
-    return list(range(n))[bound(start) : bound(stop)]
+    return range(n)[bound(start) : bound(stop)]
+
+
+def slice_rows(n: int, part: str | None) -> list[int]:
+    """:func:`slice_range` as a list."""
+    return list(slice_range(n, part))
 
 
 def _keep_one_per_class(

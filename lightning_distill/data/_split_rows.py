@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from lightning_distill.data._cells import describe_empty_cells, empty_cells, show_rows
-from lightning_distill.data._split import parse_split, slice_rows, stratified_split
+from lightning_distill.data._split import parse_split, slice_range, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,14 @@ class SplitRows:
         for role, spec in specs.items():
             if isinstance(spec, str):
                 self._check_split(role, spec, self.sources[role], source)
-        self._columns: dict[tuple[str, str], list] = {}
         self.dropped = self._find_empty(drop_empty)
-        self.rows: dict[str, list[int]] = {}
+        self.rows: dict[str, np.ndarray] = {}
         for role, spec in specs.items():
             if isinstance(spec, str):
                 split, part = parse_split(spec)
-                dropped = self.dropped.get(split, set())
-                self.rows[role] = [row for row in slice_rows(len(raw[split]), part) if row not in dropped]
+                sliced = slice_range(len(raw[split]), part)
+                rows = np.arange(sliced.start, sliced.stop, sliced.step, dtype=np.int64)
+                self.rows[role] = rows[~np.isin(rows, self.dropped[split])] if split in self.dropped else rows
 
     def _check_split(self, role: str, spec: str, split: str, source: str) -> None:
         if split not in self.raw:
@@ -67,20 +69,21 @@ class SplitRows:
         if getattr(feature, "dtype", None) not in ("string", "large_string"):
             raise ValueError(f"text_column {self.text_column!r} of split {split!r} holds {feature}, not strings")
 
-    def _find_empty(self, drop_empty: bool) -> dict[str, set[int]]:
+    def _find_empty(self, drop_empty: bool) -> dict[str, np.ndarray]:
         dropped, problems = {}, []
         self.labels_dropped = False
         for split in dict.fromkeys(self.sources.values()):
             texts, labels = self.column(split, self.text_column), self.column(split, self.label_column)
             empty_text, no_label = empty_cells(texts, labels)
-            lines = describe_empty_cells(split, len(texts), empty_text, no_label, self.text_column, self.label_column)
+            size = len(self.raw[split])
+            lines = describe_empty_cells(split, size, empty_text, no_label, self.text_column, self.label_column)
             problems += lines
             if lines and drop_empty:
-                dropped[split] = set(empty_text) | set(no_label)
-                self.labels_dropped |= bool(no_label)
+                dropped[split] = np.union1d(empty_text, no_label)
+                self.labels_dropped |= bool(len(no_label))
                 log.warning(
                     "drop_empty: left out %d of the %d rows of split %r (rows counted from 0): %s",
-                    len(dropped[split]), len(texts), split, "; ".join(lines),
+                    len(dropped[split]), size, split, "; ".join(lines),
                 )  # fmt: skip
         if problems and not drop_empty:
             raise ValueError(
@@ -91,27 +94,26 @@ class SplitRows:
             )
         return dropped
 
-    def column(self, split: str, column: str) -> list:
-        """Every value of ``column`` in ``split`` (read once)."""
-        if (split, column) not in self._columns:
-            self._columns[split, column] = list(self.raw[split][column])
-        return self._columns[split, column]
+    def column(self, split: str, column: str) -> pa.ChunkedArray:
+        """``column`` of ``split`` as an Arrow array (memory-mapped where the data set is)."""
+        table = self.raw[split].with_format("arrow")[column]
+        return table if isinstance(table, pa.ChunkedArray) else pa.chunked_array([table])
 
-    def values(self, split: str, column: str, rows: list[int]) -> list:
-        """The values of ``column`` in the given ``rows`` of ``split``."""
-        values = self.column(split, column)
-        return [values[row] for row in rows]
+    def values(self, split: str, column: str, rows: np.ndarray) -> pa.ChunkedArray:
+        """The values of ``column`` in the given ``rows`` of ``split``, as an Arrow array."""
+        return self.column(split, column).take(pa.array(rows, type=pa.int64()))
 
-    def kept(self, split: str) -> list[int]:
+    def kept(self, split: str) -> np.ndarray:
         """Every row of ``split`` but those ``drop_empty`` left out."""
-        dropped = self.dropped.get(split, set())
-        return [row for row in range(len(self.raw[split])) if row not in dropped]
+        rows = np.arange(len(self.raw[split]), dtype=np.int64)
+        return np.delete(rows, self.dropped[split]) if split in self.dropped else rows
 
-    def hold_out(self, label_ids: list[int], fraction: float, seed: int) -> None:
+    def hold_out(self, label_ids: np.ndarray, fraction: float, seed: int) -> None:
         """Move ``fraction`` of the training rows (labelled ``label_ids``) to ``val``: seeded, stratified by label."""
         train_rows = self.rows["train"]
-        train, val, how = stratified_split(label_ids, fraction, seed)
-        self.rows["train"], self.rows["val"] = [train_rows[i] for i in train], [train_rows[i] for i in val]
+        train, val, how = stratified_split(label_ids.tolist(), fraction, seed)
+        train, val = np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64)
+        self.rows["train"], self.rows["val"] = train_rows[train], train_rows[val]
         # a plain stratified cut is informational; a fallback or an exception to it is worth the user's attention
         log.log(
             logging.INFO if how == "stratified by label" else logging.WARNING,
@@ -126,8 +128,9 @@ class SplitRows:
         for i, first in enumerate(roles):
             for second in roles[i + 1 :]:
                 split = self.sources[first]
-                shared = sorted(set(self.rows[first]) & set(self.rows[second])) if split == self.sources[second] else []
-                if not shared:
+                same = split == self.sources[second]
+                shared = np.intersect1d(self.rows[first], self.rows[second]) if same else []
+                if not len(shared):
                     continue
                 a, b = self.specs[first], self.specs[second]
                 if a == b:
@@ -145,4 +148,4 @@ class SplitRows:
 
     def digest(self) -> dict[str, str]:
         """A hash of each role's rows, for the data module's fingerprint."""
-        return {role: hashlib.sha256(json.dumps(rows).encode()).hexdigest() for role, rows in self.rows.items()}
+        return {role: hashlib.sha256(rows.astype("<i8").tobytes()).hexdigest() for role, rows in self.rows.items()}

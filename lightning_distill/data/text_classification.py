@@ -1,4 +1,4 @@
-"""Text classification from any Hugging Face ``datasets`` source, tokenized once and padded per batch."""
+"""Text classification from any Hugging Face ``datasets`` source, tokenized once into Arrow and padded per batch."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_distill.batch import TEACHER_PREFIX
-from lightning_distill.data._encoding import EncodedSplit, LengthGroupedBatches, PadCollator, tokenizer_digest
+from lightning_distill.data import _token_cache
+from lightning_distill.data._encoding import LengthGroupedBatches, PadCollator, TokenizedSplit, tokenizer_digest
+from lightning_distill.data._labels import label_ids, label_names
 from lightning_distill.data._split import check_positive, check_val_split
 from lightning_distill.data._split_rows import SplitRows
 
@@ -39,11 +42,16 @@ class TextClassificationDataModule(pl.LightningDataModule):
     unless ``drop_empty`` leaves them out (and logs how many). Data with train and test splits only gets a validation
     split with ``val_split: 0.1``: a seeded, label-stratified tenth of the training split, which training then lacks.
 
-    Each split is tokenized once (truncated to ``max_length``) and padded per batch to its longest example. Batches
-    are dicts with the tokenizer's entries (``input_ids``, ``attention_mask``, ``token_type_ids`` where the tokenizer
-    makes them), ``labels``, ``index`` (the example's position in its split, the key of the teacher-logits cache), and,
-    where ``teacher_tokenizer`` encodes differently from ``tokenizer``, the teacher's own encoding as ``teacher_*``
-    entries. The batches are a pure function of the examples (no random augmentation), so ``deterministic`` is True.
+    Each split is tokenized once, by ``prepare_data`` (batched ``datasets.map`` over ``num_proc`` processes; ``setup``
+    does it where ``prepare_data`` was not called), truncated to ``max_length`` and stored unpadded in Arrow files in
+    the token cache (``token_cache_dir``), under a key of the data module's :meth:`fingerprint` (data files, split
+    rows, columns, labels, tokenizers, ``max_length``). ``setup`` memory-maps those files in every process, so a
+    process holds only the pages it reads and a second run with the same data tokenizes nothing. Each batch is padded
+    to its longest example. Batches are dicts with the tokenizer's entries (``input_ids``, ``attention_mask``,
+    ``token_type_ids`` where the tokenizer makes them), ``labels``, ``index`` (the example's position in its split,
+    the key of the teacher-logits cache), and, where ``teacher_tokenizer`` encodes differently from ``tokenizer``,
+    the teacher's own encoding as ``teacher_*`` entries. The batches are a pure function of the examples (no random
+    augmentation), so ``deterministic`` is True.
 
     Args:
         tokenizer: Hub name or local folder of the (student's) tokenizer.
@@ -69,6 +77,12 @@ class TextClassificationDataModule(pl.LightningDataModule):
         group_by_length: Batch training examples of similar length together (shuffled within groups of 50 batches),
             so dynamic padding adds few pad tokens; faster on CPU, where every padded token costs.
         cache_dir: Cache folder of ``datasets`` (default: its own).
+        token_cache_dir: Folder of the token cache. Default: ``$LIGHTNING_DISTILL_CACHE/tokenized`` where that is
+            set, else ``~/.cache/lightning_distill/tokenized`` (not the data's folder, which may be read-only or, for
+            a Hub data set, not exist). On a cluster, give a folder every node can read, or let each node build its
+            own (``prepare_data`` runs once per node). Entries are never deleted: remove old ones by hand.
+        num_proc: Processes that tokenize in ``prepare_data`` (``datasets.map``'s ``num_proc``); 1 tokenizes in the
+            calling process.
         seed: Seed of the validation cut when ``val_split`` is a fraction.
         drop_empty: Leave out rows whose text is empty or whose label is missing, logging how many per split; by
             default such rows are an error that names them.
@@ -97,6 +111,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         seed: int = 0,
         drop_empty: bool = False,
+        token_cache_dir: str | None = None,
+        num_proc: int = 1,
     ) -> None:
         super().__init__()
         if (dataset is None) == (data_files is None):
@@ -107,6 +123,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {max_length}")
         check_positive("batch_size", batch_size)
+        check_positive("num_proc", num_proc)
         if eval_batch_size is not None:
             check_positive("eval_batch_size", eval_batch_size)
         val_split = check_val_split(val_split)
@@ -125,6 +142,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.group_by_length = group_by_length
         self.seed = seed
         self.drop_empty = drop_empty
+        self.token_cache_dir = token_cache_dir
+        self.num_proc = num_proc
+        self._fingerprint: str | None = None
         self._split_rows = self._load(cache_dir)
         self._raw = self._split_rows.raw
         self._sources = self._split_rows.sources
@@ -141,16 +161,14 @@ class TextClassificationDataModule(pl.LightningDataModule):
                 teacher_tokenizer,
                 tokenizer,
             )
-        names, self.label_source = self._label_names(labels)
+        names, self.label_source = label_names(self._split_rows, labels)
         self.id2label: dict[int, str] = dict(enumerate(names))
         self.label2id: dict[str, int] = {name: i for i, name in enumerate(names)}
         self.num_classes = len(names)
         if isinstance(val_split, float):
             self._split_rows.hold_out(self._label_ids("train"), val_split, seed)
         self._split_rows.check_overlap()
-        self._encoded: dict[str, EncodedSplit] = {}
-        self._texts: dict[str, list[str]] = {}
-        self._labels: dict[str, list[int]] = {}
+        self._encoded: dict[str, TokenizedSplit] = {}
 
     # --- loading and checking ---------------------------------------------------------------------------------------
 
@@ -191,94 +209,52 @@ class TextClassificationDataModule(pl.LightningDataModule):
             raise ValueError(f"{what} {name!r} has no pad token, so batches cannot be padded; set one when saving it")
         return tokenizer
 
-    def _label_kind(self, split: str) -> str:
-        from datasets import ClassLabel, Value
-
-        feature = self._raw[split].features[self.label_column]
-        if isinstance(feature, ClassLabel):
-            return "classlabel"
-        if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
-            return "string"
-        if isinstance(feature, Value) and feature.dtype.startswith(("int", "uint")):
-            return "int"
-        if isinstance(feature, Value) and feature.dtype.startswith("float") and self._split_rows.labels_dropped:
-            # pandas reads a CSV column of integers with empty cells as floats (and every split gets the same type)
-            kept = self._split_rows.values(split, self.label_column, self._split_rows.kept(split))
-            if all(float(value).is_integer() for value in kept):
-                return "int"
-        raise ValueError(
-            f"label_column {self.label_column!r} of split {split!r} has type {feature}; expected a ClassLabel, "
-            "strings or integers"
-        )
-
-    def _label_names(self, labels: list[str] | None) -> tuple[list[str], str]:
-        train = self._sources["train"]
-        kinds = {split: self._label_kind(split) for split in self._sources.values()}
-        if len(set(kinds.values())) > 1:
-            raise ValueError(f"label_column {self.label_column!r} has different types across splits: {kinds}")
-        kind = kinds[train]
-        # every kept row of the training split's source, so a held-out or sliced validation part changes no name
-        column = self._split_rows.values(train, self.label_column, self._split_rows.kept(train))
-        if kind == "classlabel":
-            names = list(self._raw[train].features[self.label_column].names)
-            for split in self._sources.values():
-                if list(self._raw[split].features[self.label_column].names) != names:
-                    raise ValueError(f"the ClassLabel names of split {split!r} differ from those of split {train!r}")
-            if labels is not None and list(labels) != names:
-                raise ValueError(
-                    f"labels {list(labels)[:5]}... differ from the ClassLabel names {names[:5]}... of column "
-                    f"{self.label_column!r}; leave labels out to use the ClassLabel names"
-                )
-            return names, f"ClassLabel names of column {self.label_column!r}"
-        if labels is not None:
-            names, source = [str(name) for name in labels], "the labels argument"
-        elif kind == "string":
-            names, source = (
-                sorted(set(column)),
-                f"sorted distinct strings of column {self.label_column!r} in split {train!r}",
-            )
-        else:
-            names = [str(i) for i in range(int(max(column)) + 1)]
-            source = f"integer values 0..{len(names) - 1} of column {self.label_column!r} in split {train!r}"
-        if len(set(names)) != len(names):
-            raise ValueError(f"the label names repeat: {sorted(n for n in set(names) if names.count(n) > 1)[:5]}")
-        if len(names) < 2:
-            raise ValueError(f"need at least 2 classes, found {names} ({source})")
-        return names, source
-
-    def _label_ids(self, role: str) -> list[int]:
-        split = self._sources[role]
-        values = self._split_rows.values(split, self.label_column, self._split_rows.rows[role])
-        if self._label_kind(split) == "string":
-            unknown = sorted(set(values) - set(self.label2id))
-            if unknown:
-                raise ValueError(
-                    f"split {split!r} has labels not in the label list ({self.label_source}): {unknown[:5]}"
-                )
-            return [self.label2id[v] for v in values]
-        bad = sorted({v for v in values if not 0 <= v < self.num_classes})
-        if bad:
-            raise ValueError(f"split {split!r} has label ids {bad[:5]} outside 0..{self.num_classes - 1}")
-        return [int(v) for v in values]
+    def _label_ids(self, role: str) -> np.ndarray:
+        return label_ids(self._split_rows, role, list(self.label2id), self.label_source)
 
     # --- tokenization ---------------------------------------------------------------------------------------------
 
-    def _tokenize(self, tokenizer: Any, texts: list[str]) -> dict[str, list]:
-        encoded = tokenizer(texts, truncation=True, max_length=self.max_length)
-        return {key: encoded[key] for key in tokenizer.model_input_names if key in encoded}
+    def _tokenizers(self) -> dict[str, Any]:
+        tokenizers = {"": self.tokenizer}
+        if self.teacher_encodes_separately:
+            tokenizers[TEACHER_PREFIX] = self.teacher_tokenizer
+        return tokenizers
+
+    def token_cache_folder(self) -> Path:
+        """The token cache entry of this data module: the cache folder / a hash of :meth:`fingerprint` and of what
+        decides the stored columns (the tokenizers' model inputs, the storage format)."""
+        spec = {
+            "fingerprint": self.fingerprint(),
+            "format": _token_cache.FORMAT,
+            "inputs": {prefix: list(tok.model_input_names) for prefix, tok in self._tokenizers().items()},
+        }
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+        return _token_cache.cache_root(self.token_cache_dir) / key
+
+    def prepare_data(self) -> None:
+        """Tokenize every split into the token cache, unless it is there already (Lightning calls this once per
+        node, before ``setup`` in every process)."""
+        folder = self.token_cache_folder()
+        if folder.is_dir():
+            log.info("token cache %s found: nothing to tokenize", folder)
+            return
+        splits = {
+            role: (self._raw[self._sources[role]], self._split_rows.rows[role], self._label_ids(role))
+            for role in self.splits
+        }
+        encoder = {"tokenizers": self._tokenizers(), "text_column": self.text_column, "max_length": self.max_length}
+        _token_cache.build(folder, splits, encoder, num_proc=self.num_proc, batch_size=1000)
 
     def setup(self, stage: str | None = None) -> None:
+        """Memory-map the tokenized splits from the token cache (tokenizing them first where it lacks them)."""
+        if all(role in self._encoded for role in self.splits):
+            return
+        folder = self.token_cache_folder()
+        if not folder.is_dir():
+            log.info("token cache %s not found (prepare_data not run here): tokenizing in this process", folder)
+            self.prepare_data()
         for role in self.splits:
-            if role in self._encoded:
-                continue
-            texts = self._split_rows.values(self._sources[role], self.text_column, self._split_rows.rows[role])
-            labels = self._label_ids(role)
-            columns = self._tokenize(self.tokenizer, texts)
-            if self.teacher_encodes_separately:
-                teacher = self._tokenize(self.teacher_tokenizer, texts)
-                columns.update({TEACHER_PREFIX + key: value for key, value in teacher.items()})
-            self._texts[role], self._labels[role] = texts, labels
-            self._encoded[role] = EncodedSplit(columns, labels)
+            self._encoded.setdefault(role, TokenizedSplit.from_disk(str(folder / role)))
 
     @property
     def vocab_size(self) -> int:
@@ -297,17 +273,20 @@ class TextClassificationDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown split {split!r}; use one of train, val, test or {sorted(self.splits.values())}")
         return _SPLIT_ALIASES[split]
 
-    def dataset(self, split: str) -> EncodedSplit:
+    def dataset(self, split: str) -> TokenizedSplit:
         """The tokenized examples of ``split`` (``train``, ``val``/``validation``, ``test`` or a split's own name)."""
         role = self._role(split)
         self.setup()
         return self._encoded[role]
 
     def collator(self) -> PadCollator:
-        pad_values = {"input_ids": self.tokenizer.pad_token_id}
-        if self.teacher_encodes_separately:
-            pad_values[TEACHER_PREFIX + "input_ids"] = self.teacher_tokenizer.pad_token_id
-        return PadCollator(pad_values, left=self.tokenizer.padding_side == "left")
+        """Pads each batch to its longest example and makes the attention masks the models take."""
+        pad_values, masks = {}, {}
+        for prefix, tokenizer in self._tokenizers().items():
+            pad_values[prefix + "input_ids"] = tokenizer.pad_token_id
+            if "attention_mask" in tokenizer.model_input_names:
+                masks[prefix + "attention_mask"] = prefix + "input_ids"
+        return PadCollator(pad_values, left=self.tokenizer.padding_side == "left", masks=masks)
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(
@@ -322,10 +301,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         if not self.group_by_length:
             return self._loader("train", True, self.batch_size)
         dataset = self.dataset("train")
-        lengths = [len(ids) for ids in dataset.columns["input_ids"]]
         return DataLoader(
             dataset,
-            batch_sampler=LengthGroupedBatches(lengths, self.batch_size),
+            batch_sampler=LengthGroupedBatches(dataset.lengths(), self.batch_size),
             collate_fn=self.collator(),
             num_workers=self.num_workers,
         )
@@ -344,8 +322,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def benchmark_data(self, split: str = "test") -> tuple[list[str], Tensor]:
         """All raw texts of ``split`` and their label ids."""
         role = self._role(split)
-        self.setup()
-        return self._texts[role], torch.tensor(self._labels[role], dtype=torch.long)
+        texts = self._split_rows.values(self._sources[role], self.text_column, self._split_rows.rows[role])
+        return texts.to_pylist(), torch.from_numpy(self._label_ids(role))
 
     def encode(self, raw: str | Sequence[str]) -> dict[str, Tensor]:
         """The student's inputs for raw texts: tokenized, truncated and padded to the longest text."""
@@ -364,12 +342,15 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
         These are the ingredients of the teacher's inputs: the rows of each split (after slices, a held-out
         validation fraction and ``drop_empty``) are hashed too, so a teacher-logits cache never serves another split.
+        It keys the token cache as well, and is computed once per data module (the data files are read once).
         """
+        if self._fingerprint is not None:
+            return self._fingerprint
         if self.data_files is not None:
             files = {}
             for split, pattern in sorted(self.data_files.items()):
                 for path in sorted(glob.glob(pattern)):
-                    files[f"{split}:{Path(path).name}"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                    files[f"{split}:{Path(path).name}"] = _file_digest(path)
             source: Any = files
         else:
             source = [self.dataset_name, self.dataset_config, {s: self._raw[s]._fingerprint for s in self._raw}]
@@ -383,4 +364,13 @@ class TextClassificationDataModule(pl.LightningDataModule):
             "teacher_tokenizer": tokenizer_digest(self.teacher_tokenizer) if self.teacher_tokenizer else None,
             "max_length": self.max_length,
         }
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        self._fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        return self._fingerprint
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):  # in chunks: a data file may be larger than memory
+            digest.update(chunk)
+    return digest.hexdigest()

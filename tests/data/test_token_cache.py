@@ -1,0 +1,112 @@
+"""The token cache: splits tokenized once into Arrow files, memory-mapped by every data module that asks again."""
+
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_text import write_data, write_tokenizer
+
+from lightning_distill.data import TextClassificationDataModule, _token_cache
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def _data(tokenizer: str, files: dict[str, str], cache: Path, **kwargs) -> TextClassificationDataModule:
+    return TextClassificationDataModule(
+        tokenizer=tokenizer, data_files=files, label_column="intent", token_cache_dir=str(cache), **kwargs
+    )
+
+
+def test_prepare_data_tokenizes_once_and_a_second_module_only_maps_the_files(
+    tmp_path: Path, tokenizer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = write_data(tmp_path / "data")
+    first = _data(tokenizer, files, tmp_path / "cache", max_length=6)
+    first.prepare_data()
+    folder = first.token_cache_folder()
+    assert folder.parent == tmp_path / "cache" and sorted(p.name for p in folder.iterdir()) == ["test", "train", "val"]
+    # the stored ids are the tokenizer's own, truncated and unpadded, as uint16
+    texts = first.benchmark_data("train")[0]
+    expected = first.tokenizer(texts, truncation=True, max_length=6)["input_ids"]
+    stored = first.dataset("train").columns["input_ids"]
+    assert [ids.tolist() for ids in stored] == expected and stored[0].dtype == np.uint16
+    assert first.dataset("train").lengths().tolist() == [len(ids) for ids in expected]
+
+    # a cache hit: a new data module (as in a new process) reads the same examples without tokenizing anything
+    def refuse(*args, **kwargs):
+        raise AssertionError("tokenized again on a cache hit")
+
+    monkeypatch.setattr(type(first.tokenizer), "__call__", refuse)
+    second = _data(tokenizer, files, tmp_path / "cache", max_length=6)
+    second.setup("fit")
+    assert second.token_cache_folder() == folder
+    loader = torch.utils.data.DataLoader(second.dataset("train"), batch_size=48, collate_fn=second.collator())
+    batch = next(iter(loader))
+    assert batch["input_ids"].tolist() == [ids + [0] * (6 - len(ids)) for ids in expected]
+    assert batch["attention_mask"].sum(1).tolist() == [len(ids) for ids in expected]
+    assert batch["index"].tolist() == list(range(48)) and batch["labels"].tolist() == second.dataset("train").labels[:]
+
+
+def test_the_cache_key_follows_truncation_tokenizer_and_data(tmp_path: Path, tokenizer: str) -> None:
+    files = write_data(tmp_path / "data")
+    base = _data(tokenizer, files, tmp_path / "cache").token_cache_folder()
+    assert _data(tokenizer, files, tmp_path / "cache").token_cache_folder() == base
+    other = write_tokenizer(tmp_path / "other", extra_words=1)
+    changed = {
+        _data(tokenizer, files, tmp_path / "cache", max_length=8).token_cache_folder(),
+        _data(other, files, tmp_path / "cache").token_cache_folder(),
+        _data(tokenizer, files, tmp_path / "cache", val_split=0.25).token_cache_folder(),
+        _data(tokenizer, files, tmp_path / "cache", teacher_tokenizer=other).token_cache_folder(),
+    }
+    write_data(tmp_path / "data", sizes=(45, 12, 12))
+    changed.add(_data(tokenizer, files, tmp_path / "cache").token_cache_folder())
+    assert base not in changed and len(changed) == 5
+
+
+def test_num_proc_tokenizes_in_worker_processes_to_the_same_cache(tmp_path: Path, tokenizer: str) -> None:
+    files = write_data(tmp_path / "data", sizes=(200, 12, 12))
+    one = _data(tokenizer, files, tmp_path / "one")
+    two = _data(tokenizer, files, tmp_path / "two", num_proc=2)
+    two.prepare_data()
+    assert two.token_cache_folder().name == one.token_cache_folder().name  # num_proc changes no stored value
+    for split in ("train", "val", "test"):
+        first, second = one.dataset(split), two.dataset(split)
+        assert len(first) == len(second) and first.labels[:] == second.labels[:]
+        pairs = zip(first.columns["input_ids"], second.columns["input_ids"], strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
+    with pytest.raises(ValueError, match="num_proc must be positive, got 0"):
+        _data(tokenizer, files, tmp_path / "two", num_proc=0)
+
+
+def test_a_second_build_of_the_same_entry_keeps_the_first(
+    tmp_path: Path, tokenizer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two processes without a shared prepare_data may tokenize at once: the first complete entry wins."""
+    data = _data(tokenizer, write_data(tmp_path / "data"), tmp_path / "cache")
+    data.prepare_data()
+    folder = data.token_cache_folder()
+    before = sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    splits = {"train": (data._raw["train"], data._split_rows.rows["train"], data._label_ids("train"))}
+    encoder = {"tokenizers": {"": data.tokenizer}, "text_column": "text", "max_length": data.max_length}
+    _token_cache.build(folder, splits, encoder, num_proc=1, batch_size=1000)
+    assert sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left behind
+    with caplog.at_level(logging.INFO, logger="lightning_distill"):
+        data.prepare_data()
+    assert "found: nothing to tokenize" in caplog.text
+
+
+def test_a_split_pickles_as_its_folder_not_its_examples(tmp_path: Path, tokenizer: str) -> None:
+    """DataLoader workers started by spawn map the cache files instead of receiving a copy of every example."""
+    data = _data(tokenizer, write_data(tmp_path / "data", sizes=(2000, 12, 12)), tmp_path / "cache")
+    train = data.dataset("train")
+    payload = pickle.dumps(train)
+    assert len(payload) < 1000
+    copy = pickle.loads(payload)
+    assert len(copy) == 2000 and all(np.array_equal(copy[i]["input_ids"], train[i]["input_ids"]) for i in (0, 1999))
