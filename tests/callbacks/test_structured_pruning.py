@@ -77,8 +77,9 @@ def test_bert_in_a_distillation_module_loses_heads_and_neurons_but_not_the_teach
     tiny_trainer(max_epochs=1, callbacks=[pruning]).fit(module, DataLoader(_Dicts(), batch_size=16))
     assert before - n_params(student) == 2 * (2 * 8 * (3 * 33 + 32) + 32 * (33 + 32))
     assert n_params(teacher) == teacher_params
-    assert all(name.startswith("teacher.") or not name.startswith("student.bert.encoder") for name in pruning.skipped)
-    assert "teacher.bert.encoder.layer.0.attention.self" in pruning.skipped
+    assert pruning.skipped["teacher"] == "excluded by pattern 'teacher.*'"  # not traced at all
+    encoder = [name for name in pruning.skipped if name.startswith("student.bert.encoder")]
+    assert encoder == ["student.bert.encoder.layer.0.attention.output.dense"]  # the embedding width
     batch = next(iter(DataLoader(_Dicts(), batch_size=4)))
     logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert logits.shape == (4, 3) and torch.isfinite(logits).all()
@@ -127,7 +128,7 @@ def test_taylor_importance_gathers_scores_before_pruning() -> None:
         ({"start": 2, "end": 1}, r"end must be >= start=2, got end=1"),
         ({"importance": "taylor"}, r"importance='taylor' needs gradients .* got start=0"),
         ({"importance": "random"}, r"importance must be 'l1' or 'taylor', got 'random'"),
-        ({"unit_types": ["layers"]}, r"unit_types must be a non-empty list of \['neurons', 'heads'\]"),
+        ({"unit_types": ["layers"]}, r"unit_types must be a non-empty list of \['channels', 'neurons', 'heads'\]"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict, match: str) -> None:
@@ -145,7 +146,7 @@ def test_bad_input_that_needs_the_model_fails_before_training() -> None:
         tiny_trainer(max_epochs=2, callbacks=[StructuredPruning(0.5, end=2)]).fit(mlp_module(), mlp_loader())
 
 
-def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() -> None:
+def test_summary_lists_units_removed_resulting_shapes_and_skipped_layers() -> None:
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3),
@@ -162,6 +163,17 @@ def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() 
     tiny_trainer(callbacks=[pruning]).fit(ClassifierModule(net), loader)
     assert pruning.summary() == [
         {
+            "layer": "model.0",
+            "type": "Conv2d",
+            "status": "pruned",
+            "reason": None,
+            "kind": "channels",
+            "units_before": 4,
+            "units_after": 2,
+            "removed": 2,
+            "shapes": {"model.0": [2, 1], "model.3": [8, 32]},  # each channel owned 16 flattened inputs of model.3
+        },
+        {
             "layer": "model.3",
             "type": "Linear",
             "status": "pruned",
@@ -170,17 +182,11 @@ def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() 
             "units_before": 16,
             "units_after": 8,
             "removed": 8,
-            "shapes": {"model.3": [8, 64], "model.5": [3, 8]},
+            "shapes": {"model.3": [8, 32], "model.5": [3, 8]},
         },
         {"layer": "model.5", "type": "Linear", "status": "skipped", "reason": "its outputs are the model's outputs"},
-        {
-            "layer": "model.0",
-            "type": "Conv2d",
-            "status": "skipped",
-            "reason": "structured pruning removes Linear neurons and attention heads only; a Conv2d keeps its size",
-        },
     ]
-    assert (net[3].out_features, net[5].in_features, net[0].out_channels) == (8, 8, 4)
+    assert (net[3].out_features, net[5].in_features, net[0].out_channels) == (8, 8, 2)
 
 
 def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has() -> None:
@@ -188,7 +194,7 @@ def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has
     loader = DataLoader(TensorDataset(torch.randn(8, 1, 6, 6), torch.zeros(8, dtype=torch.long)), batch_size=4)
     trainer = tiny_trainer(callbacks=[StructuredPruning(0.5)])
     with pytest.raises(
-        ValueError, match=r"selects no group of prunable units; found model.0 \(model.0: structured pruning"
+        ValueError, match=r"selects no group of prunable units; found model.0: its outputs are the model's outputs"
     ):
         trainer.fit(ClassifierModule(net), loader)
     assert trainer.global_step == 0
