@@ -108,8 +108,11 @@ def default_example_inputs(model: nn.Module) -> Any:
     return None
 
 
-def build_graph(model: nn.Module, example_inputs: Any, what: str = "the model") -> Any:
-    """Trace ``model`` on ``example_inputs`` into a ``tp.DependencyGraph``; its train/eval modes and flags are kept."""
+def build_graph(model: nn.Module, example_inputs: Any, what: str = "the model", whole_input: bool = False) -> Any:
+    """Trace ``model`` on ``example_inputs`` into a ``tp.DependencyGraph``; its train/eval modes and flags are kept.
+
+    With ``whole_input`` the inputs are passed as one argument (``forward(self, inputs)`` of a LightningModule).
+    """
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
     try:
@@ -117,7 +120,10 @@ def build_graph(model: nn.Module, example_inputs: Any, what: str = "the model") 
             p.requires_grad_(True)  # frozen layers leave no autograd trace otherwise
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(
-                model, example_inputs=example_inputs, forward_fn=call_with, verbose=False
+                model,
+                example_inputs=example_inputs,
+                forward_fn=(lambda m, x: m(x)) if whole_input else call_with,
+                verbose=False,
             )
     except Exception as error:
         raise ValueError(

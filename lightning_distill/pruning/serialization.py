@@ -199,15 +199,13 @@ def _prunable_dims(model: nn.Module) -> tuple[dict[int, set[int]], dict[str, str
     """``{id(layer): dims structured pruning can shrink}`` (0: outputs, 1: inputs), and the layers it leaves alone."""
     dims: dict[int, set[int]] = {}
     skipped: dict[str, str] = {}
+    untraced: list[tuple[str, nn.Module]] = []
     for name, network in _networks(model):
         prefix = f"{name}." if name else ""
-        if default_example_inputs(network) is None:
-            layers = [(f"{prefix}{n}", m) for n, m in network.named_modules() if isinstance(m, PRUNABLE)]
-            for i, (_, module) in enumerate(layers):
-                dims[id(module)] = {d for d, edge in ((0, len(layers) - 1), (1, 0)) if i != edge}
-            if layers:
-                skipped[layers[-1][0]] = "it is the last layer, taken to produce the model's outputs"
-                skipped.setdefault(layers[0][0], "it is the first layer, taken to read the model's inputs")
+        if isinstance(network, PRUNABLE) or default_example_inputs(network) is None:
+            untraced += [
+                (f"{prefix}{n}" if n else name, m) for n, m in network.named_modules() if isinstance(m, PRUNABLE)
+            ]
             continue
         groups, left = find_unit_groups(network, include=("*",), exclude=(), include_frozen=True)
         skipped.update({f"{prefix}{n}": reason for n, reason in left.items()})
@@ -215,6 +213,16 @@ def _prunable_dims(model: nn.Module) -> tuple[dict[int, set[int]], dict[str, str
             for module, out, _, _ in group.items:
                 if isinstance(module, PRUNABLE):
                     dims.setdefault(id(module), set()).add(0 if out else 1)
+    # Without inputs to trace with, the first and last trainable layers (of all the untraced networks together: a
+    # LightningModule may hold its network's parts directly) are taken to read the inputs and give the outputs.
+    trainable = [(n, m) for n, m in untraced if m.weight.requires_grad] or untraced
+    for _, module in untraced:
+        dims[id(module)] = {0, 1}
+    if trainable:
+        dims[id(trainable[-1][1])].discard(0)
+        dims[id(trainable[0][1])].discard(1)
+        skipped[trainable[-1][0]] = "it is the last layer, taken to produce the model's outputs"
+        skipped.setdefault(trainable[0][0], "it is the first layer, taken to read the model's inputs")
     return dims, skipped
 
 

@@ -84,10 +84,15 @@ def find_unit_groups(
     skipped: dict[str, str] = {}
     networks = _networks(model)
     for name, network in networks:
-        prefix = f"{name}." if name else ""
-        reason = None if include_frozen else _left_alone(prefix, network, include, exclude)
+        reason = None if include_frozen else _left_alone(f"{name}." if name else "", network, include, exclude)
         if reason is not None:
             skipped[name] = reason
+    whole = _trace_whole(model, example_inputs)
+    if whole is not None:  # a LightningModule whose forward is the network (it takes the batch's inputs)
+        _collect(whole, model, "", groups, skipped)
+        return _choose(groups, skipped, include, exclude, unit_types, include_frozen)
+    for name, network in networks:
+        if name in skipped:
             continue
         if isinstance(network, PRUNABLE):
             skipped[name] = "a layer held directly by the LightningModule; hold the network in a submodule"
@@ -106,15 +111,41 @@ def find_unit_groups(
                 raise
             skipped[name] = str(error)  # e.g. a loss module that does not take the batch's inputs
             continue
-        found, left = graph_groups(graph, network, prefix)
-        skipped.update(left)
-        groups += found
-        in_groups = {id(m) for g in found for m in g.layers.values()}
-        for n, m in network.named_modules():
-            full = f"{prefix}{n}"
-            unused = m not in graph.module2node and full not in skipped
-            if isinstance(m, PRUNABLE) and id(m) not in in_groups and unused:
-                skipped[full] = "not used by the forward pass on the example inputs"
+        _collect(graph, network, f"{name}." if name else "", groups, skipped)
+    return _choose(groups, skipped, include, exclude, unit_types, include_frozen)
+
+
+def _trace_whole(model: nn.Module, example_inputs: Any) -> Any:
+    """The graph of a LightningModule's own forward on ``example_inputs``, or ``None`` when it does not take them."""
+    if not hasattr(model, "training_step") or example_inputs is None:
+        return None
+    try:
+        return build_graph(model, example_inputs, "the LightningModule", whole_input=True)
+    except ValueError:
+        return None
+
+
+def _collect(graph: Any, network: nn.Module, prefix: str, groups: list[UnitGroup], skipped: dict[str, str]) -> None:
+    """Add the groups of ``graph`` to ``groups`` and the layers it leaves alone to ``skipped``."""
+    found, left = graph_groups(graph, network, prefix)
+    skipped.update(left)
+    groups += found
+    in_groups = {id(m) for g in found for m in g.layers.values()}
+    for n, m in network.named_modules():
+        full = f"{prefix}{n}"
+        known = full in skipped or any(full.startswith(f"{name}.") for name in skipped)
+        if isinstance(m, PRUNABLE) and id(m) not in in_groups and m not in graph.module2node and not known:
+            skipped[full] = "not used by the forward pass on the example inputs"
+
+
+def _choose(
+    groups: list[UnitGroup],
+    skipped: dict[str, str],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    unit_types: Sequence[str],
+    include_frozen: bool,
+) -> tuple[list[UnitGroup], dict[str, str]]:
     chosen = []
     for group in groups:
         trainable = include_frozen or all(p.weight.requires_grad for p in group.producers)

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import tiny_trainer
@@ -198,3 +199,53 @@ def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has
     ):
         trainer.fit(ClassifierModule(net), loader)
     assert trainer.global_step == 0
+
+
+class _CNNModule(pl.LightningModule):
+    """A LightningModule of a user's own around a small CNN (BatchNorm, a residual addition)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+        self.block = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8))
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        return self.head(torch.relu(y + self.block(y)).mean(dim=(2, 3)))
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self.log("test/loss", torch.nn.functional.cross_entropy(self(batch[0]), batch[1]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.01)
+
+
+def test_a_cnn_lightning_module_loses_channels_during_fit_and_tests_from_its_checkpoint(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 1, 8, 8, generator=generator)
+    loader = DataLoader(TensorDataset(x, x.mean(dim=(1, 2, 3)).gt(0).long()), batch_size=8)
+    torch.manual_seed(0)
+    module = _CNNModule()
+    pruning = StructuredPruning(0.5, start=1, unit="step", verbose=False)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
+    trainer = tiny_trainer(max_epochs=2, callbacks=[pruning, checkpoint], enable_checkpointing=True)
+    trainer.fit(module, loader)
+    # stem and block channels are one group (they are added); the head's outputs are the model's outputs
+    assert pruning.pruned == ["stem.0 (8 channels)"]
+    assert pruning.skipped == {"head": "its outputs are the model's outputs"}
+    assert [h["pruning/units/stem.0"] for h in pruning.history] == [4]
+    assert (module.stem[0].out_channels, module.block[0].in_channels, module.head.in_features) == (4, 4, 4)
+    assert module.stem[1].running_mean.shape == (4,)
+
+    torch.manual_seed(5)
+    fresh = _CNNModule()  # unpruned; the callback's hook shrinks it to the checkpoint's shapes
+    tester = tiny_trainer(callbacks=[StructuredPruning(0.5, start=1, unit="step", verbose=False)])
+    loss = tester.test(fresh, loader, ckpt_path=checkpoint.best_model_path, verbose=False)[0]["test/loss"]
+    assert fresh.block[0].weight.shape == (4, 4, 3, 3)
+    for (name, a), b in zip(module.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert loss == pytest.approx(tiny_trainer().test(module, loader, verbose=False)[0]["test/loss"])
