@@ -1,4 +1,4 @@
-"""Structured pruning on a schedule: whole neurons and attention heads are removed, so the model really shrinks."""
+"""Structured pruning on a schedule: whole channels, neurons and attention heads go, so the model really shrinks."""
 
 from __future__ import annotations
 
@@ -10,30 +10,32 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lightning_distill.batch import model_inputs
 from lightning_distill.callbacks._scheduled_pruning import ScheduledPruning
-from lightning_distill.pruning.selection import describe_found, layers_left_by_type
+from lightning_distill.pruning.graph import UNIT_TYPES, UnitGroup
+from lightning_distill.pruning.importance import l1_importance, taylor_importance
 from lightning_distill.pruning.serialization import resize_to_state_dict
 from lightning_distill.pruning.structured import (
-    UNIT_TYPES,
-    UnitGroup,
+    describe_skipped,
     find_unit_groups,
     keep_indices,
-    l1_importance,
     remove_units,
     slice_optimizer_states,
-    taylor_importance,
     units_to_keep,
 )
 
-_NOT_LINEAR = "structured pruning removes Linear neurons and attention heads only; a {kind} keeps its size"
+_TRACE_EXAMPLES = 2  # examples of the first training batch the network is traced with
 
 
 class StructuredPruning(ScheduledPruning):
-    """Removes the least important neurons and attention heads on a schedule and rewires their neighbours.
+    """Removes the least important channels, neurons and attention heads on a schedule and rewires their neighbours.
 
-    Unit groups are found by type and name (see :mod:`lightning_distill.pruning.structured`): output neurons of
-    Linear layers in MLPs (the next Linear loses the matching inputs), and the attention heads and feed-forward
-    neurons of BERT-style and DistilBERT encoder layers. At each pruning point every chosen group is cut down to
+    Unit groups are found by one dependency analysis of the network, traced on the first examples of the first
+    training batch (see :mod:`lightning_distill.pruning.graph`): convolution channels (with their BatchNorm, residual
+    additions, concatenations, grouped and depthwise convolutions), Linear neurons (MLPs, transformer feed-forward
+    blocks) and attention heads of Hugging Face encoders. Groups are named after their first layer (heads: after the
+    attention module) and chosen by ``include``/``exclude``. The first batch comes before any pruning point (pruning
+    at epoch ``n`` happens before its first optimizer step). At each pruning point every chosen group is cut down to
     ``units - round(sparsity * original units)`` units, least important first. The parameters keep their identity
     (their data is replaced), and the optimizer's per-parameter states are cut the same way, so training and the
     learning-rate schedule go on without a restart.
@@ -45,8 +47,8 @@ class StructuredPruning(ScheduledPruning):
 
     Logged at each pruning point: ``pruning/parameters`` (of the LightningModule's trainable parameters),
     ``pruning/units/<group>`` and ``pruning/sparsity`` (fraction of the chosen units removed). :meth:`summary` lists,
-    per group, the units removed and the resulting shapes, and every layer left alone with the reason (Conv and
-    Embedding layers included).
+    per group, the units removed and the resulting shapes, and every layer left alone with the reason (e.g. "its
+    outputs are the model's outputs", "excluded by pattern 'teacher.*'", "frozen").
 
     Args:
         final_sparsity: Fraction of each group's units removed at the end of the schedule, in [0, 1).
@@ -59,7 +61,7 @@ class StructuredPruning(ScheduledPruning):
         initial_sparsity: Sparsity the schedule grows from, in [0, ``final_sparsity``].
         importance: ``"l1"`` (weight norm of each unit) or ``"taylor"`` (``|sum w * grad|`` summed over the training
             batches since the last pruning point).
-        unit_types: Which units to remove: ``["neurons", "heads"]`` (default) or one of them.
+        unit_types: Which units to remove: ``["channels", "neurons", "heads"]`` (default) or some of them.
         include: Glob patterns of group names to prune; default every group.
         exclude: Glob patterns of group names never pruned; default ``["teacher.*", "*.teacher.*"]``.
         verbose: Print which groups are pruned and which layers are skipped (and why) in setup, sizes at each point,
@@ -76,7 +78,7 @@ class StructuredPruning(ScheduledPruning):
         schedule: Literal["constant", "linear", "cubic"] = "cubic",
         initial_sparsity: float = 0.0,
         importance: Literal["l1", "taylor"] = "l1",
-        unit_types: list[Literal["neurons", "heads"]] | None = None,
+        unit_types: list[Literal["channels", "neurons", "heads"]] | None = None,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         verbose: bool = True,
@@ -99,7 +101,8 @@ class StructuredPruning(ScheduledPruning):
         self.original_units: dict[str, int] = {}
         self.scores: dict[str, Tensor] = {}
         self._hook: RemovableHandle | None = None
-        self._linear_names: dict[int, str] = {}
+        self._inputs: Any = None
+        self._saved_units: dict[str, int] = {}
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -108,21 +111,34 @@ class StructuredPruning(ScheduledPruning):
         if stage != "fit":
             return
         self._start_fit(trainer)
-        self.original_units, self.scores = {}, {}
-        self.groups, skipped = find_unit_groups(pl_module, self.include, self.exclude, self.unit_types)
-        skipped.update(layers_left_by_type(pl_module, ["Linear"], self.include, self.exclude, _NOT_LINEAR))
+        self.original_units, self.scores, self.groups, self._inputs, self._saved_units = {}, {}, [], None, {}
+
+    def _find_groups(self, pl_module: pl.LightningModule) -> dict[str, str]:
+        groups, skipped = find_unit_groups(
+            pl_module, self.include, self.exclude, self.unit_types, example_inputs=self._inputs
+        )
+        self.groups = groups
+        return skipped
+
+    def _select(self, pl_module: pl.LightningModule, batch: Any) -> None:
+        """Trace the network on the batch's first examples, choose the groups, and check the schedule fits them."""
+        self._inputs = _first_examples(model_inputs(batch))
+        skipped = self._find_groups(pl_module)
         if not self.groups:
             raise ValueError(
                 f"include={self.include} (exclude={self.exclude}, unit_types={self.unit_types}) selects no group of "
-                f"prunable units; {describe_found(skipped)}"
+                f"prunable units; {describe_skipped(skipped)}"
             )
         for group in self.groups:
-            self.original_units[group.name] = group.num_units
+            self.original_units.setdefault(group.name, group.num_units)
             # Fail now, not hours into training, when the schedule would empty a layer.
             units_to_keep(self.original_units[group.name], self.schedule.final_sparsity, group.name)
-        described = [f"{g.name} ({g.num_units} {g.kind})" for g in self.groups]
+        current = {g.name: g.num_units for g in self.groups}
+        wrong = {n: (u, current[n]) for n, u in self._saved_units.items() if n in current and u != current[n]}
+        if wrong:
+            raise ValueError(f"the model's unit counts do not match the checkpoint's (saved, current): {wrong}")
+        described = [f"{g.name} ({self.original_units[g.name]} {g.kind})" for g in self.groups]
         self._report_selection(pl_module, "unit groups", described, skipped)
-        self._linear_names = {id(m): n for n, m in pl_module.named_modules() if isinstance(m, nn.Linear)}
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -136,7 +152,6 @@ class StructuredPruning(ScheduledPruning):
         rows = []
         for group in self.groups:
             before = self.original_units.get(group.name, group.num_units)
-            linears = [*group.producers, *group.consumers]
             rows.append(
                 {
                     "layer": group.name,
@@ -147,7 +162,7 @@ class StructuredPruning(ScheduledPruning):
                     "units_before": before,
                     "units_after": group.num_units,
                     "removed": before - group.num_units,
-                    "shapes": {self._linear_names.get(id(m), "?"): [m.out_features, m.in_features] for m in linears},
+                    "shapes": {name: _shape(m) for name, m in group.layers.items()},
                 }
             )
         return rows
@@ -168,6 +183,7 @@ class StructuredPruning(ScheduledPruning):
             records += remove_units(group, keep_indices(scores, keep))
         slice_optimizer_states(trainer.optimizers, records)
         self.scores = {}
+        self._find_groups(pl_module)  # the graph of the smaller network
         return self._measure(pl_module)
 
     def _measure(self, pl_module: pl.LightningModule) -> dict[str, float]:
@@ -177,6 +193,19 @@ class StructuredPruning(ScheduledPruning):
         metrics = {"pruning/parameters": float(trainable), "pruning/sparsity": 1.0 - current / max(1, original)}
         metrics.update({f"pruning/units/{g.name}": float(g.num_units) for g in self.groups})
         return metrics
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # epoch points are pruned at the epoch's first batch, whose inputs trace the network
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._inputs is None:
+            self._select(pl_module, batch)
+        t = trainer.current_epoch if self.schedule.unit == "epoch" else trainer.global_step
+        self._maybe_prune(trainer, pl_module, t)
 
     @override
     def on_before_optimizer_step(
@@ -203,11 +232,27 @@ class StructuredPruning(ScheduledPruning):
         super().load_state_dict(state_dict)
         self.original_units = dict(state_dict.get("original_units", {}))
         self.scores = dict(state_dict.get("scores", {}))
-        current = {g.name: g.num_units for g in self.groups}
-        saved = state_dict.get("units", {})
-        wrong = {n: (saved[n], current[n]) for n in saved if n in current and saved[n] != current[n]}
-        if wrong:
-            raise ValueError(f"the model's unit counts do not match the checkpoint's (saved, current): {wrong}")
+        self._saved_units = dict(state_dict.get("units", {}))  # checked once the first batch traces the network
+
+
+def _first_examples(inputs: Any) -> Any:
+    """The first examples of a batch's inputs: tracing needs the shapes, not the whole batch."""
+    if isinstance(inputs, Tensor):
+        return inputs[:_TRACE_EXAMPLES].detach()
+    if isinstance(inputs, dict):
+        return {k: _first_examples(v) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_first_examples(v) for v in inputs)
+    return inputs
+
+
+def _shape(module: nn.Module) -> list[int]:
+    """``[out, in]`` of a Linear or convolution, ``[features]`` of a normalisation layer."""
+    if isinstance(module, nn.Linear):
+        return [module.out_features, module.in_features]
+    if hasattr(module, "out_channels"):
+        return [module.out_channels, module.in_channels]
+    return [int(p) for p in getattr(module, "weight", torch.empty(0)).shape[:1]]
 
 
 def _shrink_to_checkpoint(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:

@@ -1,5 +1,7 @@
 """Pruning without Lightning: schedules, unstructured magnitude masks, structured removal of units, save/load."""
 
+from lightning_distill.pruning.graph import UNIT_TYPES, UnitGroup
+from lightning_distill.pruning.importance import l1_importance, taylor_importance
 from lightning_distill.pruning.schedule import PruningSchedule
 from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, select_weights
 from lightning_distill.pruning.serialization import (
@@ -11,14 +13,11 @@ from lightning_distill.pruning.serialization import (
 )
 from lightning_distill.pruning.structured import (
     SliceRecord,
-    UnitGroup,
     find_unit_groups,
     keep_indices,
-    l1_importance,
     prune_structured,
     remove_units,
     slice_optimizer_states,
-    taylor_importance,
     units_to_keep,
 )
 from lightning_distill.pruning.unstructured import (
@@ -31,6 +30,7 @@ from lightning_distill.pruning.unstructured import (
 
 __all__ = [
     "DEFAULT_EXCLUDE",
+    "UNIT_TYPES",
     "PruningSchedule",
     "SliceRecord",
     "UnitGroup",

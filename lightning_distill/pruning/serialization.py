@@ -5,13 +5,14 @@ Format of a saved pruned model (a folder):
 - ``model.pt``: ``torch.save(model.state_dict())``, loadable with ``torch.load(..., weights_only=True)``.
 - ``pruned.json``: ``{"format": "lightning-distill-pruned", "version": 1, "model_class": "<module>.<Class>",
   "parameters": <int>, "linear_shapes": {"<module name>": [out_features, in_features], ...},
-  "attention_heads": {"<attention module name>": <heads>, ...}}`` with every Linear of the model (pruned or not)
-  and the head count of every attention module whose heads can be pruned.
+  "conv_shapes": {"<module name>": [out_channels, in_channels, groups], ...}, "norm_shapes": {"<module name>":
+  <features>, ...}, "attention_heads": {"<attention module name>": <heads>, ...}}`` with every Linear, convolution
+  and BatchNorm/LayerNorm/GroupNorm of the model (pruned or not) and the head count of every attention module.
 - ``config.json``: for Hugging Face models, the *unpruned* config (``model.config.save_pretrained``), so the
   architecture can be rebuilt offline; the pruned sizes are those of ``pruned.json``, not of the config.
 
 To load, build the unpruned architecture (``MLP(...)``, or ``AutoModelForSequenceClassification.from_config(
-AutoConfig.from_pretrained(folder))``) and call :func:`load_pruned`, which shrinks its Linears to the saved sizes and
+AutoConfig.from_pretrained(folder))``) and call :func:`load_pruned`, which shrinks its layers to the saved sizes and
 loads the weights strictly.
 """
 
@@ -25,87 +26,145 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.pruning.structured import find_unit_groups, set_head_count
+from lightning_distill.pruning.graph import HEAD_COUNTS, HEAD_SIZES, PRUNABLE, default_example_inputs
+from lightning_distill.pruning.structured import _networks, find_unit_groups, set_head_count
 from lightning_distill.safe_load import load_file
 
 FORMAT = "lightning-distill-pruned"
 VERSION = 1
 WEIGHTS_FILE = "model.pt"
 SHAPES_FILE = "pruned.json"
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
-def _attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Self-attention modules whose head count follows their query projection (BERT-style and DistilBERT)."""
+def _head_size(module: nn.Module) -> int | None:
+    return next((getattr(module, a) for a in HEAD_SIZES if isinstance(getattr(module, a, None), int)), None)
+
+
+def _attention_modules(model: nn.Module) -> dict[str, tuple[nn.Module, nn.Linear]]:
+    """Attention modules with a head count and head size, each with its query projection (its first Linear)."""
     found = {}
     for name, module in model.named_modules():
-        query = getattr(module, "query", None) or getattr(module, "q_lin", None)
-        if isinstance(query, nn.Linear) and hasattr(module, "attention_head_size"):
-            found[name] = module
+        if _head_size(module) and any(isinstance(getattr(module, a, None), int) for a in HEAD_COUNTS):
+            query = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+            if query is not None:
+                found[name] = (module, query)
     return found
-
-
-def _query(attention: nn.Module) -> nn.Linear:
-    return getattr(attention, "query", None) or attention.q_lin
 
 
 def pruned_shapes(model: nn.Module) -> dict[str, Any]:
     """The per-layer sizes written to ``pruned.json``."""
+    modules = list(model.named_modules())
     return {
         "format": FORMAT,
         "version": VERSION,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "parameters": sum(p.numel() for p in model.parameters()),
-        "linear_shapes": {
-            n: [m.out_features, m.in_features] for n, m in model.named_modules() if isinstance(m, nn.Linear)
-        },
-        "attention_heads": {
-            n: _query(m).out_features // m.attention_head_size for n, m in _attention_modules(model).items()
-        },
+        "linear_shapes": {n: [m.out_features, m.in_features] for n, m in modules if isinstance(m, nn.Linear)},
+        "conv_shapes": {n: [m.out_channels, m.in_channels, m.groups] for n, m in modules if isinstance(m, _CONVS)},
+        "norm_shapes": {n: _norm_size(m) for n, m in modules if isinstance(m, _NORMS)},
+        "attention_heads": {n: q.out_features // _head_size(m) for n, (m, q) in _attention_modules(model).items()},
     }
 
 
-def _resize_linear(linear: nn.Linear, out_features: int, in_features: int) -> None:
-    if (linear.out_features, linear.in_features) == (out_features, in_features):
-        return
-    weight = linear.weight
-    weight.data = torch.empty(out_features, in_features, dtype=weight.dtype, device=weight.device)
-    weight.grad = None
-    if linear.bias is not None:
-        linear.bias.data = torch.empty(out_features, dtype=linear.bias.dtype, device=linear.bias.device)
-        linear.bias.grad = None
-    linear.out_features, linear.in_features = out_features, in_features
+def _norm_size(norm: nn.Module) -> int:
+    if isinstance(norm, nn.LayerNorm):
+        return int(norm.normalized_shape[-1])
+    return int(norm.num_channels if isinstance(norm, nn.GroupNorm) else norm.num_features)
 
 
-def resize_to_shapes(model: nn.Module, linear_shapes: Mapping[str, Any]) -> list[str]:
-    """Shrink (or grow) the named Linears of ``model`` to ``{name: [out, in]}`` and fix attention head counts.
+def _empty_like(param: Tensor | None, *shape: int) -> None:
+    if param is not None:
+        param.data = torch.empty(shape, dtype=param.dtype, device=param.device)
+        if isinstance(param, nn.Parameter):
+            param.grad = None
 
-    The resized weights are uninitialised: load a state dict afterwards. Returns the names of the resized Linears.
+
+def _resize(module: nn.Module, shape: list[int]) -> bool:
+    """Give ``module`` the sizes ``shape`` (as in ``pruned.json``), with uninitialised weights; False if unchanged."""
+    if isinstance(module, nn.Linear):
+        out, inp = shape
+        if (module.out_features, module.in_features) == (out, inp):
+            return False
+        _empty_like(module.weight, out, inp)
+        _empty_like(module.bias, out)
+        module.out_features, module.in_features = out, inp
+    elif isinstance(module, _CONVS):
+        out, inp, groups = shape
+        if (module.out_channels, module.in_channels, module.groups) == (out, inp, groups):
+            return False
+        _empty_like(module.weight, out, inp // groups, *module.kernel_size)
+        _empty_like(module.bias, out)
+        module.out_channels, module.in_channels, module.groups = out, inp, groups
+    else:
+        (size,) = shape
+        if _norm_size(module) == size:
+            return False
+        for tensor in (module.weight, module.bias, getattr(module, "running_mean", None)):
+            _empty_like(tensor, size)
+        if getattr(module, "running_var", None) is not None:
+            module.running_var.data = torch.ones(size, device=module.running_var.device)
+        if isinstance(module, nn.LayerNorm):
+            module.normalized_shape = (*module.normalized_shape[:-1], size)
+        elif isinstance(module, nn.GroupNorm):
+            module.num_channels = size
+        else:
+            module.num_features = size
+    return True
+
+
+def resize_to_shapes(
+    model: nn.Module,
+    linear_shapes: Mapping[str, Any],
+    conv_shapes: Mapping[str, Any] | None = None,
+    norm_shapes: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Resize the named layers of ``model`` (``{name: [out, in]}``, ``{name: [out, in, groups]}``, ``{name: size}``)
+    and fix attention head counts.
+
+    The resized weights are uninitialised: load a state dict afterwards. Returns the names of the resized layers.
     """
     modules = dict(model.named_modules())
     resized = []
-    for name, (out_features, in_features) in linear_shapes.items():
-        linear = modules.get(name)
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"the saved pruned model has a Linear {name!r} that the model does not have")
-        if (linear.out_features, linear.in_features) != (out_features, in_features):
-            _resize_linear(linear, int(out_features), int(in_features))
-            resized.append(name)
-    for attention in _attention_modules(model).values():
-        set_head_count(attention, _query(attention).out_features // attention.attention_head_size)
+    kinds = ((linear_shapes, nn.Linear, "Linear"), (conv_shapes or {}, _CONVS, "convolution"))
+    for shapes, cls, what in (*kinds, (norm_shapes or {}, _NORMS, "normalisation layer")):
+        for name, shape in shapes.items():
+            module = modules.get(name)
+            if not isinstance(module, cls):
+                raise ValueError(f"the saved pruned model has a {what} {name!r} that the model does not have")
+            if _resize(module, [int(v) for v in (shape if isinstance(shape, list) else [shape])]):
+                resized.append(name)
+    for attention, query in _attention_modules(model).values():
+        set_head_count(attention, query.out_features // _head_size(attention))
     return resized
 
 
+def _shape_from_state(module: nn.Module, name: str, state: Mapping[str, Tensor], prefix: str) -> list[int] | None:
+    weight = state.get(f"{prefix}{name}.weight")
+    if not isinstance(weight, Tensor):
+        return None
+    if isinstance(module, nn.Linear):
+        return list(weight.shape)
+    if isinstance(module, _CONVS):
+        depthwise = module.groups == module.in_channels == module.out_channels and module.groups > 1
+        groups = weight.shape[0] if depthwise else module.groups
+        return [weight.shape[0], weight.shape[1] * groups, groups]
+    return [weight.shape[-1]]
+
+
 def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], prefix: str = "") -> list[str]:
-    """Resize the Linears of ``model`` whose weight in ``state_dict`` (keys under ``prefix``) has another shape.
+    """Resize the layers of ``model`` whose tensors in ``state_dict`` (keys under ``prefix``) have other shapes.
 
     Used to load a checkpoint of a structurally pruned model into a freshly built, unpruned one (the LightningModules
-    call it in ``load_state_dict``). Only sizes that structured pruning can have changed are resized: the outputs of a
-    Linear that produces prunable units (neurons, attention heads) and the inputs of the Linear that consumes them,
-    and only downwards. Returns the names of the resized Linears (none when every shape already matches).
+    call it in ``load_state_dict``). Linear, convolution (groups included) and normalisation layers are resized, only
+    downwards and only where structured pruning can have changed them: checked on the dependency graph for Hugging
+    Face models and MLPs; for other networks, which cannot be traced without example inputs, every layer but the
+    model's first inputs and last outputs. Returns the names of the resized layers (none when every shape matches).
 
     Raises:
-        ValueError: another shape differs (a model's inputs or classes, a non-Linear layer, a larger layer): the
-            checkpoint is not a pruned version of this model. The message names the tensor and both shapes.
+        ValueError: another shape differs (a model's inputs or classes, an embedding, a larger layer): the checkpoint
+            is not a pruned version of this model. The message names the tensor and both shapes.
     """
     own = model.state_dict()
     mismatched = {}
@@ -117,7 +176,7 @@ def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], pre
         return []
     prunable, skipped = _prunable_dims(model)
     modules = dict(model.named_modules())
-    shapes = {}
+    shapes: dict[str, dict[str, list[int]]] = {"linear": {}, "conv": {}, "norm": {}}
     for key, (saved, current) in mismatched.items():
         name, _, _ = key.rpartition(".")
         module = modules.get(name)
@@ -129,21 +188,41 @@ def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], pre
                 "version of this model; build the model with the architecture the checkpoint was trained with (the "
                 "same classes, input size, layer sizes or Hugging Face config) and load it again"
             )
-        weight = state_dict.get(f"{prefix}{name}.weight")
-        if isinstance(weight, Tensor):
-            shapes[name] = list(weight.shape)
-    return resize_to_shapes(model, shapes)
+        shape = _shape_from_state(module, name, state_dict, prefix)
+        if shape is not None:
+            kind = "linear" if isinstance(module, nn.Linear) else "conv" if isinstance(module, _CONVS) else "norm"
+            shapes[kind][name] = shape
+    return resize_to_shapes(model, shapes["linear"], shapes["conv"], shapes["norm"])
 
 
 def _prunable_dims(model: nn.Module) -> tuple[dict[int, set[int]], dict[str, str]]:
-    """``{id(linear): dims structured pruning can shrink}`` (0: outputs, 1: inputs), and the Linears it leaves alone."""
-    groups, skipped = find_unit_groups(model, include=("*",), exclude=(), include_frozen=True)
+    """``{id(layer): dims structured pruning can shrink}`` (0: outputs, 1: inputs), and the layers it leaves alone."""
     dims: dict[int, set[int]] = {}
-    for group in groups:
-        for linear in group.producers:
-            dims.setdefault(id(linear), set()).add(0)
-        for linear in group.consumers:
-            dims.setdefault(id(linear), set()).add(1)
+    skipped: dict[str, str] = {}
+    untraced: list[tuple[str, nn.Module]] = []
+    for name, network in _networks(model):
+        prefix = f"{name}." if name else ""
+        if isinstance(network, PRUNABLE) or default_example_inputs(network) is None:
+            untraced += [
+                (f"{prefix}{n}" if n else name, m) for n, m in network.named_modules() if isinstance(m, PRUNABLE)
+            ]
+            continue
+        groups, left = find_unit_groups(network, include=("*",), exclude=(), include_frozen=True)
+        skipped.update({f"{prefix}{n}": reason for n, reason in left.items()})
+        for group in groups:
+            for module, out, _, _ in group.items:
+                if isinstance(module, PRUNABLE):
+                    dims.setdefault(id(module), set()).add(0 if out else 1)
+    # Without inputs to trace with, the first and last trainable layers (of all the untraced networks together: a
+    # LightningModule may hold its network's parts directly) are taken to read the inputs and give the outputs.
+    trainable = [(n, m) for n, m in untraced if m.weight.requires_grad] or untraced
+    for _, module in untraced:
+        dims[id(module)] = {0, 1}
+    if trainable:
+        dims[id(trainable[-1][1])].discard(0)
+        dims[id(trainable[0][1])].discard(1)
+        skipped[trainable[-1][0]] = "it is the last layer, taken to produce the model's outputs"
+        skipped.setdefault(trainable[0][0], "it is the first layer, taken to read the model's inputs")
     return dims, skipped
 
 
@@ -156,19 +235,24 @@ def _why_not_pruned(
     skipped: dict[str, str],
 ) -> str | None:
     """Why structured pruning cannot have turned the model's ``current`` shape into the checkpoint's ``saved``."""
-    if not isinstance(module, nn.Linear):
+    if isinstance(module, _NORMS) and len(saved) == len(current) == 1 and saved[0] < current[0]:
+        return None  # follows the layer before it, checked on that layer
+    if not isinstance(module, PRUNABLE):
         return f"{name or 'the model'} is a {type(module).__name__}, whose sizes structured pruning never changes"
     if len(saved) != len(current):
         return "the number of dimensions differs"
-    for dim, (ours, theirs) in enumerate(zip(current, saved, strict=True)):
+    for dim, (ours, theirs) in enumerate(zip(current[:2], saved[:2], strict=True)):
         side = "outputs" if dim == 0 else "inputs"
         if ours == theirs:
             continue
         if theirs > ours:
             return f"the checkpoint's {name} has more {side} ({theirs}) than the model's ({ours})"
-        if dim not in prunable.get(id(module), set()):
+        depthwise = dim == 1 and isinstance(module, _CONVS) and module.groups == module.in_channels and saved[1] == 1
+        if dim not in prunable.get(id(module), set()) and not depthwise:
             why = f" ({skipped[name]})" if name in skipped else ""
             return f"structured pruning never removes {side} of {name}{why}"
+    if saved[2:] != current[2:]:
+        return f"the kernel size of {name} differs"
     return None
 
 
@@ -201,7 +285,7 @@ def load_pruned(model: nn.Module, folder: str | Path) -> nn.Module:
             f"{folder / SHAPES_FILE} is not a {FORMAT} file of version {VERSION} "
             f"(format={meta.get('format')!r}, version={meta.get('version')!r})"
         )
-    resize_to_shapes(model, meta["linear_shapes"])
+    resize_to_shapes(model, meta["linear_shapes"], meta.get("conv_shapes"), meta.get("norm_shapes"))
     state = load_file(folder / WEIGHTS_FILE, "pruned model weights")
     model.load_state_dict(state, strict=True)
     return model

@@ -1,191 +1,61 @@
 """Structured pruning: remove whole units and rewire their neighbours so the model is physically smaller.
 
-A *unit group* is a set of units that are removed together from the Linear layers that produce them (rows of the
-weight and entries of the bias) and the Linear layers that consume them (columns of the weight):
-
-- ``neurons`` of an MLP: the outputs of a Linear whose result only passes through elementwise operations (ReLU,
-  GELU, dropout, ...) into one next Linear, found by tracing the model with ``torch.fx``. The group is named after
-  the producing Linear (``model.hidden.0``). A Linear whose outputs are the model's outputs is never pruned.
-- ``neurons`` of a transformer feed-forward block: the intermediate neurons of BERT-style layers
-  (``intermediate.dense`` -> ``output.dense``) and DistilBERT layers (``ffn.lin1`` -> ``ffn.lin2``); the group is named
-  after the first Linear.
-- ``heads`` of self-attention: the query/key/value rows of a head and the matching columns of the output projection
-  (BERT: ``attention.self`` + ``attention.output.dense``; DistilBERT: ``attention.{q,k,v,out}_lin``); the group is
-  named after the attention module. Its head-count attributes are updated.
-
-Importance of a unit is either its L1 weight norm (the sum of ``|w|`` over every weight and bias entry the unit owns,
-in producers and consumers) or a first-order Taylor score (Molchanov et al., "Importance Estimation for Neural
-Network Pruning", CVPR 2019): ``|sum_w w * dL/dw|`` over the unit's entries, summed over training batches.
+Unit groups (convolution channels, Linear neurons, attention heads) are found by one dependency analysis of the
+traced network (see :mod:`lightning_distill.pruning.graph`), scored by :mod:`lightning_distill.pruning.importance`
+and removed with torch-pruning, which cuts every coupled layer (BatchNorm, residual additions, concatenations,
+depthwise and grouped convolutions, consumers). Parameters keep their identity: optimizers keep their references and
+:func:`slice_optimizer_states` cuts their per-parameter states the same way, so training goes on without a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.fx
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_distill.pruning.graph import (
+    EXAMPLE_HINT,
+    PRUNABLE,
+    UNIT_TYPES,
+    UnitGroup,
+    build_graph,
+    default_example_inputs,
+    graph_groups,
+)
+from lightning_distill.pruning.importance import l1_importance
 from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, exclusion_reason
 
-UnitType = Literal["neurons", "heads"]
-Importance = Literal["l1", "taylor"]
-UNIT_TYPES = ("neurons", "heads")
-
-_ELEMENTWISE_MODULES = (
-    nn.ReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.Dropout,
-    nn.Identity,
-    nn.Hardtanh,
-    nn.ReLU6,
-)
-_ELEMENTWISE_FUNCTIONS = {F.relu, F.gelu, F.silu, F.dropout, F.leaky_relu, F.elu, torch.relu, torch.tanh, torch.sigmoid}
-_ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid"}
-_HEAD_ATTRIBUTES = ("num_attention_heads", "n_heads")
-
-
-@dataclass(eq=False)
-class UnitGroup:
-    """Units removed together from ``producers`` (output rows) and ``consumers`` (input columns).
-
-    Attributes:
-        name: Module name the group is known by (see the module docstring).
-        kind: ``"neurons"`` or ``"heads"``.
-        producers: Linears whose outputs are the units.
-        consumers: Linears whose inputs are the units.
-        unit_size: Rows per unit (1 for neurons, the head size for heads).
-        attention: For heads, the module whose head-count attributes follow the pruning.
-    """
-
-    name: str
-    kind: UnitType
-    producers: list[nn.Linear]
-    consumers: list[nn.Linear]
-    unit_size: int = 1
-    attention: nn.Module | None = None
-    parameters_per_unit: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        per_row = sum(p.in_features + (p.bias is not None) for p in self.producers)
-        self.parameters_per_unit = self.unit_size * (per_row + sum(c.out_features for c in self.consumers))
-
-    @property
-    def num_units(self) -> int:
-        return self.producers[0].out_features // self.unit_size
+_HEAD_ATTRIBUTES = ("num_attention_heads", "n_heads", "num_heads")
 
 
 @dataclass(frozen=True)
 class SliceRecord:
-    """A parameter cut along ``dim`` to ``index``; optimizer states of ``old_shape`` are cut the same way."""
+    """A parameter cut from ``old_shape`` to ``new_shape``, keeping the flat positions ``index``; states follow."""
 
     param: nn.Parameter
-    dim: int
     index: Tensor
     old_shape: torch.Size
+    new_shape: torch.Size
 
 
-# --- finding unit groups ---------------------------------------------------------------------------------------------
+def _networks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    # A LightningModule's forward is step logic, not the network: trace the networks it holds instead.
+    if hasattr(model, "training_step"):
+        return [(name, child) for name, child in model.named_children() if any(True for _ in child.parameters())]
+    return [("", model)]
 
 
-def _is_bert_layer(module: nn.Module) -> bool:
-    attention = getattr(module, "attention", None)
-    return (
-        isinstance(getattr(getattr(attention, "self", None), "query", None), nn.Linear)
-        and isinstance(getattr(getattr(attention, "output", None), "dense", None), nn.Linear)
-        and isinstance(getattr(getattr(module, "intermediate", None), "dense", None), nn.Linear)
-        and isinstance(getattr(getattr(module, "output", None), "dense", None), nn.Linear)
-    )
-
-
-def _is_distilbert_layer(module: nn.Module) -> bool:
-    attention, ffn = getattr(module, "attention", None), getattr(module, "ffn", None)
-    return isinstance(getattr(attention, "q_lin", None), nn.Linear) and isinstance(
-        getattr(ffn, "lin1", None), nn.Linear
-    )
-
-
-def _transformer_groups(name: str, layer: nn.Module) -> list[UnitGroup]:
-    if _is_bert_layer(layer):
-        attn = layer.attention.self
-        return [
-            UnitGroup(
-                f"{name}.attention.self",
-                "heads",
-                [attn.query, attn.key, attn.value],
-                [layer.attention.output.dense],
-                unit_size=attn.attention_head_size,
-                attention=attn,
-            ),
-            UnitGroup(f"{name}.intermediate.dense", "neurons", [layer.intermediate.dense], [layer.output.dense]),
-        ]
-    attn, ffn = layer.attention, layer.ffn
-    return [
-        UnitGroup(
-            f"{name}.attention",
-            "heads",
-            [attn.q_lin, attn.k_lin, attn.v_lin],
-            [attn.out_lin],
-            unit_size=attn.attention_head_size,
-            attention=attn,
-        ),
-        UnitGroup(f"{name}.ffn.lin1", "neurons", [ffn.lin1], [ffn.lin2]),
+def _left_alone(prefix: str, network: nn.Module, include: Sequence[str], exclude: Sequence[str]) -> str | None:
+    """Why every prunable layer of ``network`` is left alone (pattern or frozen), or ``None`` when one is not."""
+    reasons = [
+        exclusion_reason(f"{prefix}{n}", include, exclude, m.weight.requires_grad)
+        for n, m in network.named_modules()
+        if isinstance(m, PRUNABLE)
     ]
-
-
-def _passes_elementwise(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return isinstance(modules[node.target], _ELEMENTWISE_MODULES)
-    if node.op == "call_function":
-        return node.target in _ELEMENTWISE_FUNCTIONS
-    return node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
-
-
-def _mlp_groups(prefix: str, root: nn.Module) -> tuple[list[UnitGroup], dict[str, str]]:
-    """Linear -> elementwise ops -> Linear chains of ``root``, found by symbolic tracing."""
-    graph = torch.fx.symbolic_trace(root).graph
-    modules = dict(root.named_modules())
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    groups, skipped = [], {}
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.Linear):
-            continue
-        name = f"{prefix}{node.target}"
-        current, reason, consumer = node, None, None
-        while True:
-            users = list(current.users)
-            if not users or (len(users) == 1 and users[0].op == "output"):
-                reason = "its outputs are the model's outputs"
-                break
-            if len(users) != 1:
-                reason = "its output feeds several operations"
-                break
-            user = users[0]
-            if user.op == "call_module" and isinstance(modules[user.target], nn.Linear):
-                consumer = user.target
-                break
-            if not _passes_elementwise(user, modules):
-                reason = f"its output feeds {user.target!s}, which cannot be rewired"
-                break
-            current = user
-        if consumer is not None and (calls[node.target] > 1 or calls[consumer] > 1):
-            reason = "the Linear is called more than once"
-        if reason is None:
-            groups.append(UnitGroup(name, "neurons", [modules[node.target]], [modules[consumer]]))
-        else:
-            skipped[name] = reason
-    return groups, skipped
+    return reasons[0] if reasons and all(reasons) else None
 
 
 def find_unit_groups(
@@ -194,49 +64,88 @@ def find_unit_groups(
     exclude: Sequence[str] = DEFAULT_EXCLUDE,
     unit_types: Sequence[str] = UNIT_TYPES,
     include_frozen: bool = False,
+    example_inputs: Any = None,
 ) -> tuple[list[UnitGroup], dict[str, str]]:
-    """The unit groups of ``model`` chosen by name pattern, and the Linear layers left alone with the reason.
+    """The unit groups of ``model`` chosen by name pattern, and every layer left alone with the reason.
 
-    Transformer layers (BERT-style and DistilBERT) are recognised by their attribute names wherever they are; every
-    other network is traced with ``torch.fx`` to find MLP chains: ``model`` itself, or each module a LightningModule
-    holds (``model.``, ``student.``, ...). Frozen groups (``requires_grad=False``) are skipped unless
-    ``include_frozen`` (used to tell which sizes pruning can have changed, whatever is trainable now).
+    ``model`` is traced on ``example_inputs`` (defaults exist for Hugging Face models and plain MLPs only); for a
+    LightningModule each network it holds (``model.``, ``student.``, ...) is traced with them, and a network whose
+    layers are all excluded or frozen (a teacher) is not traced but reported as one entry. Frozen groups
+    (``requires_grad=False``) are skipped unless ``include_frozen``.
+
+    Raises:
+        ValueError: ``unit_types`` is not a non-empty list of :data:`UNIT_TYPES`; a network has no default inputs
+            or does not run on the ones given (the message says what to pass).
     """
     unknown = [t for t in unit_types if t not in UNIT_TYPES]
     if unknown or not unit_types:
         raise ValueError(f"unit_types must be a non-empty list of {list(UNIT_TYPES)}, got {list(unit_types)!r}")
     groups: list[UnitGroup] = []
     skipped: dict[str, str] = {}
-    covered: set[int] = set()
-    for name, module in model.named_modules():
-        if _is_bert_layer(module) or _is_distilbert_layer(module):
-            groups += _transformer_groups(name, module)
-            covered |= {id(m) for m in module.modules()}
-    # A LightningModule's forward is step logic, not the network: trace the networks it holds instead.
-    roots = list(model.named_children()) if hasattr(model, "training_step") else [("", model)]
-    for root_name, root in roots:
-        prefix = f"{root_name}." if root_name else ""
-        linears = [
-            f"{prefix}{n}" if n else root_name
-            for n, m in root.named_modules()
-            if isinstance(m, nn.Linear) and id(m) not in covered
-        ]
-        if not linears:
+    networks = _networks(model)
+    for name, network in networks:
+        reason = None if include_frozen else _left_alone(f"{name}." if name else "", network, include, exclude)
+        if reason is not None:
+            skipped[name] = reason
+    whole = _trace_whole(model, example_inputs)
+    if whole is not None:  # a LightningModule whose forward is the network (it takes the batch's inputs)
+        _collect(whole, model, "", groups, skipped)
+        return _choose(groups, skipped, include, exclude, unit_types, include_frozen)
+    for name, network in networks:
+        if name in skipped:
             continue
-        if isinstance(root, nn.Linear):
-            skipped[root_name] = "a Linear held directly by the LightningModule; hold the network in a submodule"
-        elif any(id(m) in covered for m in root.modules()):
-            for name in linears:
-                skipped[name] = "outside the transformer layers (pooler or classification head): not pruned"
-        else:
-            try:
-                found, not_chained = _mlp_groups(prefix, root)
-            except Exception as error:  # symbolic tracing fails on data-dependent control flow
-                for name in linears:
-                    skipped[name] = f"torch.fx could not trace {root_name or type(root).__name__} ({error})"
-                continue
-            groups += found
-            skipped.update(not_chained)
+        if isinstance(network, PRUNABLE):
+            skipped[name] = "a layer held directly by the LightningModule; hold the network in a submodule"
+            continue
+        inputs = example_inputs if example_inputs is not None else default_example_inputs(network)
+        if inputs is None:
+            raise ValueError(
+                f"structured pruning traces {name or 'the model'} ({type(network).__name__}) to find which channels "
+                f"must be removed together, and needs example inputs for anything but Hugging Face models and plain "
+                f"MLPs; {EXAMPLE_HINT}"
+            )
+        try:
+            graph = build_graph(network, inputs, name or "the model")
+        except ValueError as error:
+            if len(networks) == 1:
+                raise
+            skipped[name] = str(error)  # e.g. a loss module that does not take the batch's inputs
+            continue
+        _collect(graph, network, f"{name}." if name else "", groups, skipped)
+    return _choose(groups, skipped, include, exclude, unit_types, include_frozen)
+
+
+def _trace_whole(model: nn.Module, example_inputs: Any) -> Any:
+    """The graph of a LightningModule's own forward on ``example_inputs``, or ``None`` when it does not take them."""
+    if not hasattr(model, "training_step") or example_inputs is None:
+        return None
+    try:
+        return build_graph(model, example_inputs, "the LightningModule", whole_input=True)
+    except ValueError:
+        return None
+
+
+def _collect(graph: Any, network: nn.Module, prefix: str, groups: list[UnitGroup], skipped: dict[str, str]) -> None:
+    """Add the groups of ``graph`` to ``groups`` and the layers it leaves alone to ``skipped``."""
+    found, left = graph_groups(graph, network, prefix)
+    skipped.update(left)
+    groups += found
+    in_groups = {id(m) for g in found for m in g.layers.values()}
+    for n, m in network.named_modules():
+        full = f"{prefix}{n}"
+        known = full in skipped or any(full.startswith(f"{name}.") for name in skipped)
+        if isinstance(m, PRUNABLE) and id(m) not in in_groups and m not in graph.module2node and not known:
+            skipped[full] = "not used by the forward pass on the example inputs"
+
+
+def _choose(
+    groups: list[UnitGroup],
+    skipped: dict[str, str],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    unit_types: Sequence[str],
+    include_frozen: bool,
+) -> tuple[list[UnitGroup], dict[str, str]]:
     chosen = []
     for group in groups:
         trainable = include_frozen or all(p.weight.requires_grad for p in group.producers)
@@ -250,57 +159,18 @@ def find_unit_groups(
     return chosen, skipped
 
 
-# --- importance ------------------------------------------------------------------------------------------------------
-
-
-def _per_unit(group: UnitGroup, values: list[tuple[Tensor, int]]) -> Tensor:
-    """Sum each ``(tensor, dim)`` over all dims but ``dim``, then over the ``unit_size`` rows of each unit."""
-    total = torch.zeros(group.num_units * group.unit_size, device=group.producers[0].weight.device)
-    for tensor, dim in values:
-        t = tensor.float()
-        total += t.sum(dim=1 - dim) if t.dim() == 2 else t
-    return total.view(group.num_units, group.unit_size).sum(1)
-
-
-def _owned(group: UnitGroup, get: str) -> list[tuple[Tensor, int]]:
-    out = []
-    for linear in group.producers:
-        out.append((getattr(linear.weight, get) if get else linear.weight, 0))
-        if linear.bias is not None:
-            out.append((getattr(linear.bias, get) if get else linear.bias, 0))
-    out += [(getattr(c.weight, get) if get else c.weight, 1) for c in group.consumers]
-    return out
-
-
-@torch.no_grad()
-def l1_importance(group: UnitGroup) -> Tensor:
-    """Sum of ``|w|`` over every weight and bias entry each unit owns, one score per unit."""
-    return _per_unit(group, [(t.abs(), d) for t, d in _owned(group, "")])
-
-
-@torch.no_grad()
-def taylor_importance(group: UnitGroup) -> Tensor:
-    """``|sum w * grad|`` over each unit's entries for the gradients now held in ``.grad`` (zeros where none)."""
-    weights, grads = _owned(group, ""), _owned(group, "grad")
-    products = [
-        (w * g if g is not None else torch.zeros_like(w), d) for (w, d), (g, _) in zip(weights, grads, strict=True)
-    ]
-    return _per_unit(group, products).abs()
-
-
-# --- removal ---------------------------------------------------------------------------------------------------------
-
-
-def _cut(param: nn.Parameter, dim: int, index: Tensor, records: list[SliceRecord]) -> None:
-    records.append(SliceRecord(param, dim, index, param.shape))
-    # Same Parameter object, new data: optimizers keep their references (their states are cut by the caller).
-    param.data = param.data.index_select(dim, index.to(param.device)).clone()
-    param.grad = None
+def _group_parameters(group: UnitGroup) -> list[tuple[nn.Module, str, nn.Parameter]]:
+    found = []
+    for module, _, _, _ in group.items:
+        if isinstance(module, nn.Module):
+            found += [(module, n, p) for n, p in module._parameters.items() if p is not None]
+    unique = {id(p): entry for entry in found for p in [entry[2]]}
+    return list(unique.values())
 
 
 @torch.no_grad()
 def remove_units(group: UnitGroup, keep: Tensor) -> list[SliceRecord]:
-    """Keep only the units ``keep`` (indices) of ``group``, shrinking its Linears in place.
+    """Keep only the units ``keep`` (indices) of ``group``, shrinking every layer of the group in place.
 
     In a hand-written training loop, drop the previous step's loss and outputs before calling this: while a graph
     that used a parameter is alive, autograd keeps the parameter's old shape and the next backward fails with
@@ -309,31 +179,43 @@ def remove_units(group: UnitGroup, keep: Tensor) -> list[SliceRecord]:
     Raises:
         ValueError: ``keep`` is empty (a layer cannot lose every unit).
     """
-    keep = torch.as_tensor(keep, dtype=torch.long).sort().values.cpu()
+    keep = torch.as_tensor(keep, dtype=torch.long).cpu()
     if keep.numel() == 0:
         raise ValueError(f"cannot remove every unit of {group.name} ({group.num_units} {group.kind})")
-    rows = (keep[:, None] * group.unit_size + torch.arange(group.unit_size)).flatten()
-    records: list[SliceRecord] = []
-    for linear in group.producers:
-        _cut(linear.weight, 0, rows, records)
-        if linear.bias is not None:
-            _cut(linear.bias, 0, rows, records)
-        linear.out_features = rows.numel()
-    for linear in group.consumers:
-        _cut(linear.weight, 1, rows, records)
-        linear.in_features = rows.numel()
-    if group.attention is not None:
-        set_head_count(group.attention, keep.numel())
+    removed = torch.nonzero(~torch.isin(group.unit_of, keep)).flatten().tolist()
+    if not removed:
+        return []
+    params = _group_parameters(group)
+    saved = {}
+    for _, _, param in params:
+        # Each entry holds its own flat position while torch-pruning cuts: what is left says what was kept.
+        saved[id(param)] = param.data
+        param.data = torch.arange(param.numel(), dtype=torch.float64, device=param.device).view(param.shape)
+        param.grad = None
+    handler = group.graph.get_pruner_of_module(group.root).prune_out_channels
+    with torch.enable_grad():
+        group.graph.get_pruning_group(group.root, handler, removed).prune(record_history=False)
+    records = []
+    for module, name, param in params:
+        new = module._parameters[name]
+        index = new.data.long().flatten()
+        param.data = saved[id(param)].flatten()[index].view(new.shape).clone()
+        module._parameters[name] = param  # same Parameter object: optimizers keep their references
+        if new is not param:
+            records.append(SliceRecord(param, index, torch.Size(saved[id(param)].shape), new.shape))
+    for attention in group.attentions:
+        set_head_count(attention, keep.numel())
     return records
 
 
 def set_head_count(attention: nn.Module, heads: int) -> None:
-    """Update the head-count attributes of a BERT or DistilBERT attention module after heads were removed."""
+    """Update the head-count attributes of an attention module after heads were removed."""
     for attribute in _HEAD_ATTRIBUTES:
-        if hasattr(attention, attribute):
+        if isinstance(getattr(attention, attribute, None), int):
             setattr(attention, attribute, heads)
-    if hasattr(attention, "all_head_size"):
-        attention.all_head_size = heads * attention.attention_head_size
+    size = getattr(attention, "attention_head_size", None) or getattr(attention, "head_dim", None)
+    if hasattr(attention, "all_head_size") and size:
+        attention.all_head_size = heads * size
 
 
 def units_to_keep(original_units: int, sparsity: float, name: str = "layer") -> int:
@@ -362,7 +244,17 @@ def slice_optimizer_states(optimizers: Sequence[torch.optim.Optimizer], records:
                 continue
             for key, value in state.items():
                 if isinstance(value, Tensor) and value.shape == record.old_shape:
-                    state[key] = value.index_select(record.dim, record.index.to(value.device)).clone()
+                    index = record.index.to(value.device)
+                    state[key] = value.flatten()[index].view(record.new_shape).clone()
+
+
+def describe_skipped(skipped: dict[str, str], limit: int = 20) -> str:
+    """The layers left alone and why, for an error message that nothing was selected."""
+    if not skipped:
+        return "the model has no Linear or convolution layer"
+    shown = list(skipped.items())[:limit]
+    more = f" and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return "found " + "; ".join(f"{name}: {reason}" for name, reason in shown) + more
 
 
 def prune_structured(
@@ -372,28 +264,37 @@ def prune_structured(
     exclude: Sequence[str] = DEFAULT_EXCLUDE,
     unit_types: Sequence[str] = UNIT_TYPES,
     scores: dict[str, Tensor] | None = None,
+    example_inputs: Any = None,
 ) -> dict[str, tuple[int, int]]:
     """One-shot structured pruning of ``model`` in place, without Lightning.
 
     Each chosen group loses ``round(sparsity * units)`` of its units, the least important first (L1 norm, or the
-    given ``scores`` by group name, e.g. accumulated :func:`taylor_importance`).
+    given ``scores`` by group name, e.g. accumulated :func:`~lightning_distill.pruning.taylor_importance`).
 
     Example:
-        ``prune_structured(bert_classifier, 0.5)`` removes half the heads and half the FFN neurons of every layer.
+        ``prune_structured(resnet, 0.5, example_inputs=torch.randn(1, 3, 224, 224))`` halves every convolution's
+        channels; ``prune_structured(bert_classifier, 0.5)`` removes half the heads and FFN neurons of every layer.
+
+    Args:
+        example_inputs: What ``model``'s forward takes (a tensor, a tuple of positional arguments or a dict of
+            keyword arguments), to trace it; optional for Hugging Face models and plain MLPs.
 
     Returns:
         ``{group name: (units before, units after)}``.
     """
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    groups, _ = find_unit_groups(model, include, exclude, unit_types)
+    groups, skipped = find_unit_groups(model, include, exclude, unit_types, example_inputs=example_inputs)
     if not groups:
-        raise ValueError(f"include={list(include)} (exclude={list(exclude)}) selects no prunable unit group")
+        raise ValueError(
+            f"include={list(include)} (exclude={list(exclude)}, unit_types={list(unit_types)}) selects no prunable "
+            f"unit group; {describe_skipped(skipped)}"
+        )
     counts = {g.name: units_to_keep(g.num_units, sparsity, g.name) for g in groups}
+    importance = {g.name: scores[g.name] if scores and g.name in scores else l1_importance(g) for g in groups}
     result = {}
     for group in groups:
         before = group.num_units
-        importance = scores[group.name] if scores and group.name in scores else l1_importance(group)
-        remove_units(group, keep_indices(importance, counts[group.name]))
-        result[group.name] = (before, group.num_units)
+        remove_units(group, keep_indices(importance[group.name], counts[group.name]))
+        result[group.name] = (before, counts[group.name])
     return result

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import tiny_trainer
@@ -77,8 +78,9 @@ def test_bert_in_a_distillation_module_loses_heads_and_neurons_but_not_the_teach
     tiny_trainer(max_epochs=1, callbacks=[pruning]).fit(module, DataLoader(_Dicts(), batch_size=16))
     assert before - n_params(student) == 2 * (2 * 8 * (3 * 33 + 32) + 32 * (33 + 32))
     assert n_params(teacher) == teacher_params
-    assert all(name.startswith("teacher.") or not name.startswith("student.bert.encoder") for name in pruning.skipped)
-    assert "teacher.bert.encoder.layer.0.attention.self" in pruning.skipped
+    assert pruning.skipped["teacher"] == "excluded by pattern 'teacher.*'"  # not traced at all
+    encoder = [name for name in pruning.skipped if name.startswith("student.bert.encoder")]
+    assert encoder == ["student.bert.encoder.layer.0.attention.output.dense"]  # the embedding width
     batch = next(iter(DataLoader(_Dicts(), batch_size=4)))
     logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert logits.shape == (4, 3) and torch.isfinite(logits).all()
@@ -127,7 +129,7 @@ def test_taylor_importance_gathers_scores_before_pruning() -> None:
         ({"start": 2, "end": 1}, r"end must be >= start=2, got end=1"),
         ({"importance": "taylor"}, r"importance='taylor' needs gradients .* got start=0"),
         ({"importance": "random"}, r"importance must be 'l1' or 'taylor', got 'random'"),
-        ({"unit_types": ["layers"]}, r"unit_types must be a non-empty list of \['neurons', 'heads'\]"),
+        ({"unit_types": ["layers"]}, r"unit_types must be a non-empty list of \['channels', 'neurons', 'heads'\]"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict, match: str) -> None:
@@ -145,7 +147,7 @@ def test_bad_input_that_needs_the_model_fails_before_training() -> None:
         tiny_trainer(max_epochs=2, callbacks=[StructuredPruning(0.5, end=2)]).fit(mlp_module(), mlp_loader())
 
 
-def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() -> None:
+def test_summary_lists_units_removed_resulting_shapes_and_skipped_layers() -> None:
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3),
@@ -162,6 +164,17 @@ def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() 
     tiny_trainer(callbacks=[pruning]).fit(ClassifierModule(net), loader)
     assert pruning.summary() == [
         {
+            "layer": "model.0",
+            "type": "Conv2d",
+            "status": "pruned",
+            "reason": None,
+            "kind": "channels",
+            "units_before": 4,
+            "units_after": 2,
+            "removed": 2,
+            "shapes": {"model.0": [2, 1], "model.3": [8, 32]},  # each channel owned 16 flattened inputs of model.3
+        },
+        {
             "layer": "model.3",
             "type": "Linear",
             "status": "pruned",
@@ -170,17 +183,11 @@ def test_summary_lists_units_removed_resulting_shapes_and_skipped_conv_layers() 
             "units_before": 16,
             "units_after": 8,
             "removed": 8,
-            "shapes": {"model.3": [8, 64], "model.5": [3, 8]},
+            "shapes": {"model.3": [8, 32], "model.5": [3, 8]},
         },
         {"layer": "model.5", "type": "Linear", "status": "skipped", "reason": "its outputs are the model's outputs"},
-        {
-            "layer": "model.0",
-            "type": "Conv2d",
-            "status": "skipped",
-            "reason": "structured pruning removes Linear neurons and attention heads only; a Conv2d keeps its size",
-        },
     ]
-    assert (net[3].out_features, net[5].in_features, net[0].out_channels) == (8, 8, 4)
+    assert (net[3].out_features, net[5].in_features, net[0].out_channels) == (8, 8, 2)
 
 
 def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has() -> None:
@@ -188,7 +195,57 @@ def test_a_model_without_prunable_units_fails_before_training_naming_what_it_has
     loader = DataLoader(TensorDataset(torch.randn(8, 1, 6, 6), torch.zeros(8, dtype=torch.long)), batch_size=4)
     trainer = tiny_trainer(callbacks=[StructuredPruning(0.5)])
     with pytest.raises(
-        ValueError, match=r"selects no group of prunable units; found model.0 \(model.0: structured pruning"
+        ValueError, match=r"selects no group of prunable units; found model.0: its outputs are the model's outputs"
     ):
         trainer.fit(ClassifierModule(net), loader)
     assert trainer.global_step == 0
+
+
+class _CNNModule(pl.LightningModule):
+    """A LightningModule of a user's own around a small CNN (BatchNorm, a residual addition)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+        self.block = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8))
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        return self.head(torch.relu(y + self.block(y)).mean(dim=(2, 3)))
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self.log("test/loss", torch.nn.functional.cross_entropy(self(batch[0]), batch[1]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.01)
+
+
+def test_a_cnn_lightning_module_loses_channels_during_fit_and_tests_from_its_checkpoint(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 1, 8, 8, generator=generator)
+    loader = DataLoader(TensorDataset(x, x.mean(dim=(1, 2, 3)).gt(0).long()), batch_size=8)
+    torch.manual_seed(0)
+    module = _CNNModule()
+    pruning = StructuredPruning(0.5, start=1, unit="step", verbose=False)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
+    trainer = tiny_trainer(max_epochs=2, callbacks=[pruning, checkpoint], enable_checkpointing=True)
+    trainer.fit(module, loader)
+    # stem and block channels are one group (they are added); the head's outputs are the model's outputs
+    assert pruning.pruned == ["stem.0 (8 channels)"]
+    assert pruning.skipped == {"head": "its outputs are the model's outputs"}
+    assert [h["pruning/units/stem.0"] for h in pruning.history] == [4]
+    assert (module.stem[0].out_channels, module.block[0].in_channels, module.head.in_features) == (4, 4, 4)
+    assert module.stem[1].running_mean.shape == (4,)
+
+    torch.manual_seed(5)
+    fresh = _CNNModule()  # unpruned; the callback's hook shrinks it to the checkpoint's shapes
+    tester = tiny_trainer(callbacks=[StructuredPruning(0.5, start=1, unit="step", verbose=False)])
+    loss = tester.test(fresh, loader, ckpt_path=checkpoint.best_model_path, verbose=False)[0]["test/loss"]
+    assert fresh.block[0].weight.shape == (4, 4, 3, 3)
+    for (name, a), b in zip(module.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert loss == pytest.approx(tiny_trainer().test(module, loader, verbose=False)[0]["test/loss"])

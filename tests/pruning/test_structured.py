@@ -69,7 +69,12 @@ def test_bert_heads_and_ffn_neurons_expected_parameter_reduction() -> None:
         ("bert.encoder.layer.1.attention.self", "heads", 4),
         ("bert.encoder.layer.1.intermediate.dense", "neurons", 64),
     ]
-    assert set(skipped) == {"bert.pooler.dense", "classifier"}
+    assert skipped == {
+        "bert.encoder.layer.0.attention.output.dense": "it sets the embedding width (the residual stream of every "
+        "transformer layer), which is kept",
+        "bert.pooler.dense": "outside the transformer layers (pooler or classification head): not pruned",
+        "classifier": "its outputs are the model's outputs",
+    }
     before = n_params(model)
     prune_structured(model, 0.5)
     # per layer: 2 heads x 8 dims x (q, k, v rows of 32 + bias, and 32 output columns) + 32 FFN neurons x (33 + 32)
