@@ -30,7 +30,9 @@ def onnx_parameter_count(path: str | Path) -> int:
     originals).
 
     Scalars and one-element tensors (the scales and zero points of int8 graphs, constants of optimized ones) are not
-    parameters and are left out, and neither are the per-block scales and zero points of block-quantized operators.
+    parameters and are left out, and neither are per-channel scales and zero points (``<weight>_scale``,
+    ``<weight>_zero_point``) nor the per-block ones of block-quantized operators, nor int32/int64 tensors (shapes and
+    position indices that ONNX Runtime's pre-processing folds into initializers).
     """
     import math
 
@@ -44,9 +46,18 @@ def onnx_parameter_count(path: str | Path) -> int:
         if index in _BLOCK_QUANTIZED_INPUTS[node.op_type]
     }
     return int(
-        sum(math.prod(t.dims) for t in graph.initializer if math.prod(t.dims) > 1 and t.name not in quantization)
+        sum(
+            math.prod(t.dims)
+            for t in graph.initializer
+            if math.prod(t.dims) > 1
+            and t.name not in quantization
+            and not t.name.endswith(("_scale", "_zero_point"))
+            and t.data_type not in _INDEX_TYPES
+        )
     )
 
+
+_INDEX_TYPES = {6, 7}  # onnx.TensorProto.INT32, INT64
 
 # Inputs that hold quantization parameters (scales, zero points, group indices), by position.
 _BLOCK_QUANTIZED_INPUTS = {"GatherBlockQuantized": {2, 3}, "MatMulNBits": {2, 3, 4}}
