@@ -10,6 +10,7 @@ from lightning_distill.export.config import (
 )
 from lightning_distill.export.exported import ExportedClassifier, load_exported
 from lightning_distill.export.folder import GRAPH_FILES, export_text_classifier
+from lightning_distill.export.hub import hub_files, push_to_hub
 from lightning_distill.export.metadata import read_label_names, read_metadata
 from lightning_distill.export.model_card import add_measurements, read_export_info, write_model_card
 from lightning_distill.export.onnx import export_onnx
@@ -32,9 +33,11 @@ __all__ = [
     "create_session",
     "export_onnx",
     "export_text_classifier",
+    "hub_files",
     "load_exported",
     "onnx_predictor",
     "optimize_onnx",
+    "push_to_hub",
     "quantize_onnx",
     "read_export_info",
     "read_label_names",

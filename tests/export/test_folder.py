@@ -19,6 +19,7 @@ from lightning_distill.export import (
     OrtSessionConfig,
     add_measurements,
     export_text_classifier,
+    hub_files,
     load_exported,
     quantize_onnx,
 )
@@ -174,3 +175,11 @@ def test_bad_presets_and_quantization_types_are_refused() -> None:
         OrtQuantConfig(activation_type="int8")
     with pytest.raises(ValueError, match="weight_type must be 'int8' or 'uint8'"):
         OrtQuantConfig(weight_type="int4")
+
+
+def test_hub_upload_would_send_the_whole_folder_and_refuses_other_folders(exported, tmp_path: Path) -> None:
+    files = hub_files(exported[0])
+    assert {"config.json", "README.md", "model_quantized.onnx", "tokenizer_config.json"} <= set(files)
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"lacks \['config.json', 'tokenizer_config.json'\]"):
+        hub_files(tmp_path)
