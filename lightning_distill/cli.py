@@ -1,4 +1,4 @@
-"""``DistillCLI``: LightningCLI with ``fit``/``validate``/``test``/``predict`` and ``benchmark`` (a method of
+"""``DistillCLI``: LightningCLI with ``fit``/``validate``/``test``/``predict``, ``benchmark`` and ``export`` (methods of
 :class:`~lightning_distill.trainer.DistillTrainer`). The ``lightning-distill`` command adds ``tune`` on top of it
 (:mod:`lightning_distill.main`), so this module never imports the tuning package that runs ``DistillCLI`` trials.
 
@@ -27,7 +27,7 @@ from typing_extensions import override
 # name two imported classes share (``MLP``: also ``torchvision.ops.MLP``) is refused with both full paths to choose.
 from lightning_distill import callbacks, data, losses, models, modules
 from lightning_distill.safe_load import load_file
-from lightning_distill.trainer import DistillTrainer, check_benchmark_weights
+from lightning_distill.trainer import DistillTrainer, check_artifact, check_benchmark_weights
 
 SHORT_NAME_PACKAGES = (callbacks, data, losses, models, modules)
 
@@ -121,15 +121,17 @@ class DistillCLI(LightningCLI):
     @override
     def subcommands() -> dict[str, set[str]]:
         # num_threads: the CLI's own --num_threads (set before anything is built) stands in for the method's.
-        return {**LightningCLI.subcommands(), "benchmark": {"model", "datamodule", "num_threads"}}
+        measures = {"model", "datamodule", "num_threads"}
+        return {**LightningCLI.subcommands(), "benchmark": measures, "export": measures}
 
     @override
     def setup_parser(
         self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
     ) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
-        if add_subcommands and "benchmark" in self.subcommands():
-            self.parser.set_defaults({"benchmark.num_threads": 1})  # comparable latencies across machines and reruns
+        for subcommand in ("benchmark", "export"):  # comparable latencies across machines and reruns
+            if add_subcommands and subcommand in self.subcommands():
+                self.parser.set_defaults({f"{subcommand}.num_threads": 1})
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -158,11 +160,14 @@ class DistillCLI(LightningCLI):
         # or broken is refused here first, by name, rather than by an unpickling error from inside Lightning.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if subcommand == "benchmark":
+        if subcommand in ("benchmark", "export"):
             # Before anything is built: a model without trained weights would be measured and reported as a result.
+            artifact = self.config[subcommand].get("artifact")
             try:
-                check_benchmark_weights(ckpt_path, self.config.benchmark.weights)
-            except ValueError as error:
+                check_benchmark_weights(ckpt_path, self.config[subcommand].weights, artifact, command=subcommand)
+                if artifact is not None:
+                    check_artifact(artifact)
+            except (ValueError, FileNotFoundError) as error:
                 parser.error(str(error))
         if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
             load_file(ckpt_path, "ckpt_path")

@@ -1,6 +1,7 @@
 """The ``lightning-distill`` command (and ``python -m lightning_distill``): ``DistillCLI`` plus ``tune``.
 
-``fit``, ``validate``, ``test``, ``predict`` and ``benchmark`` are :class:`~lightning_distill.cli.DistillCLI`'s.
+``fit``, ``validate``, ``test``, ``predict``, ``benchmark`` and ``export`` are
+:class:`~lightning_distill.cli.DistillCLI`'s.
 ``tune`` builds no model, data or trainer and its ``--config`` is a tune YAML, so it is no LightningCLI run: the
 command's parser lists it beside the others (``--help``), and :func:`main` hands ``tune ...`` to :func:`tune_main`.
 Dependencies run one way: this module imports ``cli`` and ``tuning``; ``tuning`` runs its trials through ``cli``.

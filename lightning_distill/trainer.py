@@ -1,25 +1,30 @@
-"""``DistillTrainer``: Lightning's ``Trainer`` plus ``benchmark``, which ``lightning-distill benchmark`` runs.
+"""``DistillTrainer``: Lightning's ``Trainer`` plus ``benchmark`` and ``export``, which ``lightning-distill benchmark``
+and ``lightning-distill export`` run.
 
 LightningCLI turns every Trainer method it is told about (``DistillCLI.subcommands``) into a subcommand whose
-arguments are the method's signature, and calls it with the config's ``model`` and ``datamodule``; ``benchmark`` is
-such a method, so the CLI needs no private hook to run it.
+arguments are the method's signature, and calls it with the config's ``model`` and ``datamodule``; ``benchmark`` and
+``export`` are such methods, so the CLI needs no private hook to run them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
 import torch
 
-from lightning_distill.benchmark import benchmark_module, markdown_table, write_rows
+from lightning_distill.benchmark import benchmark_artifact, benchmark_module, markdown_table, write_rows
 from lightning_distill.modules.deployable import load_deployable
 
-__all__ = ["DistillTrainer", "check_benchmark_weights"]
+__all__ = ["DistillTrainer", "check_artifact", "check_benchmark_weights"]
+
+Graph = Literal["fp32", "optimized", "int8", "int8_emb4"]
+QuantPreset = Literal["default", "avx2", "avx512", "avx512_vnni", "arm64"]
 
 
 class DistillTrainer(pl.Trainer):
-    """A ``lightning.pytorch.Trainer`` that can also :meth:`benchmark` a trained model."""
+    """A ``lightning.pytorch.Trainer`` that can also :meth:`benchmark` and :meth:`export` a trained model."""
 
     def benchmark(
         self,
@@ -33,8 +38,11 @@ class DistillTrainer(pl.Trainer):
         iterations: int = 100,
         weights: Literal["checkpoint", "config"] = "checkpoint",
         num_threads: int | None = None,
+        artifact: str | None = None,
+        graph: str = "model_quantized.onnx",
+        providers: list[str] | None = None,
     ) -> None:
-        """Measure accuracy, parameters, size on disk, batch-1 latency and throughput of a trained model.
+        """Measure accuracy, parameters, size on disk, batch-1 latency and throughput of a trained model or artifact.
 
         Args:
             model: The LightningModule of the config; its ``student`` (distillation) or ``model`` is measured.
@@ -51,40 +59,161 @@ class DistillTrainer(pl.Trainer):
                 says ``"weights": "config"``.
             num_threads: PyTorch intra-op threads during the measurement, recorded in the row; None takes the
                 process's count (the CLI sets it from ``--num_threads``, 1 unless given for ``benchmark``).
+            artifact: Measure this artifact instead of the model: an export folder (``lightning-distill export``),
+                an ``.onnx`` file, or a ``.pt`` of ``save_quantized`` (rebuilt on the config's model, resized by
+                ``ckpt_path`` where it was pruned). The row's ``weights`` is the artifact's path.
+            graph: With an export folder: the graph to measure (``model.onnx``, ``model_optimized.onnx``,
+                ``model_quantized.onnx``, ``model_quantized_emb4.onnx``).
+            providers: ONNX Runtime execution providers of ONNX artifacts; None: ``["CPUExecutionProvider"]``.
         """
-        check_benchmark_weights(ckpt_path, weights)
-        deployable = load_deployable(model, ckpt_path, what="ckpt_path")
+        check_benchmark_weights(ckpt_path, weights, artifact)
         datamodule.setup("test")
-        row = benchmark_module(
-            deployable,
-            datamodule,
-            name=name,
-            split=split,
-            num_threads=torch.get_num_threads() if num_threads is None else num_threads,
-            warmup=warmup,
-            iterations=iterations,
-        )
-        rows = write_rows([{**row.to_dict(), "weights": ckpt_path if weights == "checkpoint" else "config"}], output)
+        options = {
+            "name": name,
+            "split": split,
+            "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
+            "warmup": warmup,
+            "iterations": iterations,
+        }
+        if artifact is not None:
+            check_artifact(artifact)
+            float_model = load_deployable(model, ckpt_path, what="ckpt_path") if artifact.endswith(".pt") else None
+            providers = providers or ["CPUExecutionProvider"]
+            row = benchmark_artifact(
+                artifact, datamodule, float_model=float_model, graph=graph, providers=providers, **options
+            )
+            source = artifact
+        else:
+            row = benchmark_module(load_deployable(model, ckpt_path, what="ckpt_path"), datamodule, **options)
+            source = ckpt_path if weights == "checkpoint" else "config"
+        rows = write_rows([{**row.to_dict(), "weights": source}], output)
         print(markdown_table(rows))
         print(f"wrote {len(rows)} rows to {output}")
 
+    def export(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None,
+        folder: str = "runs/export",
+        graphs: list[Graph] | None = None,
+        quantization: QuantPreset = "default",
+        weights: Literal["checkpoint", "config"] = "checkpoint",
+        measure: bool = False,
+        split: str = "test",
+        iterations: int = 100,
+        num_threads: int | None = None,
+    ) -> None:
+        """Write a trained text classifier to a folder that optimum, transformers and ``load_exported`` load.
 
-def check_benchmark_weights(ckpt_path: str | None, weights: str) -> None:
-    """Refuse a benchmark that would measure untrained weights, or that names two sources of weights.
+        The folder holds ``model.onnx`` (fp32), ``model_optimized.onnx``, ``model_quantized.onnx`` (int8) and
+        ``model_quantized_emb4.onnx`` (int8, 4-bit embeddings), ``config.json`` with the data's label names, the
+        tokenizer's files and a model card (``README.md``).
+
+        Args:
+            model: The LightningModule of the config; its ``student`` (distillation) or ``model`` is exported.
+            datamodule: A text data module: its tokenizer, label names, ``max_length`` and first test texts (the
+                export's example) go into the folder.
+            ckpt_path: Checkpoint whose weights are exported (a structurally pruned one resizes the layers);
+                required unless ``weights`` is ``config``.
+            folder: Output folder.
+            graphs: Which graphs to write (``fp32``, ``optimized``, ``int8``, ``int8_emb4``); None: all four.
+            quantization: ONNX Runtime int8 settings: ``default`` (per-tensor int8 weights) or a CPU family's preset
+                as optimum's ``AutoQuantizationConfig`` has it (``avx2``, ``avx512``, ``avx512_vnni``, ``arm64``).
+            weights: ``checkpoint``: the weights of ``ckpt_path``; ``config``: those the config's classes load.
+            measure: Benchmark each graph on ``split`` (accuracy, latency) and put the figures in the model card.
+            split: Data split of ``measure``.
+            iterations: Timed batch-1 calls of ``measure``.
+            num_threads: Intra-op threads of ``measure``; None takes the process's count (the CLI's ``--num_threads``).
+        """
+        from lightning_distill.benchmark import benchmark_exported
+        from lightning_distill.export import GRAPH_FILES, OrtQuantConfig, add_measurements, export_text_classifier
+
+        check_benchmark_weights(ckpt_path, weights, command="export")
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(
+                f"export writes a text classifier with its tokenizer, but {type(datamodule).__name__} has no "
+                "tokenizer; export other models with lightning_distill.export.export_onnx"
+            )
+        deployable = load_deployable(model, ckpt_path, what="ckpt_path")
+        texts = datamodule.benchmark_data(split)[0][:8]
+        written = export_text_classifier(
+            deployable,
+            tokenizer,
+            folder,
+            texts,
+            graphs=graphs or list(GRAPH_FILES),
+            id2label=getattr(datamodule, "id2label", None),
+            max_length=getattr(datamodule, "max_length", None),
+            quantization=OrtQuantConfig() if quantization == "default" else OrtQuantConfig.for_hardware(quantization),
+            provenance={
+                "model": f"{type(deployable).__name__} of {type(model).__name__}",
+                "weights": ckpt_path or "loaded by the config's classes (--weights config)",
+                "exported by": "lightning-distill export",
+            },
+        )
+        if measure:
+            threads = torch.get_num_threads() if num_threads is None else num_threads
+            rows = {
+                path.name: benchmark_exported(
+                    folder,
+                    datamodule,
+                    name=path.name,
+                    graph=path.name,
+                    split=split,
+                    iterations=iterations,
+                    num_threads=threads,
+                ).to_dict()
+                for path in written.values()
+            }
+            add_measurements(folder, rows)
+            print(markdown_table(list(rows.values())))
+        print(f"wrote {', '.join(p.name for p in written.values())}, config.json, tokenizer and README.md to {folder}")
+
+
+def check_artifact(artifact: str) -> None:
+    """Refuse an artifact that is not there, or of a kind ``benchmark`` cannot load.
+
+    Raises:
+        FileNotFoundError: nothing at ``artifact``.
+        ValueError: a file that is no ``.onnx`` or ``.pt``.
+    """
+    path = Path(artifact)
+    if not path.exists():
+        raise FileNotFoundError(f"--artifact {artifact} does not exist")
+    if path.is_file() and path.suffix not in (".onnx", ".pt"):
+        raise ValueError(
+            f"--artifact {artifact}: an artifact is an export folder, an .onnx file or a .pt of save_quantized"
+        )
+
+
+def check_benchmark_weights(
+    ckpt_path: str | None, weights: str, artifact: str | None = None, command: str = "benchmark"
+) -> None:
+    """Refuse a benchmark (or export) that would measure untrained weights, or that names two sources of weights.
+
+    With an ``artifact``, the artifact holds the weights: ``ckpt_path`` is optional (it only resizes the model a
+    pruned ``.pt`` is rebuilt on).
 
     Raises:
         ValueError: ``weights`` is ``checkpoint`` and there is no ``ckpt_path``, or ``config`` and there is one.
     """
     if weights not in ("checkpoint", "config"):
         raise ValueError(f"weights must be 'checkpoint' or 'config', got {weights!r}")
+    verb, done = {"benchmark": ("measure", "measured"), "export": ("export", "exported")}[command]
+    if artifact is not None:
+        if weights == "config":
+            raise ValueError(f"--artifact {artifact} holds its own weights: drop --weights config")
+        return
     if weights == "checkpoint" and ckpt_path is None:
         raise ValueError(
-            "benchmark needs the trained weights: pass --ckpt_path CHECKPOINT (the best.ckpt of `lightning-distill "
+            f"{command} needs the trained weights: pass --ckpt_path CHECKPOINT (the best.ckpt of `lightning-distill "
             "fit` with this config); for a model whose config already loads trained weights (a fine-tuned Hugging "
-            "Face checkpoint), pass --weights config. Without either, the model would be measured as initialized."
+            f"Face checkpoint), pass --weights config. Without either, the model would be {done} as initialized."
         )
     if weights == "config" and ckpt_path is not None:
         raise ValueError(
-            f"--weights config measures the weights the config loads, but --ckpt_path {ckpt_path} was given too; "
-            "drop --weights config to measure the checkpoint, or drop --ckpt_path"
+            f"--weights config {verb}s the weights the config loads, but --ckpt_path {ckpt_path} was given too; "
+            f"drop --weights config to {verb} the checkpoint, or drop --ckpt_path"
         )

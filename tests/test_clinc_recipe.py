@@ -87,13 +87,19 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     encoded = AutoTokenizer.from_pretrained(str(student_folder))(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = load_pruned_classifier(student_folder)(**encoded).logits.numpy()
-    session = create_session(folder / "export" / "student.onnx")
+    export = json.loads((folder / "export" / "done.json").read_text())["result"]
+    session = create_session(export["onnx"])
     feed = {i.name: encoded[i.name].numpy() for i in session.get_inputs()}
     np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4)
+    # the export folder holds these graphs, loaded back with the pruned student's labels
+    from lightning_distill.export import load_exported
+
+    assert Path(export["onnx"]) == Path(export["folder"]) / "model.onnx"
+    labels = load_exported(export["folder"], "model.onnx")(texts)
+    assert labels == [INTENTS[i] for i in expected.argmax(-1).tolist()]
 
     shapes = json.loads((folder / "prune" / "student" / "pruned.json").read_text())
     assert set(shapes["attention_heads"].values()) == {2}  # 4 heads -> 2 in both kept layers
-    export = json.loads((folder / "export" / "done.json").read_text())["result"]
     assert export["embedding_int8"] is True  # ORT quantized the embedding's Gather
     markdown = (folder / "report.md").read_text()
     assert markdown.startswith("# CLINC150 offline")
@@ -207,6 +213,21 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
 
     # DistilBERT takes no token_type_ids: the graph has only the inputs the model uses
     assert [i.name for i in onnx.load(export["onnx"]).graph.input] == ["input_ids", "attention_mask"]
+    # the final student's export folder loads back and labels texts as the distilled student does
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lightning_distill.export import load_exported
+
+    texts = ["book a flight to the sun", "what is the weather", "play a song", "the rain", "hotel music"]
+    student_folder = str(folder / "distill" / "student")
+    encoded = AutoTokenizer.from_pretrained(student_folder)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = AutoModelForSequenceClassification.from_pretrained(student_folder)(**encoded).logits.argmax(-1)
+    assert load_exported(export["folder"], "model.onnx")(texts) == [INTENTS[i] for i in ids.tolist()]
+    assert json.loads((Path(export["folder"]) / "config.json").read_text())["id2label"] == dict(
+        (str(i), name) for i, name in enumerate(INTENTS)
+    )
 
 
 def test_hub_recipe_offline_fails_before_training_and_names_the_offline_recipe(

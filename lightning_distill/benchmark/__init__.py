@@ -1,6 +1,12 @@
 """Accuracy, size, latency and throughput of deployable models, and the reports built from them."""
 
-from lightning_distill.benchmark.artifacts import benchmark_onnx, benchmark_quantized, onnx_parameter_count
+from lightning_distill.benchmark.artifacts import (
+    benchmark_artifact,
+    benchmark_exported,
+    benchmark_onnx,
+    benchmark_quantized,
+    onnx_parameter_count,
+)
 from lightning_distill.benchmark.measure import (
     BenchmarkResult,
     benchmark,
@@ -16,6 +22,8 @@ from lightning_distill.benchmark.report import markdown_table, report_markdown, 
 __all__ = [
     "BenchmarkResult",
     "benchmark",
+    "benchmark_artifact",
+    "benchmark_exported",
     "benchmark_module",
     "benchmark_onnx",
     "benchmark_quantized",

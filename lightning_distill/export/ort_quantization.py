@@ -144,7 +144,8 @@ def _quantize_dynamic(prepared: Path, output_path: Path, config: OrtQuantConfig,
         str(int8),
         op_types_to_quantize=op_types,
         per_channel=config.per_channel,
-        weight_type=QuantType.QInt8,
+        reduce_range=config.reduce_range,
+        weight_type=getattr(QuantType, _QUANT_TYPES[config.weight_type]),
     )
     if config.embedding_bits is not None:
         _quantize_embeddings(int8, output_path, config.embedding_block_size)
@@ -175,6 +176,10 @@ def _quantize_static(
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
         per_channel=config.per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        reduce_range=config.reduce_range,
+        activation_type=getattr(QuantType, _QUANT_TYPES[config.activation_type]),
+        weight_type=getattr(QuantType, _QUANT_TYPES[config.weight_type]),
     )
+
+
+_QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8"}

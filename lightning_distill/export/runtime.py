@@ -1,4 +1,4 @@
-"""ONNX Runtime on CPU: sessions with explicit threads, offline graph optimization, and benchmark predict functions."""
+"""ONNX Runtime: sessions with explicit providers and threads, offline graph optimization, predict functions."""
 
 from __future__ import annotations
 
@@ -36,14 +36,13 @@ def _session_options(config: OrtSessionConfig) -> Any:
 
 
 def create_session(path: str | Path, config: OrtSessionConfig | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the CPU provider with the threads and optimization of ``config``."""
+    """An ``onnxruntime.InferenceSession`` with the providers, threads and optimization of ``config`` (CPU default)."""
     ort = require("onnxruntime", "create_session")
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no ONNX model at {str(path)!r}")
-    return ort.InferenceSession(
-        str(path), sess_options=_session_options(config or OrtSessionConfig()), providers=["CPUExecutionProvider"]
-    )
+    config = config or OrtSessionConfig()
+    return ort.InferenceSession(str(path), sess_options=_session_options(config), providers=list(config.providers))
 
 
 def optimize_onnx(
@@ -53,6 +52,8 @@ def optimize_onnx(
 
     ``extended`` is the highest level whose saved graph runs on any CPU (ONNX Runtime documents ``all`` as adding
     hardware-specific layout changes, applied anyway when a session loads a model with ``optimization_level='all'``).
+    The graph is optimized for the CPU provider whatever ``config.providers`` says, so the saved file runs anywhere;
+    a GPU session applies its own fusions when it loads it.
     """
     ort = require("onnxruntime", "optimize_onnx")
 

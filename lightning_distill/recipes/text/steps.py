@@ -11,9 +11,10 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
    during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
    first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
 4. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
-5. ``export``: the final student as ONNX fp32, as optimized by ONNX Runtime, as ONNX Runtime dynamic int8 (the
-   embedding tables included: ONNX Runtime quantizes their ``Gather``), and as int8 with 4-bit embedding tables; with
-   pruning, the unpruned student as int8 with 4-bit embeddings too.
+5. ``export``: the final student as an export folder that optimum and ``load_exported`` load (``export/student``):
+   ONNX fp32, as optimized by ONNX Runtime, as ONNX Runtime dynamic int8 (the embedding tables included: ONNX Runtime
+   quantizes their ``Gather``) and as int8 with 4-bit embedding tables, with ``config.json``, the tokenizer and a
+   model card; with pruning, the unpruned student as int8 with 4-bit embeddings too.
 6. ``benchmark``: every artifact reloaded from disk, measured on raw test texts (tokenization in every latency).
 7. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target,
    checked for each ONNX candidate; the final artifact is the most compressed candidate that meets it.
@@ -222,24 +223,35 @@ class TextRecipeSteps:
         return {"dynamic_int8": str(save_quantized(quantize(model, DynamicQuantConfig()), path))}
 
     def export(self) -> dict[str, Any]:
-        """The final student as ONNX fp32, ORT-optimized, ORT int8 and int8 with 4-bit embeddings (and the unpruned
-        student as the latter, with pruning)."""
-        from lightning_distill.export import OrtQuantConfig, optimize_onnx, quantize_onnx
+        """The final student as an export folder in optimum's layout (``export/student``: ONNX fp32, ORT-optimized,
+        ORT int8 and int8 with 4-bit embeddings, ``config.json``, tokenizer, model card), and the unpruned student
+        as int8 with 4-bit embeddings too, with pruning."""
+        from lightning_distill.export import OrtQuantConfig, export_text_classifier, quantize_onnx
 
         out = self.recipe.step_dir("export")
         model, folder = self.final_student()
-        onnx_path = self._export_onnx(model, folder, out / "student.onnx")
-        optimized = optimize_onnx(onnx_path, out / "student_optimized.onnx")
-        # ORT's optimized graph has fused contrib ops its quantizer cannot type: quantize the exported graph (the
-        # session applies the same fusions when it loads the int8 model).
-        int8 = quantize_onnx(onnx_path, out / "student_int8.onnx", OrtQuantConfig(mode="dynamic"))
-        emb4 = quantize_onnx(onnx_path, out / "student_int8_emb4.onnx", OrtQuantConfig(embedding_bits=4))
+        data = self.data_module(folder)
+        # ORT's optimized graph has fused contrib ops its quantizer cannot type: the int8 graphs are quantized from
+        # the exported one (the session applies the same fusions when it loads them).
+        written = export_text_classifier(
+            model,
+            data.tokenizer,
+            out / "student",
+            data.benchmark_data("test")[0][:8],
+            id2label=data.id2label,
+            max_length=data.max_length,
+            title=f"{self.settings.title}: {self.final}",
+            # The benchmark step measures these graphs into the recipe's report; writing its figures into this folder
+            # would change the export step's outputs and make the recipe redo it.
+            provenance={"student": str(folder), "measured in": str(self.recipe.folder / "report.md")},
+        )
         result = {
-            "onnx": str(onnx_path),
-            "onnx_optimized": str(optimized),
-            "onnx_int8": str(int8),
-            "onnx_int8_emb4": str(emb4),
-            "embedding_int8": embedding_is_int8(int8),
+            "folder": str(out / "student"),
+            "onnx": str(written["fp32"]),
+            "onnx_optimized": str(written["optimized"]),
+            "onnx_int8": str(written["int8"]),
+            "onnx_int8_emb4": str(written["int8_emb4"]),
+            "embedding_int8": embedding_is_int8(written["int8"]),
         }
         if self.settings.prune:  # the unpruned student too, as the most accurate compressed candidate
             unpruned = self.recipe.result("distill")["student"]
