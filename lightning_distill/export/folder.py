@@ -13,32 +13,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from torch import nn
 
 from lightning_distill.export.config import OnnxExportConfig, OrtQuantConfig
+from lightning_distill.export.layout import GRAPH_FILES, GraphKind
 from lightning_distill.export.metadata import label_names_of
 from lightning_distill.export.model_card import write_model_card
 
 __all__ = ["GRAPH_FILES", "GraphKind", "export_text_classifier", "hf_config_of"]
-
-GraphKind = Literal["fp32", "optimized", "int8", "int8_emb4"]
-
-# optimum's names (its ORTOptimizer writes <name>_optimized.onnx, its ORTQuantizer <name>_quantized.onnx); the graph
-# with 4-bit embedding tables has no optimum counterpart and keeps the quantized prefix.
-GRAPH_FILES: dict[str, str] = {
-    "fp32": "model.onnx",
-    "optimized": "model_optimized.onnx",
-    "int8": "model_quantized.onnx",
-    "int8_emb4": "model_quantized_emb4.onnx",
-}
-GRAPH_DESCRIPTIONS = {
-    "fp32": "fp32, as exported from PyTorch (checked against PyTorch's logits)",
-    "optimized": "fp32, optimized by ONNX Runtime (fused attention, LayerNorm and GELU)",
-    "int8": "ONNX Runtime dynamic int8 (weights int8, activations quantized at run time)",
-    "int8_emb4": "int8 with the embedding tables stored block-wise in 4 bits",
-}
 
 
 def hf_config_of(model: nn.Module) -> Any:
@@ -91,6 +75,18 @@ def _example_inputs(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_
     return {key: encoded[key] for key in tokenizer.model_input_names if key in encoded and key in accepted}
 
 
+def _check_graphs(graphs: Sequence[str], quantization: OrtQuantConfig) -> OrtQuantConfig:
+    unknown = [g for g in graphs if g not in GRAPH_FILES]
+    if unknown or not graphs:
+        raise ValueError(f"graphs {list(graphs)} must be a non-empty list of {list(GRAPH_FILES)}")
+    if quantization.mode != "dynamic" or quantization.embedding_bits is not None:
+        raise ValueError(
+            "export_text_classifier quantizes dynamically (no calibration data) and writes the 4-bit-embedding graph "
+            f"itself: pass an OrtQuantConfig with mode='dynamic' and embedding_bits=None; got {quantization}"
+        )
+    return quantization
+
+
 def export_text_classifier(
     model: nn.Module,
     tokenizer: Any,
@@ -139,15 +135,7 @@ def export_text_classifier(
     from lightning_distill.export.ort_quantization import quantize_onnx
     from lightning_distill.export.runtime import optimize_onnx
 
-    unknown = [g for g in graphs if g not in GRAPH_FILES]
-    if unknown or not graphs:
-        raise ValueError(f"graphs {list(graphs)} must be a non-empty list of {list(GRAPH_FILES)}")
-    quantization = quantization or OrtQuantConfig()
-    if quantization.mode != "dynamic" or quantization.embedding_bits is not None:
-        raise ValueError(
-            "export_text_classifier quantizes dynamically (no calibration data) and writes the 4-bit-embedding graph "
-            f"itself: pass an OrtQuantConfig with mode='dynamic' and embedding_bits=None; got {quantization}"
-        )
+    quantization = _check_graphs(graphs, quantization or OrtQuantConfig())
     config = _folder_config(model, id2label)
     example = _example_inputs(model, tokenizer, example_texts, max_length)
     folder = Path(folder)

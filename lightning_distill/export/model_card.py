@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES
+
 __all__ = ["EXPORT_INFO", "add_measurements", "read_export_info", "write_model_card"]
 
 EXPORT_INFO = "export_info.json"
@@ -47,7 +49,6 @@ def add_measurements(folder: str | Path, rows: Mapping[str, Mapping[str, Any]]) 
 
 
 def _render(folder: Path, info: Mapping[str, Any]) -> str:
-    from lightning_distill.export.folder import GRAPH_DESCRIPTIONS, GRAPH_FILES
 
     config = json.loads((folder / "config.json").read_text())
     labels = [config["id2label"][k] for k in sorted(config["id2label"], key=int)]
