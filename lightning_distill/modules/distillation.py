@@ -31,6 +31,7 @@ from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.models.weights import load_teacher_weights
 from lightning_distill.modules import _teacher_cache, _teacher_check
 from lightning_distill.modules._metrics import TopOneMetrics, log_top1
+from lightning_distill.modules._teacher_logits import CacheDtype, StorageFormat, TeacherLogits
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
 from lightning_distill.pruning.serialization import resize_to_state_dict
 
@@ -59,15 +60,36 @@ class DistillationModule(pl.LightningModule):
         learning_rate: AdamW learning rate of the student.
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of training steps with linear warm-up, then linear decay; 0 keeps it constant.
-        cache_teacher_logits: Run the teacher once over the training set (eval mode, batched, no gradients) when
+        cache_teacher_logits: Run the teacher once over the training set (eval mode, inference mode, batched) when
             training starts, and look its logits up by each batch's ``index`` in every epoch, so an epoch costs about
-            what plain fine-tuning of the student costs. The cache is keyed by a hash of the teacher's weights and
-            config, the teacher's exact inputs and the data module's ``fingerprint()`` (data files, tokenizers), so a
-            changed teacher, tokenizer or data never reuses stale logits. Refused where the training batches carry no
-            ``index`` or are not deterministic (random augmentation), and with feature losses (they need the
-            teacher's hidden states at every step).
-        teacher_cache_dir: Folder where cached logits are saved as ``teacher_logits_<key>.pt`` and reused by later
-            fits with the same key; None keeps them in memory for this fit only.
+            what plain fine-tuning of the student costs. Under DDP each of N processes runs the teacher on its own
+            1/N of the examples (contiguous blocks of ``teacher_cache_batch_size``) and all processes then share the
+            whole cache; one process and N processes give the same logits. The cache is keyed by a hash of the
+            teacher's weights and config, the teacher's exact inputs and the data module's ``fingerprint()`` (data
+            files, tokenizers), so a changed teacher, tokenizer or data never reuses stale logits. Refused where the
+            training batches carry no ``index`` (each example's position in the training set) or are not
+            deterministic (random augmentation), and with feature losses (they need the teacher's hidden states at
+            every step).
+        teacher_cache_dir: Folder where each process writes its part of the cache
+            (``teacher_logits_<key>_<format>/``, ``.npy`` arrays) and from which every process then reads the whole
+            cache memory-mapped, so a process's memory does not grow with the training set; reused by later fits
+            with the same key and format. Under several nodes it must be on storage every node shares (checked
+            before the teacher runs). None gathers the logits into every process's memory for this fit only.
+        teacher_cache_batch_size: Examples per teacher forward pass while the cache is built (no gradients, so it
+            can be several times the training batch size); part of the cache key, since dynamic padding makes the
+            teacher's inputs depend on which examples share a batch.
+        teacher_cache_dtype: Storage dtype of the cached logits. ``float16`` (the default) halves the bytes of
+            ``float32``; its rounding changes the KD loss by less than 1e-5 on the test suite's tiny BERT (test:
+            ``tests/modules/test_teacher_cache.py``), far below the 1e-3 asked of it. Logits beyond float16's range
+            (65504) are refused with an error before training.
+        teacher_cache_top_k: Store only the ``k`` largest logits of each example, their class ids and one fill value
+            for all other classes (bytes per example ``k * (value + class id) + value`` instead of
+            ``classes * value``). The fill value is computed for the loss's ``temperature`` so that at that
+            temperature the teacher's top-k probabilities are exact and the other classes share the leftover
+            probability equally. Effect on the KD loss: the soft-target gradient of each top-k class is unchanged
+            and that of each other class moves by less than the leftover probability; the loss value changes by the
+            entropy gained by flattening the leftover (measured in ``tests/modules/test_teacher_cache.py``: 100
+            classes, T=4, k=10 changes the KD loss by about 2%, k=50 by about 0.1%). None stores every logit.
         hidden_state_loss: Optional hidden-state loss over a student -> teacher layer map (both models must return
             ``hidden_states``, as :class:`~lightning_distill.models.TransformerClassifier` does); its ``weight``
             scales it in the total loss.
@@ -90,6 +112,9 @@ class DistillationModule(pl.LightningModule):
         warmup_fraction: float = 0.0,
         cache_teacher_logits: bool = False,
         teacher_cache_dir: str | None = None,
+        teacher_cache_batch_size: int = 64,
+        teacher_cache_dtype: CacheDtype = "float16",
+        teacher_cache_top_k: int | None = None,
         hidden_state_loss: HiddenStateLoss | None = None,
         attention_loss: AttentionLoss | None = None,
         dropout: float | None = None,
@@ -113,6 +138,12 @@ class DistillationModule(pl.LightningModule):
                 "cache_teacher_logits caches logits only, but hidden_state_loss/attention_loss need the teacher's "
                 "features at every step; use one or the other"
             )
+        if teacher_cache_batch_size < 1:
+            raise ValueError(f"teacher_cache_batch_size must be >= 1, got {teacher_cache_batch_size}")
+        loss = loss if loss is not None else KDLoss()
+        cache_storage = StorageFormat(teacher_cache_dtype, teacher_cache_top_k, getattr(loss, "temperature", 1.0))
+        if teacher_classes is not None:
+            cache_storage.check_classes(teacher_classes)
         if hidden_state_loss is not None or attention_loss is not None:
             _bind_feature_losses(student, teacher, hidden_state_loss, attention_loss)
         self._teacher_checkpoint_missing = False
@@ -128,16 +159,18 @@ class DistillationModule(pl.LightningModule):
             set_dropout(student, dropout)
         self.student = student
         self.teacher = teacher.requires_grad_(False).eval()
-        self.loss = loss if loss is not None else KDLoss()
+        self.loss = loss
         self.hidden_state_loss = hidden_state_loss
         self.attention_loss = attention_loss
         self.top1 = TopOneMetrics()
         self.num_classes = num_classes
         self.cache_teacher_logits = cache_teacher_logits
         self.teacher_cache_dir = teacher_cache_dir
+        self.teacher_cache_batch_size = teacher_cache_batch_size
+        self.teacher_cache_storage = cache_storage
         self.teacher_val_acc: float | None = None
         # Filled when training starts; deliberately not a buffer, so checkpoints stay student-only.
-        self.cached_teacher_logits: torch.Tensor | None = None
+        self.cached_teacher_logits: TeacherLogits | None = None
         self.teacher_cache_key: str | None = None
         self.teacher_cache_seconds: float | None = None
 
@@ -194,7 +227,7 @@ class DistillationModule(pl.LightningModule):
         index = batch["index"] if isinstance(batch, Mapping) and "index" in batch else None
         if index is None:
             raise ValueError("cache_teacher_logits needs an 'index' entry in every training batch")
-        return self.cached_teacher_logits[index.to(self.cached_teacher_logits.device)]
+        return self.cached_teacher_logits[index].to(self.device)
 
     def _feature_step(self, batch: Any) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Student and teacher logits plus the weighted feature losses, from one forward pass of each model."""
@@ -303,23 +336,27 @@ class DistillationModule(pl.LightningModule):
         """Compute (or load from ``teacher_cache_dir``) the teacher's logits over the training set; see the class."""
         start = time.perf_counter()
         datamodule = getattr(self.trainer, "datamodule", None)
-        train_loader = self.trainer.train_dataloader
-        batch = getattr(train_loader, "batch_size", None) or 64
-        batches = _teacher_cache.teacher_batches(datamodule, train_loader, batch)
-        key = _teacher_cache.cache_key(self.teacher, batches, datamodule)
-        if self.cached_teacher_logits is None or self.teacher_cache_key != key:
+        plan = _teacher_cache.plan_cache(
+            self.teacher, datamodule, self.trainer.train_dataloader, self.teacher_cache_batch_size
+        )
+        storage = self.teacher_cache_storage
+        kept = self.cached_teacher_logits
+        if kept is None or self.teacher_cache_key != plan.key or kept.storage != storage:
             logits, loaded = _teacher_cache.load_or_compute(
-                self.teacher, batches, key, self.teacher_cache_dir, self.device
+                self.teacher, plan, storage, self.teacher_cache_dir, self.device
             )
-            self.cached_teacher_logits = logits.to(self.device)
-            self.teacher_cache_key = key
-            how = f"loaded from {self.teacher_cache_dir}" if loaded else "computed"
+            self.cached_teacher_logits = logits
+            self.teacher_cache_key = plan.key
+            ran = plan.shard.stop - plan.shard.start
+            how = f"loaded from {self.teacher_cache_dir}" if loaded else f"computed (this process ran {ran} of them)"
         else:
             how = "kept from the previous fit"
         self.teacher_cache_seconds = time.perf_counter() - start
+        where = "memory-mapped" if self.teacher_cache_dir else "in memory"
+        megabytes = self.cached_teacher_logits.nbytes / 1e6
         rank_zero_info(
             f"teacher logits for {len(self.cached_teacher_logits)} training examples {how} in "
-            f"{self.teacher_cache_seconds:.1f} s (key {key})"
+            f"{self.teacher_cache_seconds:.1f} s, stored as {storage.name} ({megabytes:.1f} MB {where}, key {plan.key})"
         )
 
     def _measure_teacher(self, loaders: list[Iterable]) -> None:
