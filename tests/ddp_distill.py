@@ -1,9 +1,11 @@
 """Distillation with cached teacher logits, run by tests/test_ddp.py in 1 process or under DDP in 2 (gloo, CPU).
 
-Usage: python tests/ddp_distill.py FOLDER DEVICES OUT
-FOLDER holds the tiny tokenizer, data and teacher written by tiny_text.py. Each rank writes OUT/rank<r>.pt with the
-cached logits, the loss of a fixed reference batch (cached and live teacher logits, before any update) and the
-indices and losses of the batches it trained on.
+Usage: python tests/ddp_distill.py FOLDER DEVICES OUT [CACHE_DIR|- [DTYPE]]
+FOLDER holds the tiny tokenizer, data and teacher written by tiny_text.py. CACHE_DIR is the teacher_cache_dir ("-" or
+left out: none), DTYPE the teacher_cache_dtype (default float32); the cache is built in blocks of 8 examples. Each rank
+writes OUT/rank<r>.pt with the cached logits, the number of examples the teacher ran on while the cache was built, the
+loss of a fixed reference batch (cached and live teacher logits, before any update) and the indices and losses of the
+batches it trained on.
 """
 
 from __future__ import annotations
@@ -25,10 +27,16 @@ from lightning_distill.modules import DistillationModule
 class Record(Callback):
     """Before each update, the KD loss of the batch with cached and with live teacher logits."""
 
-    def __init__(self, reference: dict) -> None:
+    def __init__(self, reference: dict, teacher: torch.nn.Module) -> None:
         self.reference = reference
         self.rows: list[dict] = []
         self.reference_losses: dict = {}
+        self.teacher_examples = 0
+        self.cache_examples: int | None = None
+        teacher.register_forward_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs, output) -> None:
+        self.teacher_examples += int(kwargs["input_ids"].shape[0])
 
     def _losses(self, module: DistillationModule, batch: dict) -> tuple[float, float]:
         with torch.no_grad():
@@ -41,6 +49,8 @@ class Record(Callback):
         was_training = module.training
         module.eval()  # no dropout, so cached and live losses see the same student logits
         if batch_idx == 0:
+            # the teacher has run for the cache alone so far (no validation, no sanity check)
+            self.cache_examples = self.teacher_examples
             self.reference_losses = dict(zip(("cached", "live"), self._losses(module, self.reference), strict=True))
         cached, live = self._losses(module, batch)
         self.rows.append({"index": batch["index"].tolist(), "cached": cached, "live": live})
@@ -49,6 +59,8 @@ class Record(Callback):
 
 def main() -> None:
     folder, devices, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    cache_dir = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] != "-" else None
+    dtype = sys.argv[5] if len(sys.argv) > 5 else "float32"
     pl.seed_everything(0, verbose=False)
     files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
     data = TextClassificationDataModule(
@@ -58,11 +70,18 @@ def main() -> None:
     teacher = TransformerClassifier(str(folder / "teacher"), id2label=id2label)
     student = StudentFromTeacher(str(folder / "teacher"), layers=[0, 2], id2label=id2label)
     module = DistillationModule(
-        student, teacher, loss=KDLoss(temperature=2.0), num_classes=len(id2label), cache_teacher_logits=True
+        student,
+        teacher,
+        loss=KDLoss(temperature=2.0),
+        num_classes=len(id2label),
+        cache_teacher_logits=True,
+        teacher_cache_dir=cache_dir,
+        teacher_cache_batch_size=8,
+        teacher_cache_dtype=dtype,
     )
     data.setup("fit")
     reference = next(iter(torch.utils.data.DataLoader(data.dataset("train"), batch_size=8, collate_fn=data.collator())))
-    record = Record(reference)
+    record = Record(reference, teacher)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -81,7 +100,8 @@ def main() -> None:
     torch.save(
         {
             "world_size": trainer.world_size,
-            "cache": module.cached_teacher_logits.cpu(),
+            "cache": module.cached_teacher_logits.dense(),
+            "cache_examples": record.cache_examples,
             "reference": record.reference_losses,
             "rows": record.rows,
         },

@@ -1,25 +1,41 @@
-"""The teacher's logits over the training set, computed once and looked up by each batch's ``index``.
+"""The teacher's logits over the training set, computed once, shared by every process and looked up by ``index``.
+
+The training set is cut into blocks of ``batch_size`` consecutive examples (by position, which is each example's
+``index``), and each process takes a contiguous run of blocks: under DDP with N processes each runs the teacher on
+about 1/N of the examples. With a cache folder each process writes its rows as its own part of
+``teacher_logits_<key>_<format>/`` (``.npy`` arrays) and then every process memory-maps all parts; without one, the
+parts are gathered into every process's memory.
 
 The cache is keyed by a hash of everything the logits depend on: the teacher's weights and config, the exact inputs
-the teacher sees (token ids after tokenization and truncation, in index order) and, where the data module offers one,
-its ``fingerprint()`` (data files, columns, labels, tokenizers). A changed teacher, tokenizer or data file gives a new
-key, so a stale cache is never reused.
+the teacher sees (every block's ``index`` and token ids after tokenization and truncation; each process hashes its
+own blocks and the block hashes are summed, so the key does not depend on the number of processes) and, where the
+data module offers one, its ``fingerprint()`` (data files, columns, labels, tokenizers). A changed teacher, tokenizer
+or data file gives a new key, so a stale cache is never reused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from lightning_distill.batch import logits_of, teacher_inputs
-from lightning_distill.safe_load import load_file
+from lightning_distill.modules._teacher_logits import (
+    Part,
+    StorageFormat,
+    TeacherLogits,
+    close_part,
+    create_part,
+    open_part,
+)
 
 
 def _update(digest: Any, tensor: Tensor) -> None:
@@ -41,6 +57,91 @@ def model_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def batch_digest(batch: Mapping[str, Any]) -> int:
+    """A hash of one batch's ``index`` and teacher inputs, as an integer."""
+    digest = hashlib.sha256()
+    _update(digest, batch["index"])
+    inputs = teacher_inputs(batch)
+    for key in sorted(inputs):
+        digest.update(key.encode())
+        _update(digest, inputs[key])
+    return int(digest.hexdigest(), 16)
+
+
+# --- processes --------------------------------------------------------------------------------------------------
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    if _distributed():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(value: Any) -> list[Any]:
+    """``value`` of every process, in rank order."""
+    if not _distributed():
+        return [value]
+    values: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
+def _barrier() -> None:
+    if _distributed():
+        torch.distributed.barrier()
+
+
+def _raise_on_every_rank(error: str | None) -> None:
+    """Raise on every process where any process met an error, so none is left waiting at a collective call."""
+    errors = _gather(error)
+    for rank, message in enumerate(errors):
+        if message is not None:
+            where = f" (on rank {rank} of {len(errors)})" if len(errors) > 1 else ""
+            raise ValueError(message + where)
+
+
+# --- which examples each process runs the teacher on ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's blocks: ``rank``'s contiguous share of ``ceil(examples / batch_size)`` blocks."""
+
+    examples: int
+    batch_size: int
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.examples // self.batch_size)
+
+    def _first_block(self, rank: int) -> int:
+        return self.blocks * rank // self.world
+
+    @property
+    def start(self) -> int:
+        return min(self._first_block(self.rank) * self.batch_size, self.examples)
+
+    @property
+    def stop(self) -> int:
+        return min(self._first_block(self.rank + 1) * self.batch_size, self.examples)
+
+    @property
+    def most_blocks(self) -> int:
+        """The most blocks any process runs; every process runs the teacher this many times."""
+        return max(self._first_block(r + 1) - self._first_block(r) for r in range(self.world))
+
+    def batches(self) -> list[list[int]]:
+        return [
+            list(range(s, min(s + self.batch_size, self.stop))) for s in range(self.start, self.stop, self.batch_size)
+        ]
+
+
 def _check_deterministic(datamodule: Any, loader: DataLoader) -> None:
     for owner, what in ((datamodule, "the data module"), (loader.dataset, "the training dataset")):
         if owner is not None and getattr(owner, "deterministic", True) is False:
@@ -58,8 +159,44 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def teacher_batches(datamodule: Any, train_loader: DataLoader, batch_size: int) -> list[Any]:
-    """The training set in index order, collated as for training, checked to be indexed and deterministic."""
+def _check_batch(batch: Any, positions: list[int], first: bool, again: Callable[[], Any]) -> None:
+    if not isinstance(batch, Mapping) or "index" not in batch:
+        keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+        raise ValueError(
+            "cache_teacher_logits looks the teacher's logits up by each example's 'index', but the training batches "
+            f"have none (got {keys}); use a data module whose batches carry 'index' (e.g. "
+            "TextClassificationDataModule) or set cache_teacher_logits: false"
+        )
+    if batch["index"].reshape(-1).tolist() != positions:
+        raise ValueError(
+            f"cache_teacher_logits needs each training example's 'index' to be its position in the training set, but "
+            f"examples {positions[0]}..{positions[-1]} have index {batch['index'].reshape(-1).tolist()[:8]}...; "
+            "number the examples 0..N-1 in dataset order or set cache_teacher_logits: false"
+        )
+    # Collating the same examples again must give the same inputs, or cached logits would belong to other inputs.
+    if first and not _same(batch, again()):
+        raise ValueError(
+            "cache_teacher_logits needs the same inputs every epoch, but encoding the first training examples twice "
+            "gave different batches (random augmentation?); set cache_teacher_logits: false"
+        )
+
+
+@dataclass
+class Plan:
+    """What this process caches: the training set, its collate function, its shard and the cache key."""
+
+    dataset: Dataset
+    collate: Callable[[list[Any]], Any]
+    shard: Shard
+    key: str
+
+    def loader(self, batches: list[list[int]] | None = None) -> DataLoader:
+        batches = self.shard.batches() if batches is None else batches
+        return DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate, num_workers=0)
+
+
+def plan_cache(teacher: nn.Module, datamodule: Any, train_loader: Any, batch_size: int) -> Plan:
+    """Check the training set can be cached, choose this process's shard and compute the key (on every process)."""
     if not isinstance(train_loader, DataLoader):
         raise ValueError(
             f"cache_teacher_logits needs one training DataLoader, got {type(train_loader).__name__}; set "
@@ -67,86 +204,131 @@ def teacher_batches(datamodule: Any, train_loader: DataLoader, batch_size: int) 
         )
     _check_deterministic(datamodule, train_loader)
     dataset, collate = train_loader.dataset, train_loader.collate_fn
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=0)
-    batches = list(loader)
-    if not batches:
+    if len(dataset) == 0:
         raise ValueError("cache_teacher_logits: the training set is empty")
-    first = batches[0]
-    if not isinstance(first, Mapping) or "index" not in first:
-        keys = sorted(first) if isinstance(first, Mapping) else type(first).__name__
-        raise ValueError(
-            "cache_teacher_logits looks the teacher's logits up by each example's 'index', but the training batches "
-            f"have none (got {keys}); use a data module whose batches carry 'index' (e.g. "
-            "TextClassificationDataModule) or set cache_teacher_logits: false"
-        )
-    # Collating the same examples again must give the same inputs, or cached logits would belong to other inputs.
-    again = collate([dataset[i] for i in range(int(first["index"].numel()))])
-    if not _same(first, again):
-        raise ValueError(
-            "cache_teacher_logits needs the same inputs every epoch, but encoding the first training examples twice "
-            "gave different batches (random augmentation?); set cache_teacher_logits: false"
-        )
-    return batches
-
-
-def inputs_digest(batches: list[Any]) -> str:
-    """A hash of the teacher's inputs and the indices of every batch."""
-    digest = hashlib.sha256()
-    for batch in batches:
-        _update(digest, batch["index"])
-        inputs = teacher_inputs(batch)
-        for key in sorted(inputs):
-            digest.update(key.encode())
-            _update(digest, inputs[key])
-    return digest.hexdigest()
-
-
-def cache_key(teacher: nn.Module, batches: list[Any], datamodule: Any) -> str:
-    """The key of the teacher's logits over ``batches``; see the module docstring."""
+    rank, world = rank_and_world()
+    plan = Plan(dataset, collate, Shard(len(dataset), batch_size, rank, world), "")
+    total, error = 0, None
+    try:
+        for i, (batch, positions) in enumerate(zip(plan.loader(), plan.shard.batches(), strict=True)):
+            _check_batch(batch, positions, i == 0, lambda p=positions: collate([dataset[j] for j in p]))
+            total += batch_digest(batch)
+    except ValueError as e:
+        error = str(e)
+    _raise_on_every_rank(error)
     fingerprint = getattr(datamodule, "fingerprint", None)
-    parts = [model_digest(teacher), inputs_digest(batches), fingerprint() if callable(fingerprint) else ""]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    inputs = sum(_gather(total)) % 2**256
+    parts = [
+        model_digest(teacher),
+        f"{len(dataset)}:{batch_size}:{inputs:x}",
+        fingerprint() if callable(fingerprint) else "",
+    ]
+    plan.key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    return plan
 
 
-@torch.no_grad()
-def compute_teacher_logits(teacher: nn.Module, batches: list[Any], device: torch.device) -> Tensor:
-    """The teacher's logits for every example, in eval mode and without gradients, as an ``(N, classes)`` tensor."""
+# --- running the teacher --------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def _run_teacher(
+    teacher: nn.Module, plan: Plan, storage: StorageFormat, folder: Path | None, device: Any
+) -> tuple[Part | None, int]:
+    """The teacher's logits over this process's shard, encoded into a part (in ``folder`` or in memory).
+
+    Returns the part (None for a process without examples) and the teacher's number of classes.
+    """
     was_training = teacher.training
     teacher.eval()
-    size = sum(int(b["index"].numel()) for b in batches)
-    logits: Tensor | None = None
-    seen = torch.zeros(size, dtype=torch.bool)
+    shard, part, error, classes = plan.shard, None, None, 0
+    batches = shard.batches()
+    # Sharded teachers (FSDP) run each forward as a collective call: every process runs the same number of them,
+    # the ones with fewer blocks repeat the first block of the training set and drop its logits.
+    extra = [list(range(min(shard.batch_size, shard.examples)))] * (shard.most_blocks - len(batches))
     try:
-        for batch in batches:
+        for i, batch in enumerate(plan.loader(batches + extra)):
             inputs = {k: v.to(device) for k, v in teacher_inputs(batch).items()}
-            out = logits_of(teacher, inputs).float().cpu()
-            if logits is None:
-                logits = torch.empty(size, out.shape[-1])
-            index = batch["index"].long()
-            if int(index.min()) < 0 or int(index.max()) >= size:
-                raise ValueError(f"batch 'index' entries must number the {size} training examples 0..{size - 1}")
-            logits[index] = out
-            seen[index] = True
+            logits = logits_of(teacher, inputs).float().cpu()
+            classes = logits.shape[-1]
+            if i >= len(batches) or error is not None:
+                continue
+            try:
+                storage.check_classes(classes)
+                rows = storage.encode(logits)
+            except ValueError as e:
+                error = str(e)
+                continue
+            if part is None:
+                part = create_part(folder, shard.start, shard.stop - shard.start, classes, storage)
+            first = batches[i][0] - shard.start
+            for name, array in rows.items():
+                part.arrays[name][first : first + len(array)] = array
     finally:
         teacher.train(was_training)
-    if not bool(seen.all()):
-        raise ValueError(f"batch 'index' entries must number the {size} training examples 0..{size - 1} once each")
-    return logits
+    _raise_on_every_rank(error)
+    if part is not None:
+        close_part(part)
+    return part, classes
+
+
+def _complete(folder: Path, key: str, storage: StorageFormat) -> dict | None:
+    meta = folder / "meta.json"
+    if not meta.is_file():
+        return None
+    saved = json.loads(meta.read_text())
+    return saved if saved.get("key") == key and saved.get("storage") == storage.name else None
+
+
+def _not_shared(what: str, seen: list[bool], folder: Path) -> None:
+    if not all(seen):
+        ranks = [rank for rank, flag in enumerate(seen) if not flag]
+        raise FileNotFoundError(
+            f"teacher_cache_dir: {what} {folder} is not visible from rank(s) {ranks} of {len(seen)}; put "
+            "teacher_cache_dir on storage every node shares, or leave it unset to gather the logits over the network"
+        )
 
 
 def load_or_compute(
-    teacher: nn.Module, batches: list[Any], key: str, cache_dir: str | None, device: torch.device
-) -> tuple[Tensor, bool]:
-    """The cached logits of ``key`` from ``cache_dir`` if there, else computed (and saved there); and whether loaded."""
-    path = Path(cache_dir) / f"teacher_logits_{key}.pt" if cache_dir else None
-    if path is not None and path.is_file():
-        saved = load_file(path, "teacher logits cache")
-        if saved.get("key") == key:
-            return saved["logits"], True
-    logits = compute_teacher_logits(teacher, batches, device)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"key": key, "logits": logits}, tmp)
-        tmp.replace(path)
-    return logits, False
+    teacher: nn.Module, plan: Plan, storage: StorageFormat, cache_dir: str | None, device: Any
+) -> tuple[TeacherLogits, bool]:
+    """The cached logits of ``plan.key``: read from ``cache_dir`` if there, else computed (and written there).
+
+    Returns the logits and whether they were read from ``cache_dir``.
+    """
+    rank = rank_and_world()[0]
+    if cache_dir is None:
+        part, classes = _run_teacher(teacher, plan, storage, None, device)
+        parts = [p for p in _gather(part) if p is not None]
+        return TeacherLogits(parts, storage, max(_gather(classes))), False
+    final = Path(cache_dir) / f"teacher_logits_{plan.key}_{storage.name}"
+    found = _gather(_complete(final, plan.key, storage) is not None)
+    if any(found):
+        _not_shared("the cache", found, final)
+        return _open(final, plan.key, storage), True
+    partial = final.with_name(final.name + ".partial")
+    if rank == 0:
+        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted fit
+        partial.mkdir(parents=True)
+    _barrier()
+    _not_shared("the folder", _gather(partial.is_dir()), partial)
+    part, classes = _run_teacher(teacher, plan, storage, partial, device)
+    starts = [start for start in _gather(None if part is None else part.start) if start is not None]
+    _barrier()
+    if rank == 0:
+        meta = {"key": plan.key, "storage": storage.name, "examples": plan.shard.examples, "classes": classes}
+        (partial / "meta.json").write_text(json.dumps({**meta, "starts": starts}))
+        partial.rename(final)
+    _barrier()
+    _not_shared("the cache", _gather(_complete(final, plan.key, storage) is not None), final)
+    return _open(final, plan.key, storage), False
+
+
+def _open(folder: Path, key: str, storage: StorageFormat) -> TeacherLogits:
+    meta = _complete(folder, key, storage)
+    logits = TeacherLogits([open_part(folder, start, storage) for start in meta["starts"]], storage, meta["classes"])
+    if len(logits) != meta["examples"]:
+        raise ValueError(
+            f"teacher logits cache {folder} holds {len(logits)} examples, its meta.json says "
+            f"{meta['examples']}; delete the folder to rebuild it"
+        )
+    return logits

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import CombinedLoader
+from lightning.pytorch.utilities import CombinedLoader, rank_zero_info, rank_zero_warn
 
-from lightning_distill.batch import batch_labels
+from lightning_distill.batch import batch_labels, model_num_classes
 
 
 def validation_loaders(trainer: pl.Trainer) -> tuple[list[Iterable], str | None]:
@@ -53,3 +54,43 @@ def teacher_accuracy(module: pl.LightningModule, loaders: Iterable[Iterable]) ->
                 correct += int((module.teacher_logits(batch).argmax(-1) == labels).sum())
                 total += int(labels.numel())
     return correct / total if total else None
+
+
+def check_checkpoint_on_every_rank(missing_here: bool, checkpoint: str | None) -> None:
+    """Fail on every process, naming the ranks, when some process found no ``teacher_checkpoint`` file."""
+    missing = [missing_here]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        missing = [False] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(missing, missing_here)
+    if any(missing):
+        ranks = [rank for rank, flag in enumerate(missing) if flag]
+        raise FileNotFoundError(
+            f"teacher_checkpoint {checkpoint!r} is missing on rank(s) {ranks} of "
+            f"{len(missing)}; every process loads the teacher, so put the checkpoint on storage all nodes see "
+            "(or copy it to each node) before launching"
+        )
+
+
+def report_teacher_accuracy(module: pl.LightningModule, loaders: list[Iterable]) -> float | None:
+    """Measure the teacher on ``loaders``, log and print it, and warn when it is near chance; its accuracy."""
+    accuracy = teacher_accuracy(module, loaders)
+    if accuracy is None:
+        rank_zero_info("teacher sanity check skipped (no teacher/val_acc before distillation): no validation example")
+        return None
+    if module.logger is not None:
+        module.logger.log_metrics({"teacher/val_acc": accuracy}, step=0)
+    rank_zero_info(f"teacher validation accuracy before distillation: {accuracy:.4f}")
+    classes = module.num_classes or model_num_classes(module.teacher)
+    if classes and accuracy < 2.0 / classes:
+        rank_zero_warn(
+            f"the teacher's validation accuracy is {accuracy:.4f}, close to chance for {classes} "
+            "classes: is teacher_checkpoint the trained teacher?"
+        )
+    return accuracy
+
+
+def launched_as_one_of_several_processes() -> bool:
+    """Whether a launcher (Lightning's DDP launcher, torchrun, SLURM) started this process as one rank of several."""
+    return any(name in os.environ for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID")) and (
+        int(os.environ.get("WORLD_SIZE", "2")) > 1
+    )

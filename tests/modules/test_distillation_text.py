@@ -79,7 +79,10 @@ def test_cache_is_keyed_by_teacher_and_tokenization(folder: Path, tmp_path: Path
     assert len(keys) == 3 and len(list(Path(cache_dir).iterdir())) == 3
     # the changed teacher's cache holds its own logits, not the stale ones
     torch.testing.assert_close(
-        changed_teacher.cached_teacher_logits - first.cached_teacher_logits, torch.ones(48, 3), atol=1e-4, rtol=0
+        changed_teacher.cached_teacher_logits.dense() - first.cached_teacher_logits.dense(),
+        torch.ones(48, 3),
+        atol=2e-3,
+        rtol=0,
     )
 
 
