@@ -162,7 +162,8 @@ class FeatureLoss(nn.Module):
             )
         self._bound = True
 
-    def _project(self, student_feature: Tensor) -> Tensor:
+    def project(self, student_feature: Tensor) -> Tensor:
+        """The student's feature in the teacher's width (itself when the widths are equal)."""
         if self.projection is None:
             return student_feature
         if isinstance(self.projection, nn.Conv2d):
@@ -174,8 +175,18 @@ class FeatureLoss(nn.Module):
             return self.projection(student_feature.movedim(1, -1)).movedim(-1, 1)
         return self.projection(student_feature)
 
+    def _expected_width(self, side: str) -> int | None:
+        """The width a captured feature must have; the projection's inputs follow a structurally pruned student."""
+        if side == "teacher":
+            return self.teacher_width
+        if isinstance(self.projection, nn.Conv2d):
+            return self.projection.in_channels
+        if isinstance(self.projection, nn.Linear):
+            return self.projection.in_features
+        return self.student_width
+
     def _check_width(self, feature: Tensor, side: str) -> None:
-        width = self.student_width if side == "student" else self.teacher_width
+        width = self._expected_width(side)
         layer = self.student_layer if side == "student" else self.teacher_layer
         if feature.dim() < 2 or feature.shape[channel_dim(feature)] != width:
             raise ValueError(
@@ -192,7 +203,7 @@ class FeatureLoss(nn.Module):
         self._check_width(student_feature, "student")
         self._check_width(teacher_feature, "teacher")
         student_feature, teacher_feature = pool_to_common_size(student_feature, teacher_feature)
-        student_feature = self._project(student_feature)
+        student_feature = self.project(student_feature)
         if student_feature.shape != teacher_feature.shape:
             raise ValueError(
                 f"the student's {self.student_layer!r} gives shape {tuple(student_feature.shape)} (after projection "

@@ -224,6 +224,20 @@ class DistillationModule(pl.LightningModule):
     def forward(self, inputs: Any) -> Tensor:
         return logits_of(self.student, inputs)
 
+    def forward_for_pruning(self, inputs: Any) -> Any:
+        """What structured pruning traces: the student's logits and, per :class:`FeatureLoss`, its projection of the
+        student feature (or the feature itself without a projection), so a projection loses the input channels its
+        student layer loses, and a feature compared unprojected keeps its width."""
+        if not self.feature_losses:
+            return self(inputs)
+        names = [loss.student_layer for loss in self.feature_losses]
+        with capture_outputs(self.student, names) as captured:
+            logits = self(inputs)
+        projected = [
+            loss.project(captured_output(captured, loss.student_layer, "student")) for loss in self.feature_losses
+        ]
+        return (logits, *projected)
+
     def teacher_logits(self, batch: Any) -> Tensor:
         """The teacher's logits for ``batch``, computed without gradients."""
         with torch.no_grad():

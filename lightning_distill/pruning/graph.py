@@ -108,10 +108,17 @@ def default_example_inputs(model: nn.Module) -> Any:
     return None
 
 
+def _whole_forward(model: nn.Module, inputs: Any) -> Any:
+    """A LightningModule's forward on the batch's inputs, or its ``forward_for_pruning`` where it has one (outputs
+    beyond the logits whose widths pruning must follow, e.g. the projections of feature losses)."""
+    return getattr(model, "forward_for_pruning", model)(inputs)
+
+
 def build_graph(model: nn.Module, example_inputs: Any, what: str = "the model", whole_input: bool = False) -> Any:
     """Trace ``model`` on ``example_inputs`` into a ``tp.DependencyGraph``; its train/eval modes and flags are kept.
 
-    With ``whole_input`` the inputs are passed as one argument (``forward(self, inputs)`` of a LightningModule).
+    With ``whole_input`` the inputs are passed as one argument (``forward(self, inputs)`` of a LightningModule, or its
+    ``forward_for_pruning(inputs)``).
     """
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
@@ -122,7 +129,7 @@ def build_graph(model: nn.Module, example_inputs: Any, what: str = "the model", 
             return tp.DependencyGraph().build_dependency(
                 model,
                 example_inputs=example_inputs,
-                forward_fn=(lambda m, x: m(x)) if whole_input else call_with,
+                forward_fn=_whole_forward if whole_input else call_with,
                 verbose=False,
             )
     except Exception as error:

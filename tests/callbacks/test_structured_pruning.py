@@ -249,3 +249,39 @@ def test_a_cnn_lightning_module_loses_channels_during_fit_and_tests_from_its_che
     for (name, a), b in zip(module.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert loss == pytest.approx(tiny_trainer().test(module, loader, verbose=False)[0]["test/loss"])
+
+
+def test_feature_loss_projection_follows_the_pruned_student_channels(tmp_path: Path) -> None:
+    """Channels of a student layer read by a FeatureLoss are pruned with the projection's inputs; the fit goes on and
+    the checkpoint (student and projection) loads into a fresh module for testing."""
+    from lightning_distill.losses import FeatureLoss
+    from lightning_distill.models import SmallCNN
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 1, 16, 16, generator=generator)
+    loader = DataLoader(TensorDataset(x, x.mean(dim=(1, 2, 3)).gt(0).long()), batch_size=8)
+
+    def module() -> DistillationModule:
+        torch.manual_seed(0)
+        return DistillationModule(
+            student=SmallCNN(num_classes=2, widths=[8, 8]),
+            teacher=SmallCNN(num_classes=2, widths=[16, 12]),
+            feature_losses=[FeatureLoss(student_layer="features.1", teacher_layer="features.1")],
+        )
+
+    distill = module()
+    projection = distill.feature_losses[0].projection
+    assert (projection.in_channels, projection.out_channels) == (8, 12)
+    pruning = StructuredPruning(0.5, start=1, unit="step", verbose=False, unit_types=["channels"], include=["student.*"])
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
+    trainer = tiny_trainer(max_epochs=2, callbacks=[pruning, checkpoint], enable_checkpointing=True)
+    trainer.fit(distill, loader)
+    assert distill.student.features[1][0].out_channels == 4
+    assert projection.weight.shape == (12, 4, 1, 1) and projection.in_channels == 4  # followed the student
+    assert distill.teacher.features[1][0].out_channels == 12  # the teacher is never pruned
+
+    fresh = module()
+    tiny_trainer().test(fresh, loader, ckpt_path=checkpoint.best_model_path, verbose=False)
+    assert fresh.feature_losses[0].projection.weight.shape == (12, 4, 1, 1)
+    for (name, a), b in zip(distill.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
