@@ -135,35 +135,41 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
 
 
 def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The recipe's targets (issue #12), each with the measured value and whether it holds."""
+    """The recipe's targets (issue #12), each with the measured value and whether it holds.
+
+    "The fp32 student" is the distilled SmallCNN before pruning; the int8 size is also given against the pruned fp32
+    student, for what quantization alone buys.
+    """
     teacher, scratch, distilled = rows[NAMES["teacher"]], rows[NAMES["student"]], rows[NAMES["distill"]]
-    pruned, final = rows[NAMES["prune"]], rows[NAMES["static"]]
+    pruned, final, onnx_int8 = rows[NAMES["prune"]], rows[NAMES["static"]], rows[NAMES["onnx_int8"]]
     return [
-        _target("distilled >= scratch accuracy (points)", 100 * (distilled["accuracy"] - scratch["accuracy"]), ">=", 0),
+        _target("distilled - scratch accuracy (points)", 100 * (distilled["accuracy"] - scratch["accuracy"]), ">=", 0),
         _target(
-            "pruned student speed-up over the unpruned distilled one (x)",
-            distilled["latency_ms"]["median"] / pruned["latency_ms"]["median"],
+            "pruned student speed-up over the unpruned distilled one, batch-1 p50 (x)",
+            distilled["latency_ms_p50"] / pruned["latency_ms_p50"],
             ">=",
             1.5,
         ),
-        _target("final int8 size / fp32 pruned student size", final["size_mb"] / pruned["size_mb"], "<=", 0.30),
+        _target("static int8 size / fp32 distilled student size", final["size_mb"] / distilled["size_mb"], "<=", 0.30),
+        _target("static int8 size / fp32 pruned student size (for reference)", final["size_mb"] / pruned["size_mb"]),
+        _target("static int8 - teacher accuracy (points)", 100 * (final["accuracy"] - teacher["accuracy"]), ">=", -1.0),
         _target(
-            "final int8 accuracy - teacher accuracy (points)",
-            100 * (final["accuracy"] - teacher["accuracy"]),
-            ">=",
-            -1.0,
+            "ONNX int8 - teacher accuracy (points)", 100 * (onnx_int8["accuracy"] - teacher["accuracy"]), ">=", -1.0
         ),
     ]
 
 
-def _target(name: str, value: float, op: str, bound: float) -> dict[str, Any]:
+def _target(name: str, value: float, op: str | None = None, bound: float | None = None) -> dict[str, Any]:
+    if op is None:
+        return {"target": name, "measured": round(float(value), 4), "bound": "-", "holds": None}
     holds = value >= bound if op == ">=" else value <= bound
     return {"target": name, "measured": round(float(value), 4), "bound": f"{op} {bound}", "holds": bool(holds)}
 
 
 def targets_markdown(targets: list[dict[str, Any]]) -> str:
     lines = ["## Targets", "", "| target | measured | bound | holds |", "|---|---|---|---|"]
-    lines += [f"| {t['target']} | {t['measured']} | {t['bound']} | {'yes' if t['holds'] else 'NO'} |" for t in targets]
+    verdict = {None: "-", True: "yes", False: "NO"}
+    lines += [f"| {t['target']} | {t['measured']} | {t['bound']} | {verdict[t['holds']]} |" for t in targets]
     return "\n".join(lines) + "\n"
 
 
