@@ -63,8 +63,12 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
     options = {"data": data, "limits": limits}
 
     def fit(step: str) -> dict[str, Any]:
-        _, _, result = run_fit(fit_config(recipe, step, data, limits), step, keep="last" if step == "prune" else "best")
-        return result
+        config = fit_config(recipe, step, data, limits)
+        if step != "prune":
+            return run_fit(config, step)[2]
+        config["trainer"]["callbacks"][0]["init_args"]["save_last"] = True
+        cli, _, result = run_fit(config, step, keep="last")
+        return {**result, **fully_pruned(result["checkpoint"], cli.trainer.checkpoint_callback.last_model_path)}
 
     for step in ("teacher", "student", "distill", "prune"):
         recipe.step(step, configs=[CONFIGS / f"{step}.yaml"], options=options)(lambda step=step: fit(step))
@@ -132,6 +136,20 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
         return {"report": str(folder / "report.md"), "targets": targets}
 
     return recipe
+
+
+def fully_pruned(best: str, last: str) -> dict[str, Any]:
+    """The prune step keeps the best ``val/acc`` checkpoint only if it holds the final, fully pruned shapes (the best
+    epoch may come before the schedule ends); otherwise the last one, and says so."""
+    from lightning_distill.safe_load import load_file
+
+    def shapes(path: str) -> dict[str, tuple]:
+        return {k: tuple(v.shape) for k, v in load_file(path)["state_dict"].items()}
+
+    if shapes(best) == shapes(last):
+        return {"checkpoint": best}
+    print(f"the best val/acc checkpoint {best} is not fully pruned; the prune step keeps the last one, {last}")
+    return {"checkpoint": last, "best_checkpoint_not_fully_pruned": best}
 
 
 def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
