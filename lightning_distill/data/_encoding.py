@@ -152,8 +152,10 @@ class LengthGroupedBatches(Sampler[list[int]]):
             order[start : start + chunk] = part[np.argsort(self.lengths[part], kind="stable")]
             starts += [start + offset for offset in range(0, len(part), self.batch_size)]
         ends = [min(start + self.batch_size, (start // chunk + 1) * chunk, len(order)) for start in starts]
-        for i in torch.randperm(len(starts)).tolist():
-            yield order[starts[i] : ends[i]].tolist()
+        # Both permutations are drawn when the iterator is made, not at its first batch: the DataLoader draws its
+        # base seed from the same RNG right after iter(sampler), and the order must not depend on that.
+        shuffled = torch.randperm(len(starts)).tolist()
+        return (order[starts[i] : ends[i]].tolist() for i in shuffled)
 
 
 class PadCollator:

@@ -272,7 +272,9 @@ def test_feature_loss_projection_follows_the_pruned_student_channels(tmp_path: P
     distill = module()
     projection = distill.feature_losses[0].projection
     assert (projection.in_channels, projection.out_channels) == (8, 12)
-    pruning = StructuredPruning(0.5, start=1, unit="step", verbose=False, unit_types=["channels"], include=["student.*"])
+    pruning = StructuredPruning(
+        0.5, start=1, unit="step", verbose=False, unit_types=["channels"], include=["student.*"]
+    )
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
     trainer = tiny_trainer(max_epochs=2, callbacks=[pruning, checkpoint], enable_checkpointing=True)
     trainer.fit(distill, loader)

@@ -110,3 +110,19 @@ def test_a_split_pickles_as_its_folder_not_its_examples(tmp_path: Path, tokenize
     assert len(payload) < 1000
     copy = pickle.loads(payload)
     assert len(copy) == 2000 and all(np.array_equal(copy[i]["input_ids"], train[i]["input_ids"]) for i in (0, 1999))
+
+
+def test_length_grouped_order_is_drawn_when_the_iterator_is_made() -> None:
+    """The DataLoader draws its base seed from the global RNG right after ``iter(sampler)``; the batches must not
+    depend on that draw (they did while the sampler was a generator, which changed the recipes' training order)."""
+    from lightning_distill.data._encoding import LengthGroupedBatches
+
+    sampler = LengthGroupedBatches([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7], batch_size=3, group_size=2)
+    torch.manual_seed(0)
+    batches = iter(sampler)
+    torch.rand(1)  # what the DataLoader does between iter() and the first batch
+    after_a_draw = list(batches)
+    torch.manual_seed(0)
+    assert after_a_draw == list(iter(sampler))
+    assert sorted(i for batch in after_a_draw for i in batch) == list(range(14))
+    assert len(after_a_draw) == len(sampler)
