@@ -363,7 +363,16 @@ class DistillationModule(pl.LightningModule):
             rank_zero_info(f"teacher sanity check skipped (no teacher/val_acc): {why}")
 
     def build_teacher_cache(self) -> None:
-        """Compute (or load from ``teacher_cache_dir``) the teacher's logits over the training set; see the class."""
+        """Compute (or load from ``teacher_cache_dir``) the teacher's logits over the training set; see the class.
+
+        The global RNG is left as it was (the passes over the data draw DataLoader seeds), so a fit trains on the same
+        batches whether the cache was computed, loaded or kept.
+        """
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            self._build_teacher_cache()
+
+    def _build_teacher_cache(self) -> None:
         start = time.perf_counter()
         datamodule = getattr(self.trainer, "datamodule", None)
         plan = _teacher_cache.plan_cache(

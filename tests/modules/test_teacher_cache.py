@@ -146,6 +146,9 @@ def test_a_second_fit_reads_the_cache_from_the_folder_without_running_the_teache
     assert not calls and again.teacher_cache_key == first.teacher_cache_key
     assert isinstance(again.cached_teacher_logits.parts[0].arrays["logits"], np.memmap)
     assert torch.equal(again.cached_teacher_logits.dense(), first.cached_teacher_logits.dense())
+    # Building the cache (twice through the data) and loading it leave the RNG alike: same batches, same student.
+    for (name, a), b in zip(first.student.state_dict().items(), again.student.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_rows_are_looked_up_by_index_across_parts() -> None:
