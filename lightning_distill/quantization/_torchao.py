@@ -263,6 +263,7 @@ def graph_layer_states(graph: GraphModule) -> dict[str, bool]:
         name = list(stack.values())[-1][0]
         weight = node.args[1]
         quantized = isinstance(weight, torch.fx.Node) and "dequantize" in str(weight.target)
-        fake = isinstance(weight, torch.fx.Node) and weight.op == "call_module" and "fake" in str(weight.target).lower()
+        fake = isinstance(weight, torch.fx.Node) and weight.op == "call_module"
+        fake = fake and "FakeQuantize" in type(graph.get_submodule(str(weight.target))).__name__
         states[name] = states.get(name, False) or quantized or fake
     return states
