@@ -172,6 +172,10 @@ def test_wrong_engine_dtype_and_backend_are_refused_by_name(trained_mlp, calibra
             check_quantizable(trained_mlp, StaticQuantConfig(engine="torchao", backend="qnnpack"))
     with pytest.raises(ValueError, match="run the eager engine only; got engine='torchao'"):
         prepare_qat_(build_mlp(), QATConfig(engine="torchao"))
+    from lightning_distill.callbacks import QuantizationAwareTraining
+
+    with pytest.raises(ValueError, match="runs the eager engine only; got engine='torchao'"):
+        QuantizationAwareTraining(QATConfig(engine="torchao"))  # refused at construction, before any training
 
 
 def test_missing_torchao_is_refused_before_any_work_with_the_extra(trained_mlp, monkeypatch):
