@@ -1,16 +1,21 @@
 """Every deployable form of the MNIST and offline CLINC teachers and students, measured the same way.
 
-Rows per model: PyTorch fp32, PyTorch int8 (dynamic; static for the MLPs), ONNX Runtime fp32, ONNX Runtime int8
-(dynamic; static for the MLPs), bitsandbytes int8 and nf4. Columns: test accuracy, size on disk of the saved artifact,
-batch-1 latency p50/p95 (tokenization included for text: the predict function takes raw strings), and throughput at
-batch 64, all on ``--threads`` threads (PyTorch intra-op threads, ONNX Runtime intra-op threads).
+Rows per model: PyTorch fp32, PyTorch int8 (dynamic; static for the MLPs) on the eager engine (torch.ao) and on
+torchao (``-torchao``: ``quantize_`` dynamic, PT2E static), ONNX Runtime fp32, ONNX Runtime int8 (dynamic; static for
+the MLPs), bitsandbytes int8 and nf4. For the tasks in ``--compile`` (MNIST by default: compiling a transformer
+several times takes long on a 2-core machine) the PyTorch rows are measured again after ``torch.compile``
+(``+compile``; inductor freezing on, which lowers the PT2E int8 pattern to int8 kernels). Columns: test accuracy, size
+on disk of the saved artifact, batch-1 latency p50/p95 (tokenization included for text: the predict function takes raw
+strings), and throughput at batch 64, all on ``--threads`` threads (PyTorch intra-op threads, ONNX Runtime intra-op
+threads).
 
 Models: the MNIST teacher (MNISTClassifier) and student (TinyMNIST, distilled from the teacher), from Lightning
 checkpoints when given, else trained briefly here; the CLINC150 teacher (MiniLM-L6) and 3-layer student from folders
 written with ``save_pretrained`` (by default those of ``benchmarks/clinc_offline.py``).
 
-Targets checked and written to the JSON: static int8 MNIST MLPs at most 30% of the fp32 size with at most 0.5 points
-accuracy loss; ONNX Runtime int8 CLINC student at least 3x faster at batch 1 than the same student in fp32 PyTorch,
+Targets checked and written to the JSON: static int8 MNIST MLPs (eager and torchao) at most 30% of the fp32 size with
+at most 0.5 points accuracy loss; torchao dynamic int8 CLINC student within 1 point of fp32; ONNX Runtime int8 CLINC
+student at least 3x faster at batch 1 than the same student in fp32 PyTorch,
 with at most 1 point accuracy loss.
 
 Run (one benchmark at a time on the machine):
@@ -113,18 +118,43 @@ class Runner:
 
     def pytorch(self, variant: str, model: nn.Module, path: Path) -> None:
         self.measure(variant, module_predictor(model, self.data.encode), path, self.params)
+        if self.prefix.split("/")[0] in self.args.compile:
+            self.compiled(variant, model, path)
+
+    def compiled(self, variant: str, model: nn.Module, path: Path) -> None:
+        """The same model after ``torch.compile``; a model that does not compile gets a row saying why."""
+        import torch._inductor.config as inductor_config
+
+        # Freezing constant-folds weights so the PT2E int8 dequantize + linear pattern becomes one int8 kernel; it
+        # breaks torchao's tensor-subclass weights (quantize_): "Argument 'weight_tensor' ... used before defined".
+        inductor_config.freezing = variant.endswith("static-torchao")
+        predict = module_predictor(torch.compile(model), self.data.encode)
+
+        def no_grad_predict(raw: Any) -> Any:
+            with torch.no_grad():
+                return predict(raw)
+
+        try:
+            self.measure(f"{variant}+compile", no_grad_predict, path, self.params)
+        except Exception as error:  # inductor failures differ by model and backend: record them, keep measuring
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            print(f"{self.prefix}/{variant}+compile: not measured, torch.compile failed: {reason}", flush=True)
+            self.rows.append({"name": f"{self.prefix}/{variant}+compile", "error": reason})
 
     def run(self, static: bool) -> list[dict[str, Any]]:
         fp32_path = self.folder / "fp32.pt"
         torch.save(self.model.state_dict(), fp32_path)
         self.pytorch("pytorch-fp32", self.model, fp32_path)
 
-        dynamic = quantize(self.model, DynamicQuantConfig())
-        self.pytorch("pytorch-int8-dynamic", dynamic, save_quantized(dynamic, self.folder / "int8_dynamic.pt"))
-        if static:
-            config = StaticQuantConfig(backend="x86", calibration_batches=len(self.calibration))
-            quantized = quantize(self.model, config, calibration_data=self.calibration)
-            self.pytorch("pytorch-int8-static", quantized, save_quantized(quantized, self.folder / "int8_static.pt"))
+        for engine, suffix in (("eager", ""), ("torchao", "-torchao")):
+            dynamic = quantize(self.model, DynamicQuantConfig(engine=engine))
+            path = save_quantized(dynamic, self.folder / f"int8_dynamic{suffix}.pt")
+            self.pytorch(f"pytorch-int8-dynamic{suffix}", dynamic, path)
+            if static:
+                config = StaticQuantConfig(backend="x86", calibration_batches=len(self.calibration), engine=engine)
+                quantized = quantize(self.model, config, calibration_data=self.calibration)
+                path = save_quantized(quantized, self.folder / f"int8_static{suffix}.pt")
+                self.pytorch(f"pytorch-int8-static{suffix}", quantized, path)
 
         example = _inputs_only(self.calibration[0])
         example = {k: v[:2] for k, v in example.items()} if isinstance(example, dict) else example[:2]
@@ -247,15 +277,21 @@ def _row(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     for model in ("teacher", "student"):
-        fp32, static = _row(rows, f"mnist/{model}/pytorch-fp32"), _row(rows, f"mnist/{model}/pytorch-int8-static")
-        if fp32 and static:
-            size_ratio = static["size_mb"] / fp32["size_mb"]
-            loss = 100 * (fp32["accuracy"] - static["accuracy"])
-            checks[f"mnist_{model}_static_int8"] = {
-                "size_ratio": round(size_ratio, 4),
-                "accuracy_loss_points": round(loss, 2),
-                "met": size_ratio <= 0.30 and loss <= 0.5,
-            }
+        for suffix, key in (("", "static_int8"), ("-torchao", "torchao_static_int8")):
+            fp32 = _row(rows, f"mnist/{model}/pytorch-fp32")
+            static = _row(rows, f"mnist/{model}/pytorch-int8-static{suffix}")
+            if fp32 and static:
+                size_ratio = static["size_mb"] / fp32["size_mb"]
+                loss = 100 * (fp32["accuracy"] - static["accuracy"])
+                checks[f"mnist_{model}_{key}"] = {
+                    "size_ratio": round(size_ratio, 4),
+                    "accuracy_loss_points": round(loss, 2),
+                    "met": size_ratio <= 0.30 and loss <= 0.5,
+                }
+    fp32, dynamic = _row(rows, "clinc/student/pytorch-fp32"), _row(rows, "clinc/student/pytorch-int8-dynamic-torchao")
+    if fp32 and dynamic:
+        loss = 100 * (fp32["accuracy"] - dynamic["accuracy"])
+        checks["clinc_student_torchao_dynamic_int8"] = {"accuracy_loss_points": round(loss, 2), "met": loss <= 1.0}
     fp32, int8 = _row(rows, "clinc/student/pytorch-fp32"), _row(rows, "clinc/student/onnx-int8-dynamic")
     if fp32 and int8:
         speedup = fp32["latency_ms_p50"] / int8["latency_ms_p50"]
@@ -289,6 +325,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--bnb", nargs="*", default=["int8", "nf4"], choices=["int8", "nf4", "fp4"])
     parser.add_argument("--clinc-bnb", nargs="*", default=["int8"], choices=["int8", "nf4", "fp4"])
+    parser.add_argument(
+        "--compile", nargs="*", default=["mnist"], choices=["mnist", "clinc"], help="tasks with +compile rows"
+    )
     parser.add_argument("--threads", type=int, default=1, help="threads of every measurement")
     parser.add_argument("--train-threads", type=int, default=2, help="threads of the brief training runs")
     parser.add_argument("--iterations", type=int, default=200)

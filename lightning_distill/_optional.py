@@ -13,6 +13,7 @@ EXTRAS = {
     "bitsandbytes": "bnb",
     "optuna": "tune",
     "matplotlib": "plot",
+    "torchao": "torchao",
 }
 
 

@@ -108,6 +108,11 @@ class QuantizationAwareTraining(Callback):
                 f"QuantizationAwareTraining: config must be a QATConfig with step='prepare'; got {config!r} (the "
                 "callback converts a copy at the end of fit itself)"
             )
+        if config.engine != "eager":
+            raise ValueError(
+                f"QuantizationAwareTraining runs the eager engine only; got engine={config.engine!r}: use "
+                "quantize(model, QATConfig(engine='torchao'), calibration_data=...) in your own training loop"
+            )
         check_choices("QuantizationAwareTraining", checkpoint, model_attribute, dirname)
         self.config = config
         self.checkpoint = checkpoint

@@ -12,6 +12,8 @@ from typing import Any, Literal, get_args
 
 Backend = Literal["fbgemm", "x86", "qnnpack", "onednn"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
+Engine = Literal["eager", "torchao"]
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 def _check_choice(owner: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:
@@ -41,15 +43,26 @@ class DynamicQuantConfig:
         backend: PyTorch quantized engine that packs the weights and runs the int8 kernels.
         dtype: ``qint8`` for int8 weights; ``float16`` stores weights in half precision instead.
         skip_modules: Module-name patterns (``fnmatch``) of layers kept in float, e.g. ``["classifier"]``.
+        engine: ``eager`` (default): ``torch.ao.quantization.quantize_dynamic``, deprecated by PyTorch. ``torchao``:
+            ``torchao.quantization.quantize_`` with ``Int8DynamicActivationInt8WeightConfig`` (int8 weights and
+            per-token int8 activations; ``dtype`` must be ``qint8``); torchao picks its kernels by device, so
+            ``backend`` is not used there. Needs the ``[torchao]`` extra.
     """
 
     backend: Backend = "x86"
     dtype: Literal["qint8", "float16"] = "qint8"
     skip_modules: tuple[str, ...] = ()
+    engine: Engine = "eager"
 
     def __post_init__(self) -> None:
         _check_choice("DynamicQuantConfig", "backend", self.backend, BACKENDS)
         _check_choice("DynamicQuantConfig", "dtype", self.dtype, ("qint8", "float16"))
+        _check_choice("DynamicQuantConfig", "engine", self.engine, ENGINES)
+        if self.engine == "torchao" and self.dtype != "qint8":
+            raise ValueError(
+                f"DynamicQuantConfig(engine='torchao') quantizes to int8 only; got dtype={self.dtype!r}: use "
+                "dtype='qint8', or engine='eager' for float16 weights"
+            )
         _check_patterns("DynamicQuantConfig", self.skip_modules)
         object.__setattr__(self, "skip_modules", tuple(self.skip_modules))
 
@@ -70,14 +83,22 @@ class StaticQuantConfig:
             and mobile, ``onednn`` for oneDNN.
         calibration_batches: Number of batches of calibration data whose activation ranges are observed.
         skip_modules: Module-name patterns (``fnmatch``) of layers kept in float.
+        engine: ``eager`` (default): the eager / FX graph mode path above, deprecated by PyTorch. ``torchao``: PT2E,
+            i.e. ``torch.export`` of the forward, ``prepare_pt2e`` with the backend's quantizer
+            (``X86InductorQuantizer`` for ``x86``, ``fbgemm`` and ``onednn``; the XNNPACK quantizer of the
+            ``executorch`` package for ``qnnpack``), calibration and ``convert_pt2e``; convolutions and linear
+            layers run in int8 and ``torch.compile`` lowers them to int8 kernels.
+            Needs the ``[torchao]`` extra and a forward that ``torch.export`` captures.
     """
 
     backend: Backend = "x86"
     calibration_batches: int = 16
     skip_modules: tuple[str, ...] = ()
+    engine: Engine = "eager"
 
     def __post_init__(self) -> None:
         _check_choice("StaticQuantConfig", "backend", self.backend, BACKENDS)
+        _check_choice("StaticQuantConfig", "engine", self.engine, ENGINES)
         if not isinstance(self.calibration_batches, int) or self.calibration_batches < 1:
             raise ValueError(
                 f"StaticQuantConfig.calibration_batches must be an int >= 1; got {self.calibration_batches!r}"
@@ -102,15 +123,21 @@ class QATConfig:
         freeze_observers_epoch: From this epoch on, activation ranges stop moving (used by the QAT callback); ``None``
             keeps observing until the end.
         freeze_bn_epoch: From this epoch on, fused batch-norm statistics are frozen (used by the QAT callback).
+        engine: ``eager`` (default): the eager / FX graph mode path, deprecated by PyTorch. ``torchao``: PT2E QAT
+            (``torch.export`` of the forward, ``prepare_qat_pt2e`` with the backend's quantizer, see
+            :class:`StaticQuantConfig`; ``convert_pt2e`` at the ``convert`` step), through :func:`quantize` only: the
+            ``QuantizationAwareTraining`` callback runs the eager engine. Needs the ``[torchao]`` extra.
     """
 
     backend: Backend = "x86"
     step: Literal["prepare", "convert"] = "prepare"
     freeze_observers_epoch: int | None = None
     freeze_bn_epoch: int | None = None
+    engine: Engine = "eager"
 
     def __post_init__(self) -> None:
         _check_choice("QATConfig", "backend", self.backend, BACKENDS)
+        _check_choice("QATConfig", "engine", self.engine, ENGINES)
         _check_choice("QATConfig", "step", self.step, ("prepare", "convert"))
         for name in ("freeze_observers_epoch", "freeze_bn_epoch"):
             value = getattr(self, name)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lightning_distill.batch import logits_of, model_inputs
-from lightning_distill.quantization import _bnb, _eager, _fx
+from lightning_distill.quantization import _bnb, _eager, _fx, _torchao
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
@@ -22,6 +22,8 @@ from lightning_distill.quantization.config import (
 from lightning_distill.quantization.report import REPORT_ATTRIBUTE, build_report, weight_layers
 
 CONFIG_ATTRIBUTE = "quantization_config"
+# PT2E graphs (engine="torchao") keep the shapes and dtypes of the inputs they were exported with, to rebuild them.
+INPUT_SPEC_ATTRIBUTE = "quantization_input_spec"
 
 
 def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[Any] | None = None) -> nn.Module:
@@ -41,7 +43,8 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
         calibration_data: Static quantization only: batches to observe activation ranges on, e.g. a data module's
             ``val_dataloader()``. A batch is a tensor of inputs, an ``(inputs, labels)`` pair, or a mapping of model
             keyword arguments (``labels`` and ``index`` entries are ignored). The first
-            ``config.calibration_batches`` batches are used.
+            ``config.calibration_batches`` batches are used. ``QATConfig(engine="torchao", step="prepare")`` needs it
+            too: its first batch is the example ``torch.export`` captures the forward with.
 
     Returns:
         The quantized model, in eval mode (train mode after ``QATConfig(step="prepare")``), with the config stored as
@@ -60,8 +63,10 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
         raise TypeError(
             f"config must be one of {', '.join(t.__name__ for t in _APPLIERS)}; got {type(config).__name__}"
         )
-    if calibration_data is not None and not isinstance(config, StaticQuantConfig):
+    if calibration_data is not None and not isinstance(config, StaticQuantConfig) and not _exports(config):
         raise ValueError(f"calibration_data is only used by StaticQuantConfig, not {type(config).__name__}")
+    if getattr(config, "engine", "eager") == "torchao":
+        applier = _apply_torchao
     quantized, notes, untraceable = applier(model, config, calibration_data)
     if not (isinstance(config, QATConfig) and config.step == "prepare"):
         quantized.eval()  # layers created during quantization start in train mode
@@ -78,7 +83,8 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
 
     Raises:
         RuntimeError: the config's backend is not compiled into this PyTorch build.
-        ImportError: ``BitsAndBytesConfig`` without the bitsandbytes package.
+        ImportError: ``BitsAndBytesConfig`` without the bitsandbytes package; ``engine="torchao"`` without torchao (or,
+            for ``backend="qnnpack"``, without the XNNPACK quantizer of executorch).
         ValueError: no weight layer the config would quantize (the message lists each one and why), a QAT model with
             layers that have no int8 kernel, or a CUDA device asked for where there is none.
     """
@@ -86,6 +92,11 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
         _bnb._bnb()
         _check_bnb_device(config)
         targets = _bnb.targets(model, config.skip_modules)
+    elif config.engine == "torchao":
+        _torchao.check_installed(config)
+        kinds = (nn.Linear,) if isinstance(config, DynamicQuantConfig) else (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        patterns = getattr(config, "skip_modules", ())
+        targets = [n for n, m in weight_layers(model) if isinstance(m, kinds) and not _eager._skipped(n, patterns)]
     else:
         _eager.check_backend(config.backend)
         if isinstance(config, (StaticQuantConfig, QATConfig)):
@@ -259,6 +270,13 @@ def prepare_qat_(model: nn.Module, config: QATConfig) -> nn.Module:
     """
     if config.step != "prepare":
         raise ValueError(f"prepare_qat_ needs QATConfig(step='prepare'); got step={config.step!r}")
+    if config.engine != "eager":
+        raise ValueError(
+            f"prepare_qat_ (and the QuantizationAwareTraining callback) run the eager engine only; got "
+            f"engine={config.engine!r}: PT2E exports a new graph whose fake-quantize modules the callback's observer "
+            "and batch-norm freezing do not drive. Use engine='eager' there, or quantize(model, "
+            "QATConfig(engine='torchao'), calibration_data=...) in your own training loop"
+        )
     if _eager.is_qat_prepared(model):
         raise ValueError("model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')")
     prepared = _prepare_qat(model, config)
@@ -278,6 +296,65 @@ def set_qat_observers(model: nn.Module, enabled: bool) -> None:
 def freeze_qat_batchnorm(model: nn.Module) -> None:
     """Stop updating the batch-norm statistics fused into the layers of a QAT-prepared model."""
     _eager.freeze_bn_stats(model)
+
+
+def _exports(config: QuantConfig) -> bool:
+    return isinstance(config, QATConfig) and config.engine == "torchao" and config.step == "prepare"
+
+
+def _calibration_inputs(config: StaticQuantConfig | QATConfig, calibration_data: Iterable[Any] | None) -> list[Any]:
+    name = type(config).__name__
+    if calibration_data is None:
+        need = "to observe activation ranges" if isinstance(config, StaticQuantConfig) else "as torch.export's example"
+        raise ValueError(
+            f"{name}(engine={config.engine!r}) needs calibration_data {need}: pass e.g. "
+            "calibration_data=datamodule.val_dataloader() (or use DynamicQuantConfig, which needs none)"
+        )
+    count = config.calibration_batches if isinstance(config, StaticQuantConfig) else 1
+    inputs = [model_inputs(b) for b in islice(calibration_data, count)]
+    if not inputs:
+        raise ValueError(f"{name}: calibration_data yielded no batches; pass a non-empty loader")
+    return inputs
+
+
+def _apply_torchao(model: nn.Module, config: QuantConfig, calibration_data: Iterable[Any] | None) -> Applied:
+    """``quantize_`` for dynamic int8; PT2E (export, prepare, calibrate or train, convert) for static int8 and QAT."""
+    if isinstance(config, DynamicQuantConfig):
+        check_quantizable(model, config)
+        note = "torchao quantize_, Int8DynamicActivationInt8WeightConfig (kernels follow the device; backend unused)"
+        return _torchao.dynamic(copy.deepcopy(model).eval(), config), [note], None
+    if isinstance(config, QATConfig) and config.step == "convert":
+        return _convert_torchao_qat(model, config), [], None
+    check_quantizable(model, config)
+    inputs = _calibration_inputs(config, calibration_data)
+    prepared = _torchao.prepare(copy.deepcopy(model), config, inputs[0])
+    setattr(prepared, INPUT_SPEC_ATTRIBUTE, _torchao.input_spec(inputs[0]))
+    note = f"torchao PT2E ({'X86InductorQuantizer' if config.backend in _torchao.X86_BACKENDS else 'XNNPACKQuantizer'})"
+    if isinstance(config, QATConfig):
+        return prepared, [f"{note}: fake-quantized; train it, then convert with QATConfig(step='convert')"], None
+    with torch.no_grad():
+        for batch in inputs:
+            logits_of(prepared, batch)
+    converted = _torchao.convert(prepared)
+    setattr(converted, INPUT_SPEC_ATTRIBUTE, getattr(prepared, INPUT_SPEC_ATTRIBUTE))
+    return converted, [f"{note}: exported graph with int8 weights and quantize/dequantize steps around them"], None
+
+
+def _convert_torchao_qat(model: nn.Module, config: QATConfig) -> nn.Module:
+    if not _torchao.is_qat_prepared(model):
+        raise ValueError(
+            "QATConfig(engine='torchao', step='convert') needs a model returned by quantize(model, "
+            "QATConfig(engine='torchao', step='prepare'), calibration_data=...) and trained"
+        )
+    unobserved = _torchao.unobserved_fake_quant(model)
+    if unobserved:
+        raise ValueError(
+            "QAT model converted before any training step: its fake-quantize observers have seen no data "
+            f"({', '.join(unobserved[:3])}{' ...' if len(unobserved) > 3 else ''}); train it for at least one step"
+        )
+    converted = _torchao.convert(copy.deepcopy(model))
+    setattr(converted, INPUT_SPEC_ATTRIBUTE, getattr(model, INPUT_SPEC_ATTRIBUTE, None))
+    return converted
 
 
 def _check_bnb_device(config: BitsAndBytesConfig) -> None:

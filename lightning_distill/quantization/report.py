@@ -123,6 +123,9 @@ def build_report(
         notes: Decisions about the model as a whole.
         untraceable: Why FX graph mode could not trace the model, when the eager path was used instead.
     """
+    if getattr(config, "engine", "eager") == "torchao":
+        outcomes = [_torchao_outcome(name, module, quantized, config) for name, module in weight_layers(float_model)]
+        return QuantizationReport(type(config).__name__, tuple(outcomes), tuple(notes), untraceable)
     outcomes = []
     graph = isinstance(quantized, GraphModule)
     for name, module in weight_layers(float_model):
@@ -180,3 +183,31 @@ def _float_reason(
         )
     method = _METHODS.get(type(config).__name__, type(config).__name__)
     return f"{type(module).__name__} not supported by {method}"
+
+
+def _torchao_outcome(name: str, module: nn.Module, quantized: nn.Module, config: Any) -> LayerOutcome:
+    """One layer after torchao: an int8 tensor-subclass weight (``quantize_``), or int8 in the PT2E graph."""
+    from lightning_distill.quantization import _torchao
+
+    layer = type(module).__name__
+    matched = next((p for p in getattr(config, "skip_modules", ()) if fnmatch(name, p)), None)
+    reason = f"excluded by skip_modules pattern {matched!r}" if matched is not None else ""
+    if not isinstance(quantized, GraphModule):  # quantize_ keeps the modules and swaps their weights
+        weight = getattr(_module_at(quantized, name), "weight", None)
+        if _torchao.is_torchao_weight(weight):
+            return LayerOutcome(name, layer, "quantized", f"{layer} with a {type(weight).__name__} weight")
+        reason = reason or f"{layer} not supported: Int8DynamicActivationInt8WeightConfig converts nn.Linear layers"
+        return LayerOutcome(name, layer, "float", layer, reason)
+    states = _torchao.graph_layer_states(quantized)
+    if states.get(name):
+        fake = _torchao.is_qat_prepared(quantized)
+        status: Status = "fake-quantized" if fake else "quantized"
+        return LayerOutcome(name, layer, status, "fake-quantized op in the PT2E graph" if fake else "int8 PT2E op")
+    if not reason:
+        reason = (
+            f"{layer} left unannotated by the PT2E quantizer (it quantizes convolution and linear ops)"
+            if name in states
+            else f"no convolution or linear op of the exported graph uses this {layer} (e.g. an embedding lookup, "
+            "or a layer the forward never calls), so the PT2E quantizer left it float"
+        )
+    return LayerOutcome(name, layer, "float", "(float op in the PT2E graph)", reason)

@@ -11,7 +11,12 @@ Reloading takes a freshly built *float* model of the same architecture (e.g. ``T
 ``BertForSequenceClassification(config)``), rebuilds the quantized structure from the saved config (no calibration
 needed: the saved scales and zero points are loaded), then loads the state dict strictly. For a model quantized
 through FX graph mode (``"graph": "fx"``) the skeleton is rebuilt by tracing the float model and running the same
-prepare and convert steps without data; the graph is never stored. This avoids pickling code
+prepare and convert steps without data; the graph is never stored. ``engine="torchao"`` files are rebuilt the same
+way: dynamic int8 by running ``quantize_`` on the float model (the state dict holds torchao int8 tensors, which
+``torch.load(weights_only=True)`` reads once torchao is imported: torchao registers them as safe), PT2E graphs
+(``"graph": "pt2e"``) by exporting the float model again on zeros of the saved ``"example_inputs"`` shapes,
+preparing and converting it, then writing back the saved ``"activation_qparams"`` (``convert_pt2e`` bakes activation
+scales into the graph as numbers, so they are not in the state dict). This avoids pickling code
 (TorchScript is deprecated and pickled modules break when the code moves) and gives identical predictions.
 """
 
@@ -24,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_distill.quantization import _bnb, _eager, _fx
+from lightning_distill._optional import require
+from lightning_distill.quantization import _bnb, _eager, _fx, _torchao
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
@@ -34,9 +40,9 @@ from lightning_distill.quantization.config import (
     config_from_dict,
     config_to_dict,
 )
-from lightning_distill.quantization.quantize import CONFIG_ATTRIBUTE
+from lightning_distill.quantization.quantize import CONFIG_ATTRIBUTE, INPUT_SPEC_ATTRIBUTE
 from lightning_distill.quantization.report import REPORT_ATTRIBUTE, build_report
-from lightning_distill.safe_load import load_file
+from lightning_distill.safe_load import UnsafeFileError, load_file
 
 FORMAT = "lightning-distill/quantized"
 VERSION = 1
@@ -64,13 +70,22 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
         "format": FORMAT,
         "version": VERSION,
         "config": config_to_dict(config),
-        "graph": "fx" if _fx.is_graph_module(model) else "eager",
+        "graph": _graph_kind(model, config),
         "notes": list(report.notes) if report is not None else [],
         "untraceable": report.untraceable if report is not None else None,
         "state_dict": model.state_dict(),
     }
+    if payload["graph"] == "pt2e":
+        payload["example_inputs"] = getattr(model, INPUT_SPEC_ATTRIBUTE)
+        payload["activation_qparams"] = _torchao.activation_qparams(model)
     torch.save(payload, path)
     return path
+
+
+def _graph_kind(model: nn.Module, config: QuantConfig) -> str:
+    if getattr(config, "engine", "eager") == "torchao":
+        return "pt2e" if _fx.is_graph_module(model) else "eager"
+    return "fx" if _fx.is_graph_module(model) else "eager"
 
 
 def read_config(path: str | Path) -> QuantConfig:
@@ -92,12 +107,14 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
     config = config_from_dict(payload["config"])
     state = payload["state_dict"]
     graph = payload.get("graph", "eager")  # files written before FX graph mode have no "graph" entry
-    skeleton = _skeleton(copy.deepcopy(model).eval(), config, state, graph)
     try:
+        skeleton = _skeleton(copy.deepcopy(model).eval(), config, state, graph, payload)
         if isinstance(config, BitsAndBytesConfig):
             _bnb.load_state_dict(skeleton, state)
         else:
             skeleton.load_state_dict(state, strict=True)
+        if graph == "pt2e":
+            _torchao.set_activation_qparams(skeleton, payload["activation_qparams"])
     except (RuntimeError, ValueError, KeyError) as error:  # dynamic int8 layers raise KeyError for missing entries
         raise ValueError(
             f"quantized model {str(path)!r} does not fit the given {type(model).__name__}: {error}. Pass a float "
@@ -106,13 +123,21 @@ def load_quantized(path: str | Path, model: nn.Module) -> nn.Module:
     setattr(skeleton, CONFIG_ATTRIBUTE, config)
     notes, untraceable = payload.get("notes", ()), payload.get("untraceable")
     setattr(skeleton, REPORT_ATTRIBUTE, build_report(model, skeleton, config, notes, untraceable))
-    return skeleton.eval()
+    skeleton.eval()  # not `return skeleton.eval()`: an exported graph's eval() returns None
+    return skeleton
 
 
 def _read(path: str | Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"no quantized model at {str(path)!r}")
-    payload = load_file(path, "quantized model")
+    try:
+        payload = load_file(path, "quantized model")
+    except UnsafeFileError as error:
+        if "torchao." not in str(error):
+            raise
+        # torchao int8 weights: importing torchao registers their classes as safe for weights_only loading.
+        require("torchao", f"loading the torchao-quantized model {str(path)!r}")
+        payload = load_file(path, "quantized model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a {FORMAT} file written by save_quantized")
     if payload.get("version") != VERSION:
@@ -120,8 +145,16 @@ def _read(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def _skeleton(model: nn.Module, config: QuantConfig, state: dict[str, Any], graph: str) -> nn.Module:
+def _skeleton(
+    model: nn.Module, config: QuantConfig, state: dict[str, Any], graph: str, payload: dict[str, Any]
+) -> nn.Module:
     """The quantized structure for ``config`` without calibration; the saved state fills in every number."""
+    if graph == "pt2e" and isinstance(config, (StaticQuantConfig, QATConfig)):
+        converted = _torchao.skeleton(model, config, payload["example_inputs"])
+        setattr(converted, INPUT_SPEC_ATTRIBUTE, payload["example_inputs"])
+        return converted
+    if getattr(config, "engine", "eager") == "torchao" and isinstance(config, DynamicQuantConfig):
+        return _torchao.dynamic(model, config)
     if graph == "fx" and isinstance(config, (StaticQuantConfig, QATConfig)):
         try:
             return _fx.skeleton(model, config)

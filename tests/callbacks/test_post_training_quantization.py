@@ -56,7 +56,15 @@ def best_float_model(checkpoint: ModelCheckpoint, prefix: str = "model.") -> MLP
 
 
 @pytest.mark.parametrize(
-    "config", [StaticQuantConfig(calibration_batches=2), DynamicQuantConfig(), BitsAndBytesConfig()], ids=repr
+    "config",
+    [
+        StaticQuantConfig(calibration_batches=2),
+        DynamicQuantConfig(),
+        BitsAndBytesConfig(),
+        StaticQuantConfig(calibration_batches=2, engine="torchao"),
+        DynamicQuantConfig(engine="torchao"),
+    ],
+    ids=repr,
 )
 def test_int8_copy_of_the_best_model_is_written_under_the_log_dir(config, tmp_path):
     torch.manual_seed(0)

@@ -26,6 +26,8 @@ CONFIGS = [
     StaticQuantConfig(backend="qnnpack", skip_modules=["classifier"]),
     BitsAndBytesConfig(weights="int8"),
     BitsAndBytesConfig(weights="nf4"),
+    DynamicQuantConfig(engine="torchao"),
+    StaticQuantConfig(engine="torchao"),
 ]
 
 
@@ -50,6 +52,7 @@ def test_mlp_round_trip_gives_identical_predictions(config, trained_mlp, calibra
         StaticQuantConfig(calibration_batches=2),
         BitsAndBytesConfig(),
         BitsAndBytesConfig(weights="nf4"),
+        DynamicQuantConfig(engine="torchao"),
     ],
     ids=repr,
 )
