@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from tiny_cnn import ResidualCNN, is_int8
 from torch import nn
 from torch.fx import GraphModule
 from torch.utils.data import DataLoader, TensorDataset
@@ -13,23 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_distill.callbacks import PostTrainingQuantization, QuantizationAwareTraining
 from lightning_distill.modules import ClassifierModule
 from lightning_distill.quantization import StaticQuantConfig, load_quantized
-
-INT8_PACKAGES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
-
-
-class SmallCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(8)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(8)
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = x + torch.relu(self.bn2(self.conv2(x)))
-        return self.head(x.mean((2, 3)))
 
 
 def loader(seed: int = 1) -> DataLoader:
@@ -40,10 +24,10 @@ def loader(seed: int = 1) -> DataLoader:
 
 def module(seed: int = 0) -> ClassifierModule:
     torch.manual_seed(seed)
-    return ClassifierModule(SmallCNN(), learning_rate=0.02)
+    return ClassifierModule(ResidualCNN(), learning_rate=0.02)
 
 
-FLOAT_KEYS = {f"model.{k}" for k in SmallCNN().state_dict()}
+FLOAT_KEYS = {f"model.{k}" for k in ResidualCNN().state_dict()}
 
 
 def fit(tmp_path: Path, callback) -> tuple[ClassifierModule, ModelCheckpoint]:
@@ -57,16 +41,16 @@ def fit(tmp_path: Path, callback) -> tuple[ClassifierModule, ModelCheckpoint]:
 
 
 def _int8(model: nn.Module, name: str) -> bool:
-    return type(model.get_submodule(name)).__module__.startswith(INT8_PACKAGES)
+    return is_int8(model.get_submodule(name))
 
 
 def test_post_training_static_int8_of_a_cnn(tmp_path):
     callback = PostTrainingQuantization(StaticQuantConfig(calibration_batches=2))
     model, checkpoint = fit(tmp_path, callback)
     assert callback.report.quantized == ["conv1", "conv2", "head"]
-    quantized = load_quantized(callback.artifact_path, SmallCNN())
+    quantized = load_quantized(callback.artifact_path, ResidualCNN())
     assert all(_int8(quantized, name) for name in ("conv1", "conv2", "head"))
-    assert type(model.model) is SmallCNN  # the trained module stays float
+    assert type(model.model) is ResidualCNN  # the trained module stays float
     saved = torch.load(checkpoint.last_model_path, weights_only=False)
     assert set(saved["state_dict"]) == FLOAT_KEYS
 
@@ -80,7 +64,7 @@ def test_qat_of_a_cnn_keeps_float_checkpoints_and_reloads(tmp_path):
     assert saved["callbacks"]["QuantizationAwareTraining"]["qat_state"]
     module(seed=3).load_state_dict(saved["state_dict"], strict=True)
     assert qat.report.quantized == ["conv1", "conv2", "head"]
-    converted = load_quantized(qat.artifact_path, SmallCNN())
+    converted = load_quantized(qat.artifact_path, ResidualCNN())
     assert all(_int8(converted, name) for name in ("conv1", "conv2", "head"))
     x = next(iter(loader(seed=3)))[0]
     model.eval()

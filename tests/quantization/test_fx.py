@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_cnn import ResidualCNN, is_int8
 from torch import nn
 from torchvision.models import resnet18
 
 from lightning_distill.quantization import QATConfig, StaticQuantConfig, load_quantized, quantize, save_quantized
 
 ROOT = Path(__file__).resolve().parents[2]
-INT8_PACKAGES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 
 
 def images(n: int, seed: int) -> torch.Tensor:
@@ -61,7 +61,7 @@ def test_static_resnet18_quantizes_every_conv_and_the_linear():
     weight_layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert len(weight_layers) == 21
     for name in weight_layers:  # the converted modules themselves, at the float layer names
-        assert type(quantized.get_submodule(name)).__module__.startswith(INT8_PACKAGES), name
+        assert is_int8(quantized.get_submodule(name)), name
     report = quantized.quantization_report
     assert report.quantized == weight_layers and not report.skipped
     assert type(quantized.get_submodule("conv1")).__name__ == "ConvReLU2d"  # conv1 + bn1 + relu fused
@@ -100,21 +100,6 @@ def test_resnet18_reloads_in_a_fresh_process_with_identical_outputs(tmp_path):
     assert torch.equal(torch.load(tmp_path / "after.pt", weights_only=True), before)
 
 
-class SmallCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(8)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(8)
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = x + torch.relu(self.bn2(self.conv2(x)))  # a residual sum: the eager API cannot run it in int8
-        return self.head(x.mean((2, 3)))
-
-
 def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
     return x, (x.mean((1, 2, 3)) > 0).long() + (x[:, 0, 0, 0] > 1).long()
@@ -122,7 +107,7 @@ def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_qat_of_a_small_cnn_trains_converts_and_reloads(tmp_path):
     torch.manual_seed(0)
-    model = SmallCNN()
+    model = ResidualCNN()
     prepared = quantize(model, QATConfig())
     assert {layer.status for layer in prepared.quantization_report.layers} == {"fake-quantized"}
     assert prepared.get_submodule("conv1").bn is not None  # Conv + BatchNorm fused for training
@@ -139,17 +124,17 @@ def test_qat_of_a_small_cnn_trains_converts_and_reloads(tmp_path):
     assert losses[-1] < losses[0]
     converted = quantize(prepared, QATConfig(step="convert"))
     for name in ("conv1", "conv2", "head"):
-        assert type(converted.get_submodule(name)).__module__.startswith(INT8_PACKAGES), name
+        assert is_int8(converted.get_submodule(name)), name
     prepared.eval()
     with torch.no_grad():
         agreement = float((converted(x).argmax(-1) == prepared(x).argmax(-1)).float().mean())
     assert agreement >= 0.9
-    reloaded = load_quantized(save_quantized(converted, tmp_path / "qat.pt"), SmallCNN())
+    reloaded = load_quantized(save_quantized(converted, tmp_path / "qat.pt"), ResidualCNN())
     with torch.no_grad():
         assert torch.equal(reloaded(x), converted(x))
 
 
-class Branchy(SmallCNN):
+class Branchy(ResidualCNN):
     """Python control flow on a tensor value: symbolic tracing cannot follow it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
