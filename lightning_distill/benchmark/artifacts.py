@@ -79,14 +79,29 @@ def benchmark_onnx(
     from lightning_distill.export import create_session, onnx_predictor
 
     session = create_session(path, _session_config(num_threads, providers))
+    predict = onnx_predictor(session, datamodule.encode)
+    return _benchmark_graph(predict, path, datamodule, name, split, num_threads, warmup, iterations)
+
+
+def _benchmark_graph(
+    predict: Any,
+    graph: str | Path,
+    datamodule: Any,
+    name: str,
+    split: str,
+    num_threads: int,
+    warmup: int,
+    iterations: int,
+) -> BenchmarkResult:
+    """``predict`` on the data module's raw ``split``, with the size and parameter count of the ONNX file ``graph``."""
     inputs, labels = datamodule.benchmark_data(split)
     return benchmark(
-        onnx_predictor(session, datamodule.encode),
+        predict,
         inputs,
         labels,
         name=name,
-        size_mb=file_size_mb(path),
-        params=onnx_parameter_count(path),
+        size_mb=file_size_mb(graph),
+        params=onnx_parameter_count(graph),
         num_threads=num_threads,
         warmup=warmup,
         iterations=iterations,
@@ -130,17 +145,8 @@ def benchmark_exported(
             + ", ".join(f"id {i}: {classifier.id2label.get(int(i))!r} vs {ours[i]!r}" for i in differing)
             + "; benchmark it on the data it was trained on"
         )
-    inputs, labels = datamodule.benchmark_data(split)
-    return benchmark(
-        classifier.logits,
-        inputs,
-        labels,
-        name=name,
-        size_mb=file_size_mb(classifier.graph),
-        params=onnx_parameter_count(classifier.graph),
-        num_threads=num_threads,
-        warmup=warmup,
-        iterations=iterations,
+    return _benchmark_graph(
+        classifier.logits, classifier.graph, datamodule, name, split, num_threads, warmup, iterations
     )
 
 
