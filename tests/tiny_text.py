@@ -110,3 +110,21 @@ def write_data(folder: Path, labels: str = "classlabel", suffix: str = "parquet"
         {"parquet": data.to_parquet, "csv": data.to_csv, "jsonl": data.to_json}[suffix](str(path))
         files[split] = str(path)
     return files
+
+
+def write_text_task(root: Path, teacher_layers: int = 4) -> Path:
+    """A tokenizer (``root/tokenizer``), parquet splits (``root/data``) and a BERT teacher labelled :data:`INTENTS`
+    (``root/teacher``): the text distillation tests' task. Returns ``root``."""
+    write_tokenizer(root / "tokenizer")
+    write_data(root / "data")
+    write_bert(root / "teacher", layers=teacher_layers, labels=INTENTS)
+    return root
+
+
+def text_data(folder: Path, **kwargs):
+    """The ``TextClassificationDataModule`` of :func:`write_text_task`'s splits (batch 8; ``kwargs`` override)."""
+    from lightning_distill.data import TextClassificationDataModule
+
+    files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
+    kwargs.setdefault("tokenizer", str(folder / "tokenizer"))
+    return TextClassificationDataModule(data_files=files, label_column="intent", batch_size=8, **kwargs)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_trainer
-from tiny_text import INTENTS, write_bert, write_data, write_distilbert, write_tokenizer
+from tiny_text import INTENTS, text_data, write_bert, write_distilbert, write_text_task, write_tokenizer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_distill.batch import student_inputs
@@ -19,17 +19,7 @@ ID2LABEL = dict(enumerate(INTENTS))
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("text")
-    write_tokenizer(root / "tokenizer")
-    write_data(root / "data")
-    write_bert(root / "teacher", layers=4, labels=INTENTS)
-    return root
-
-
-def _data(folder: Path, **kwargs) -> TextClassificationDataModule:
-    files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
-    kwargs.setdefault("tokenizer", str(folder / "tokenizer"))
-    return TextClassificationDataModule(data_files=files, label_column="intent", batch_size=8, **kwargs)
+    return write_text_task(tmp_path_factory.mktemp("text"))
 
 
 def _module(folder: Path, **kwargs) -> DistillationModule:
@@ -45,7 +35,7 @@ def _fit(module: pl.LightningModule, data: pl.LightningDataModule, **kwargs) -> 
 
 
 def test_cached_and_uncached_teacher_logits_give_the_same_loss(folder: Path) -> None:
-    data = _data(folder)
+    data = text_data(folder)
     module = _module(folder, cache_teacher_logits=True)
     _fit(module, data)
     assert module.cached_teacher_logits is not None and module.cached_teacher_logits.shape == (48, 3)
@@ -64,17 +54,17 @@ def test_cached_and_uncached_teacher_logits_give_the_same_loss(folder: Path) -> 
 def test_cache_is_keyed_by_teacher_and_tokenization(folder: Path, tmp_path: Path) -> None:
     cache_dir = str(tmp_path / "cache")
     first = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
-    _fit(first, _data(folder))
+    _fit(first, text_data(folder))
     again = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
-    _fit(again, _data(folder))
+    _fit(again, text_data(folder))
     assert again.teacher_cache_key == first.teacher_cache_key and len(list(Path(cache_dir).iterdir())) == 1
 
     changed_teacher = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
     with torch.no_grad():
         changed_teacher.teacher.model.classifier.bias.add_(1.0)
-    _fit(changed_teacher, _data(folder))
+    _fit(changed_teacher, text_data(folder))
     truncated = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
-    _fit(truncated, _data(folder, max_length=3))
+    _fit(truncated, text_data(folder, max_length=3))
     keys = {first.teacher_cache_key, changed_teacher.teacher_cache_key, truncated.teacher_cache_key}
     assert len(keys) == 3 and len(list(Path(cache_dir).iterdir())) == 3
     # the changed teacher's cache holds its own logits, not the stale ones
@@ -141,7 +131,7 @@ def test_feature_losses_train_the_student_and_the_projection(folder: Path, tmp_p
     )
     assert module.hidden_state_loss.projections["1"].weight.shape == (16, 8)
     before = module.hidden_state_loss.projections["1"].weight.detach().clone()
-    trainer = _fit(module, _data(folder))
+    trainer = _fit(module, text_data(folder))
     metrics = trainer.callback_metrics
     assert metrics["train/hidden_loss"] > 0 and metrics["train/attention_loss"] > 0
     total = metrics["train/soft_loss"] * 0.7 + metrics["train/hard_loss"] * 0.3
@@ -170,7 +160,7 @@ def test_feature_losses_need_models_that_return_hidden_states() -> None:
 def test_tokenizer_larger_than_the_student_embedding_is_refused(folder: Path, tmp_path: Path) -> None:
     big = write_tokenizer(tmp_path / "big", extra_words=10)
     with pytest.raises(ValueError, match="the tokenizer has 29 tokens but the student's embedding table has 19 rows"):
-        _fit(_module(folder), _data(folder, tokenizer=big))
+        _fit(_module(folder), text_data(folder, tokenizer=big))
 
 
 def test_teacher_with_other_labels_is_refused(folder: Path) -> None:
@@ -183,7 +173,7 @@ def test_bert_teacher_teaches_a_distilbert_student_with_another_tokenizer(folder
     teacher_tokenizer = write_tokenizer(tmp_path / "teacher_tokenizer", extra_words=4)
     teacher = TransformerClassifier(write_bert(tmp_path / "teacher", vocab_size=23, labels=INTENTS), id2label=ID2LABEL)
     student = TransformerClassifier(write_distilbert(tmp_path / "student"), id2label=ID2LABEL)
-    data = _data(folder, teacher_tokenizer=teacher_tokenizer)
+    data = text_data(folder, teacher_tokenizer=teacher_tokenizer)
     assert data.teacher_encodes_separately
     module = DistillationModule(student, teacher, num_classes=3, cache_teacher_logits=True)
     _fit(module, data)
@@ -230,4 +220,4 @@ def test_plain_fine_tuning_also_refuses_a_tokenizer_larger_than_the_embedding(fo
     big = write_tokenizer(tmp_path / "big", extra_words=10)
     module = ClassifierModule(TransformerClassifier(str(folder / "teacher"), id2label=ID2LABEL), num_classes=3)
     with pytest.raises(ValueError, match="the tokenizer has 29 tokens but the model's embedding table has 19 rows"):
-        _fit(module, _data(folder, tokenizer=big))
+        _fit(module, text_data(folder, tokenizer=big))

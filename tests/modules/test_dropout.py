@@ -6,10 +6,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import tiny_trainer
-from tiny_text import INTENTS, write_bert, write_data, write_tokenizer
+from tiny_text import INTENTS, text_data, write_text_task
 from torch import nn
 
-from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import KDLoss
 from lightning_distill.models import StudentFromTeacher, TransformerClassifier
 from lightning_distill.models.dropout import dropout_probabilities, set_dropout
@@ -20,18 +19,7 @@ ID2LABEL = dict(enumerate(INTENTS))
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dropout")
-    write_tokenizer(root / "tokenizer")
-    write_data(root / "data")
-    write_bert(root / "teacher", layers=2, labels=INTENTS)
-    return root
-
-
-def _data(folder: Path) -> TextClassificationDataModule:
-    files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
-    return TextClassificationDataModule(
-        data_files=files, label_column="intent", batch_size=8, tokenizer=str(folder / "tokenizer")
-    )
+    return write_text_task(tmp_path_factory.mktemp("dropout"), teacher_layers=2)
 
 
 class _Modes(pl.Callback):
@@ -62,7 +50,7 @@ def test_a_pretrained_model_arrives_in_eval_mode(folder: Path) -> None:
 def test_classifier_trains_with_the_models_dropout_by_default(folder: Path) -> None:
     module = ClassifierModule(TransformerClassifier(str(folder / "teacher"), id2label=ID2LABEL), num_classes=3)
     modes = _Modes("model")
-    _fit(module, _data(folder), modes)
+    _fit(module, text_data(folder), modes)
     assert modes.seen["model"] and all(training and p == pytest.approx(0.1) for training, p in modes.seen["model"])
 
 
@@ -70,7 +58,7 @@ def test_classifier_dropout_zero_turns_it_off_and_is_saved_in_the_config(folder:
     model = TransformerClassifier(str(folder / "teacher"), id2label=ID2LABEL)
     module = ClassifierModule(model, num_classes=3, dropout=0.0)
     modes = _Modes("model")
-    _fit(module, _data(folder), modes)
+    _fit(module, text_data(folder), modes)
     assert all(training and p == 0.0 for training, p in modes.seen["model"])
     assert model.config.hidden_dropout_prob == 0.0 and model.config.attention_probs_dropout_prob == 0.0
 
@@ -80,7 +68,7 @@ def test_distillation_trains_the_student_with_dropout_and_keeps_the_teacher_in_e
     student = StudentFromTeacher(str(folder / "teacher"), layers=[0], id2label=ID2LABEL)
     module = DistillationModule(student, teacher, loss=KDLoss(temperature=2.0), num_classes=3, dropout=0.3)
     modes = _Modes("student", "teacher")
-    _fit(module, _data(folder), modes)
+    _fit(module, text_data(folder), modes)
     assert modes.seen["student"] and all(training and p == 0.3 for training, p in modes.seen["student"])
     assert modes.seen["teacher"] and not any(training for training, _ in modes.seen["teacher"])
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_trainer
-from tiny_text import INTENTS, write_bert, write_data, write_tokenizer
+from tiny_text import INTENTS, text_data, write_text_task
 
 from lightning_distill.batch import student_inputs
-from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import KDLoss
 from lightning_distill.losses.kd import kd_loss
 from lightning_distill.models import MLP, StudentFromTeacher, TransformerClassifier
@@ -22,18 +21,7 @@ ID2LABEL = dict(enumerate(INTENTS))
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("text")
-    write_tokenizer(root / "tokenizer")
-    write_data(root / "data")
-    write_bert(root / "teacher", layers=4, labels=INTENTS)
-    return root
-
-
-def _data(folder: Path) -> TextClassificationDataModule:
-    files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
-    return TextClassificationDataModule(
-        str(folder / "tokenizer"), data_files=files, label_column="intent", batch_size=8
-    )
+    return write_text_task(tmp_path_factory.mktemp("text"))
 
 
 def _module(folder: Path, **kwargs) -> DistillationModule:
@@ -46,7 +34,7 @@ def _module(folder: Path, **kwargs) -> DistillationModule:
 
 
 def _fit(module: DistillationModule, folder: Path) -> DistillationModule:
-    tiny_trainer(limit_train_batches=1, limit_val_batches=0, num_sanity_val_steps=0).fit(module, _data(folder))
+    tiny_trainer(limit_train_batches=1, limit_val_batches=0, num_sanity_val_steps=0).fit(module, text_data(folder))
     return module
 
 
@@ -65,7 +53,7 @@ def test_float16_cache_changes_the_kd_loss_by_less_than_1e_3(folder: Path) -> No
     half = _fit(_module(folder, teacher_cache_dtype="float16"), folder)
     assert half.cached_teacher_logits.nbytes * 2 == full.cached_teacher_logits.nbytes == 48 * 3 * 4
     half.eval()
-    data = _data(folder)
+    data = text_data(folder)
     data.setup("fit")
     batch = data.collator()([data.dataset("train")[i] for i in range(48)])
     with torch.no_grad():
