@@ -97,12 +97,19 @@ def interleaved_latency(models: dict[str, nn.Module], data: Any, args: argparse.
     """
     example = data.benchmark_data("test")[0][:1]
     predictors = {name: module_predictor(model.eval(), data.encode) for name, model in models.items()}
-    timings: dict[str, list[float]] = {name: [] for name in models}
-    per_round = max(1, args.iterations // args.rounds)
-    with torch_threads(args.latency_threads), torch.inference_mode():
-        for _ in range(args.rounds):
+    return latency_in_turns(predictors, example, args.latency_threads, args.iterations, args.rounds, warmup=5)
+
+
+def latency_in_turns(
+    predictors: dict[str, Any], example: Any, threads: int, iterations: int, rounds: int, warmup: int
+) -> dict[str, dict]:
+    """Latency statistics of each predictor on ``example``, ``iterations / rounds`` calls per predictor per round."""
+    timings: dict[str, list[float]] = {name: [] for name in predictors}
+    per_round = max(1, iterations // rounds)
+    with torch_threads(threads), torch.inference_mode():
+        for _ in range(rounds):
             for name, predict in predictors.items():
-                timings[name] += latency_ms(predict, example, warmup=5, iterations=per_round)
+                timings[name] += latency_ms(predict, example, warmup=warmup, iterations=per_round)
     return {name: {k: round(v, 4) for k, v in summarize_latency(t).items()} for name, t in timings.items()}
 
 
@@ -201,19 +208,15 @@ def resnet18_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
         model = copy.deepcopy(models["resnet18/dense"])
         prune_structured(model, sparsity, unit_types=["channels"], example_inputs=example)
         models[f"resnet18/structured-{round(100 * sparsity)}"] = model.eval()
-    timings: dict[str, list[float]] = {name: [] for name in models}
+    latency = latency_in_turns(models, example, args.latency_threads, args.resnet_iterations, args.rounds, warmup=3)
     per_round = max(1, args.resnet_iterations // args.rounds)
-    with torch_threads(args.latency_threads), torch.inference_mode():
-        for _ in range(args.rounds):
-            for name, model in models.items():
-                timings[name] += latency_ms(model, example, warmup=3, iterations=per_round)
     rows = []
     for name, model in models.items():
         with tempfile.TemporaryDirectory() as folder:
             save_pruned(model, folder)
             size = file_size_mb(Path(folder) / "model.pt")
         sparsity = 0.0 if name.endswith("dense") else int(name.rsplit("-", 1)[1]) / 100
-        stats = {k: round(v, 4) for k, v in summarize_latency(timings[name]).items()}
+        stats = latency[name]
         params = sum(p.numel() for p in model.parameters())
         row = {"name": name, "task": "resnet18", "method": "dense" if sparsity == 0 else "structured"}
         rows.append({**row, "sparsity": sparsity, "params": params, "nonzero_params": params, "size_mb": size, **stats})
