@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> None:
         default="teacher",
         help="cut the student from the fine-tuned teacher (default: its layers and trained head) or from --model",
     )
+    parser.add_argument(
+        "--configs",
+        default=str(ROOT / "configs" / "clinc" / "offline"),
+        help="folder with the teacher.yaml and distill.yaml the fits start from (default: configs/clinc/offline)",
+    )
     add_common_options(parser)
     parser.set_defaults(prune=True)
     args = parser.parse_args(argv)
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("missing inputs, nothing was run:\n  " + "\n  ".join(missing))
 
     settings = TextRecipeSettings(
-        configs=str(ROOT / "configs" / "clinc" / "offline"),
+        configs=args.configs,
         title="CLINC150 offline: MiniLM-L6 teacher vs. compressed 3-layer students",
         data={"data_files": data_files},
         tokenizer=tokenizer,

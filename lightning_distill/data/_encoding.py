@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import BatchSampler, Dataset, Sampler
 
 
 def tokenizer_digest(tokenizer: Any) -> str:
@@ -120,38 +120,55 @@ class TokenizedSplit(Dataset):
         return item
 
 
-class LengthGroupedBatches(Sampler[list[int]]):
+class LengthGroupedBatches(BatchSampler):
     """Shuffled batches of examples of similar length, so dynamic padding pads little.
 
-    The examples are shuffled (with the global torch RNG, so ``seed_everything`` fixes the order), cut into groups of
-    ``group_size`` batches, sorted by length inside each group, batched, and the batches shuffled again. The order is
-    held in numpy arrays; each batch becomes a list only when it is read.
+    The examples come shuffled from ``sampler`` (a ``RandomSampler``, drawing from the global torch RNG, so
+    ``seed_everything`` fixes the order; under DDP Lightning swaps in its ``DistributedSampler``, so each process
+    groups its own share), are cut into groups of ``group_size`` batches, sorted by length inside each group, batched,
+    and the batches shuffled again. The order is held in numpy arrays; each batch becomes a list only when it is read.
 
     Args:
-        lengths: Token count of each example.
+        sampler: The shuffled example indices to batch (``RandomSampler(dataset)``).
         batch_size: Examples per batch.
+        drop_last: Leave out the last, smaller batch of every group.
+        lengths: Token count of each example of the data set (indexed by what ``sampler`` yields).
         group_size: Batches per sorted group; larger groups pad less but mix lengths less across an epoch.
     """
 
-    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, group_size: int = 50) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[int] | Sequence[int],
+        batch_size: int,
+        drop_last: bool = False,
+        lengths: Sequence[int] | np.ndarray | None = None,
+        group_size: int = 50,
+    ) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        if lengths is None:
+            raise ValueError("LengthGroupedBatches needs the lengths of the examples")
         self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.batch_size = batch_size
         self.group_size = group_size
 
     def __len__(self) -> int:
-        n, chunk = len(self.lengths), self.batch_size * self.group_size
+        n, chunk = len(self.sampler), self.batch_size * self.group_size
         full, rest = divmod(n, chunk)
-        return full * -(-chunk // self.batch_size) + -(-rest // self.batch_size)
+        if self.drop_last:
+            return full * self.group_size + rest // self.batch_size
+        return full * self.group_size + -(-rest // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(len(self.lengths)).numpy()
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
         chunk = self.batch_size * self.group_size
-        starts = []  # (group start, batch start inside the group) of every batch, in group order
+        starts, ends = [], []  # every batch's slice of ``order``, in group order
         for start in range(0, len(order), chunk):
             part = order[start : start + chunk]
             order[start : start + chunk] = part[np.argsort(self.lengths[part], kind="stable")]
-            starts += [start + offset for offset in range(0, len(part), self.batch_size)]
-        ends = [min(start + self.batch_size, (start // chunk + 1) * chunk, len(order)) for start in starts]
+            for offset in range(0, len(part), self.batch_size):
+                stop = min(offset + self.batch_size, len(part))
+                if stop - offset == self.batch_size or not self.drop_last:
+                    starts.append(start + offset)
+                    ends.append(start + stop)
         # Both permutations are drawn when the iterator is made, not at its first batch: the DataLoader draws its
         # base seed from the same RNG right after iter(sampler), and the order must not depend on that.
         shuffled = torch.randperm(len(starts)).tolist()

@@ -119,13 +119,21 @@ class ClassifierModule(pl.LightningModule):
         )
 
 
+def fused_supported(params: list[nn.Parameter]) -> bool:
+    """Whether AdamW's fused kernel (one kernel over all tensors: what ``transformers.Trainer`` uses by default) can
+    step ``params``: plain floating-point tensors on CPU or CUDA, not sharded ``DTensor`` s."""
+    return bool(params) and all(
+        type(p.data) is torch.Tensor and p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )
+
+
 def build_optimizer(
     module: pl.LightningModule, learning_rate: float, weight_decay: float, warmup_fraction: float
 ) -> Any:
     """AdamW over the trainable parameters, with an optional linear warm-up then linear decay."""
     trainable = getattr(module, "trainable_parameters", None)
     params = list(trainable()) if trainable is not None else [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused_supported(params))
     if warmup_fraction <= 0:
         return optimizer
     total = max(1, int(module.trainer.estimated_stepping_batches))

@@ -111,13 +111,14 @@ def test_fingerprint_follows_data_tokenizer_and_truncation(tmp_path: Path, token
 
 
 def test_group_by_length_batches_similar_lengths_and_covers_every_example(tmp_path: Path, tokenizer: str) -> None:
-    data = _data(tokenizer, write_data(tmp_path, sizes=(200, 12, 12)), batch_size=8, group_by_length=True)
+    data = _data(tokenizer, write_data(tmp_path, sizes=(200, 12, 12)), batch_size=8)  # grouping is the default
     loader = data.train_dataloader()
     batches = list(loader)
     assert len(batches) == len(loader) == 25
     assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(200))
     grouped = sum(b["input_ids"].numel() for b in batches)
-    plain = sum(b["input_ids"].numel() for b in _data(tokenizer, data.data_files, batch_size=8).train_dataloader())
+    uniform = _data(tokenizer, data.data_files, batch_size=8, group_by_length=False).train_dataloader()
+    plain = sum(b["input_ids"].numel() for b in uniform)
     assert grouped < plain
     torch.manual_seed(1)
     first = [b["index"].tolist() for b in data.train_dataloader()]

@@ -117,7 +117,8 @@ def test_length_grouped_order_is_drawn_when_the_iterator_is_made() -> None:
     depend on that draw (they did while the sampler was a generator, which changed the recipes' training order)."""
     from lightning_distill.data._encoding import LengthGroupedBatches
 
-    sampler = LengthGroupedBatches([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7], batch_size=3, group_size=2)
+    lengths = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]
+    sampler = LengthGroupedBatches(torch.utils.data.RandomSampler(lengths), 3, lengths=lengths, group_size=2)
     torch.manual_seed(0)
     batches = iter(sampler)
     torch.rand(1)  # what the DataLoader does between iter() and the first batch
@@ -126,3 +127,25 @@ def test_length_grouped_order_is_drawn_when_the_iterator_is_made() -> None:
     assert after_a_draw == list(iter(sampler))
     assert sorted(i for batch in after_a_draw for i in batch) == list(range(14))
     assert len(after_a_draw) == len(sampler)
+
+
+def test_length_grouped_batches_take_a_distributed_share() -> None:
+    """Under DDP Lightning rebuilds the batch sampler around its ``DistributedSampler``: each process then groups its
+    own share, the shares are disjoint, cover every example and give every process the same number of batches."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    from lightning_distill.data._encoding import LengthGroupedBatches
+
+    lengths = np.random.default_rng(0).integers(1, 30, size=101)
+    shares = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(range(101), num_replicas=2, rank=rank, shuffle=True, seed=3)
+        batches = list(LengthGroupedBatches(sampler, 4, lengths=lengths, group_size=5))
+        assert len(batches) == len(LengthGroupedBatches(sampler, 4, lengths=lengths, group_size=5)) == 13
+        # sorted inside each group of 5 batches: the spread of lengths within a batch is small
+        assert np.mean([np.ptp(lengths[b]) for b in batches]) < np.ptp(lengths) / 3
+        shares.append([i for b in batches for i in b])
+    assert len(set(shares[0]) & set(shares[1])) <= 1  # DistributedSampler repeats one example to even the shares
+    assert set(shares[0]) | set(shares[1]) == set(range(101))
+    dropped = list(LengthGroupedBatches(sampler, 4, drop_last=True, lengths=lengths, group_size=5))
+    assert all(len(b) == 4 for b in dropped) and len(dropped) == 12

@@ -43,6 +43,7 @@ class TextRecipeSettings:
         teacher_dropout: Dropout of the teacher fit (``ClassifierModule(dropout=...)``); None keeps the config's.
         dropout: Dropout of the student in the distill and prune fits (``DistillationModule(dropout=...)``); None
             keeps the config's.
+        seed: ``seed_everything`` of every fit (teacher, distill, prune); None keeps the configs' (0).
         command: The command line that ran the recipe, shown in the report (not compared).
     """
 
@@ -67,6 +68,7 @@ class TextRecipeSettings:
     bench_iterations: int = 100
     teacher_dropout: float | None = None
     dropout: float | None = None
+    seed: int | None = None
     command: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +108,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-iterations", type=int, default=100, help="timed batch-1 calls per artifact")
     parser.add_argument("--teacher-dropout", type=float, help="dropout of the teacher fit (default: the config's)")
     parser.add_argument("--dropout", type=float, help="dropout of the student while distilled (default: the config's)")
+    parser.add_argument("--seed", type=int, help="seed_everything of every fit (default: the configs', 0)")
 
 
 _COMMON = (
@@ -121,6 +124,7 @@ _COMMON = (
     "bench_iterations",
     "teacher_dropout",
     "dropout",
+    "seed",
 )
 
 
@@ -138,9 +142,9 @@ def _fraction_or_count(text: str) -> float | int:
 # later one. The report depends on every setting (it lists them).
 _FIT = ("data", "tokenizer", "teacher_tokenizer", "limit_train_batches", "limit_val_batches")
 STEP_OPTIONS = {
-    "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout"),
-    "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout"),
-    "prune": (*_FIT, "sparsity", "prune_epochs", "dropout"),
+    "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout", "seed"),
+    "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout", "seed"),
+    "prune": (*_FIT, "sparsity", "prune_epochs", "dropout", "seed"),
     "quantize": ("prune",),
     "export": ("data", "prune"),
     "benchmark": ("data", "tokenizer", "teacher_tokenizer", "prune", "test_limit", "bench_threads", "bench_iterations"),

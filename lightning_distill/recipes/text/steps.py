@@ -131,6 +131,8 @@ class TextRecipeSteps:
         data.update({**settings.data, "tokenizer": settings.teacher_tokenizer or settings.tokenizer})
         if settings.teacher_dropout is not None:
             init_args(config, "model")["dropout"] = settings.teacher_dropout
+        if settings.seed is not None:
+            config["seed_everything"] = settings.seed
         return config
 
     def distill_config(self, teacher: str, student: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,6 +150,8 @@ class TextRecipeSteps:
         module.update(teacher_checkpoint=None, teacher_cache_dir=str(self.recipe.folder / "teacher_logits"))
         if settings.dropout is not None:
             module["dropout"] = settings.dropout
+        if settings.seed is not None:
+            config["seed_everything"] = settings.seed
         tokenizers = {"tokenizer": settings.tokenizer, "teacher_tokenizer": self.teacher_tokenizer(teacher)}
         init_args(config, "data").update({**settings.data, **tokenizers})
         if student is not None:
