@@ -103,7 +103,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert export["embedding_int8"] is True  # ORT quantized the embedding's Gather
     markdown = (folder / "report.md").read_text()
     assert markdown.startswith("# CLINC150 offline")
-    assert "Target of issue 6" in markdown and "--teacher-epochs 2" in markdown
+    assert "Target of issue 14" in markdown and "--teacher-epochs 2" in markdown
     assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((folder / "report_settings.json").read_text())
     assert settings["settings"]["epochs"] == 1
