@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import tempfile
 import time
@@ -274,8 +275,10 @@ def _comparison(result: dict[str, Any]) -> dict[str, Any]:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {k: v for k, v in vars(args).items() if k != "labels"}
-    settings.update(torch=torch.__version__, transformers=transformers.__version__, lightning=pl.__version__,
-                    machine=platform.machine(), cpu_count=torch.get_num_threads())  # fmt: skip
+    settings.update(
+        torch=torch.__version__, transformers=transformers.__version__, lightning=pl.__version__,
+        machine=platform.machine(), cpu_count=os.cpu_count(), intra_op_threads=torch.get_num_threads(),
+    )  # fmt: skip
     return settings
 
 

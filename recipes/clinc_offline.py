@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
         "runs/clinc_offline/teacher from benchmarks/clinc_offline.py) or a Lightning checkpoint of "
         "configs/clinc/offline/teacher.yaml",
     )
-    parser.add_argument("--layers", type=int, nargs="+", default=[0, 2, 4], help="teacher layers the student keeps")
+    parser.add_argument(
+        "--layers", type=int, nargs="+", default=[1, 3, 5], help="teacher layers the student keeps (default 1 3 5)"
+    )
     parser.add_argument(
         "--student-from",
         choices=["teacher", "model"],
