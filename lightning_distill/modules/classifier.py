@@ -127,13 +127,41 @@ def fused_supported(params: list[nn.Parameter]) -> bool:
     )
 
 
+def gradients_stay_scaled(trainer: Any) -> bool:
+    """Whether Lightning would hand a fused optimizer gradients still multiplied by the loss scale: 16-bit AMP with a
+    ``GradScaler`` outside FSDP. Gradient clipping then fails, and callbacks that read gradients before the step
+    (Taylor pruning scores) would see them scaled, so such fits keep the ``foreach`` kernel."""
+    from lightning.pytorch.plugins.precision import FSDPPrecision
+
+    plugin = getattr(trainer, "precision_plugin", None)
+    return getattr(plugin, "scaler", None) is not None and not isinstance(plugin, FSDPPrecision)
+
+
+def _keep_kernel_on_load(optimizer: torch.optim.Optimizer) -> None:
+    """Loading an optimizer state replaces each group's ``fused``/``foreach`` flags with the saved ones, which may not
+    match the kernel this optimizer was built for (a checkpoint from before fused AdamW, or from another machine):
+    keep the flags it was built with."""
+    built = [(group.get("fused"), group.get("foreach")) for group in optimizer.param_groups]
+
+    def hook(_: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+        groups = [dict(group) for group in state_dict["param_groups"]]
+        for group, (fused, foreach) in zip(groups, built, strict=False):
+            group["fused"], group["foreach"] = fused, foreach
+        return {**state_dict, "param_groups": groups}
+
+    optimizer.register_load_state_dict_pre_hook(hook)
+
+
 def build_optimizer(
     module: pl.LightningModule, learning_rate: float, weight_decay: float, warmup_fraction: float
 ) -> Any:
-    """AdamW over the trainable parameters, with an optional linear warm-up then linear decay."""
+    """AdamW over the trainable parameters (fused kernel where :func:`fused_supported` and the precision allow it),
+    with an optional linear warm-up then linear decay."""
     trainable = getattr(module, "trainable_parameters", None)
     params = list(trainable()) if trainable is not None else [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused_supported(params))
+    fused = fused_supported(params) and not gradients_stay_scaled(getattr(module, "_trainer", None))
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused or None)
+    _keep_kernel_on_load(optimizer)
     if warmup_fraction <= 0:
         return optimizer
     total = max(1, int(module.trainer.estimated_stepping_batches))

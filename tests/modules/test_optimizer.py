@@ -34,3 +34,30 @@ def test_parameters_the_fused_kernel_cannot_take_fall_back() -> None:
     assert not fused_supported([])
     assert not fused_supported([nn.Parameter(torch.zeros(2, device="meta"))])
     assert fused_supported([nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, dtype=torch.float16))])
+
+
+def test_a_saved_state_keeps_the_kernel_the_optimizer_was_built_for() -> None:
+    """A checkpoint from before fused AdamW (``fused: None``) resumes on the fused kernel, and the reverse."""
+    module = ClassifierModule(_mlp(), learning_rate=1e-2)
+    fused = module.configure_optimizers()
+    old = torch.optim.AdamW(module.model.parameters(), lr=1e-2, foreach=True)
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    nn.functional.cross_entropy(module.model(x), y).backward()
+    old.step()
+    fused.load_state_dict(old.state_dict())
+    assert fused.param_groups[0]["fused"] is True and not fused.param_groups[0]["foreach"]
+    fused.step()  # runs on the fused kernel with the loaded moments
+    assert fused.state[next(iter(module.model.parameters()))]["step"].item() == 2
+
+
+def test_16_bit_amp_with_a_grad_scaler_keeps_the_foreach_kernel() -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from lightning_distill.modules.classifier import gradients_stay_scaled
+
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    assert gradients_stay_scaled(SimpleNamespace(precision_plugin=MixedPrecision("16-mixed", "cuda", scaler=scaler)))
+    assert not gradients_stay_scaled(SimpleNamespace(precision_plugin=MixedPrecision("bf16-mixed", "cpu")))
+    assert not gradients_stay_scaled(None)
