@@ -147,6 +147,8 @@ class LengthGroupedBatches(BatchSampler):
         super().__init__(sampler, batch_size, drop_last)
         if lengths is None:
             raise ValueError("LengthGroupedBatches needs the lengths of the examples")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.group_size = group_size
 

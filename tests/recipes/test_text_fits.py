@@ -92,3 +92,17 @@ def test_a_config_without_the_class_the_recipe_sets_is_named(tmp_path: Path) -> 
 def test_a_dropout_out_of_range_is_refused_before_any_fit(name: str) -> None:
     with pytest.raises(ValueError, match=rf"{name} must be None .* or in \[0, 1\), got 1.5"):
         TextRecipeSettings("configs", "t", {}, "tok", "teacher", None, None, **{name: 1.5})
+
+
+def test_the_seed_reaches_every_fit_and_an_impossible_one_is_refused(
+    settings: TextRecipeSettings, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    steps = TextRecipeSteps(Recipe("text", root=tmp_path / "runs"), replace(settings, seed=7))
+    assert steps.teacher_config()["seed_everything"] == 7
+    assert steps.distill_config(settings.teacher_base)["seed_everything"] == 7
+    unseeded = TextRecipeSteps(Recipe("text", root=tmp_path / "runs"), settings)
+    assert unseeded.teacher_config()["seed_everything"] == 0  # the config's
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*32\), got -1"):
+        replace(settings, seed=-1)

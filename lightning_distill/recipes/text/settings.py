@@ -84,6 +84,8 @@ class TextRecipeSettings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 (a fraction of the batches, or a count), got {value}")
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
         for name in ("teacher_dropout", "dropout"):  # before any fit, rather than when the fit builds its module
             check_dropout(getattr(self, name), name)
 
