@@ -287,3 +287,16 @@ def test_prune_step_refuses_a_run_too_short_to_prune_gradually() -> None:
     settings = TextRecipeSettings("configs", "t", {}, "tok", "teacher", None, None, prune_epochs=1)
     with pytest.raises(ValueError, match=r"the prune step has 1 optimizer step\(s\).*raise --prune-epochs"):
         gradual_pruning(settings, 1)
+
+
+def test_prune_importance_reaches_the_callback_and_is_checked() -> None:
+    from lightning_distill.callbacks import StructuredPruning
+    from lightning_distill.recipes.text import TextRecipeSettings, gradual_pruning
+
+    base = dict(configs="c", title="t", data={}, tokenizer="tok", teacher="teacher", teacher_base=None)
+    base["student_base"] = None
+    assert gradual_pruning(TextRecipeSettings(**base), 239)["init_args"]["importance"] == "taylor"
+    args = gradual_pruning(TextRecipeSettings(**base, prune_importance="l1"), 239)["init_args"]
+    assert StructuredPruning(**args, verbose=False).importance == "l1"
+    with pytest.raises(ValueError, match="prune_importance must be 'taylor' or 'l1', got 'random'"):
+        TextRecipeSettings(**base, prune_importance="random")

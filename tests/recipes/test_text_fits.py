@@ -106,3 +106,19 @@ def test_the_seed_reaches_every_fit_and_an_impossible_one_is_refused(
     assert unseeded.teacher_config()["seed_everything"] == 0  # the config's
     with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*32\), got -1"):
         replace(settings, seed=-1)
+
+
+def test_the_prune_step_can_learn_from_the_unpruned_student(settings: TextRecipeSettings, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    distilled = write_bert(tmp_path / "distilled", layers=2, hidden=32, heads=4, labels=INTENTS, seed=2)
+    write_tokenizer(tmp_path / "distilled")
+    steps = TextRecipeSteps(Recipe("text", root=tmp_path / "runs"), replace(settings, prune_teacher="student"))
+    student = {"class_path": "lightning_distill.models.TransformerClassifier", "init_args": {"checkpoint": distilled}}
+    config = steps.distill_config(steps.prune_teacher_folder(distilled), student)
+    module = build_fit(with_trainer(config, settings, tmp_path / "fit", 1)).model
+    teacher_model, student_model = module.teacher.model, module.student.model
+    assert teacher_model.config.num_hidden_layers == 2  # the distilled student, not a 4-layer teacher
+    assert (teacher_model.classifier.weight == student_model.classifier.weight).all()
+    with pytest.raises(ValueError, match="prune_teacher must be 'teacher' or 'student', got 'both'"):
+        replace(settings, prune_teacher="both")

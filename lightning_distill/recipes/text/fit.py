@@ -174,7 +174,7 @@ def gradual_pruning(settings: TextRecipeSettings, batches_per_epoch: int) -> dic
             "unit": "step",
             "frequency": frequency,
             "schedule": "cubic",
-            "importance": "taylor",
+            "importance": settings.prune_importance,
             "include": ["student.*"],
         },
     }

@@ -35,6 +35,10 @@ class TextRecipeSettings:
         epochs: Epochs of distillation; None keeps the config's.
         prune_epochs: Epochs of the pruning fit (with the teacher's soft targets): units are removed in the first half,
             the second half fine-tunes the pruned student.
+        prune_importance: How the prune step scores heads and FFN neurons: ``"taylor"`` (first-order loss change,
+            gathered on the training batches) or ``"l1"`` (weight norms).
+        prune_teacher: Whose soft targets the prune step learns: ``"teacher"`` (the fine-tuned teacher) or
+            ``"student"`` (the distilled student before pruning, as CoFi pruning distils from the unpruned model).
         limit_train_batches: Trainer's ``limit_train_batches`` of every fit (fraction or batch count); None: all.
         limit_val_batches: Trainer's ``limit_val_batches`` of every fit; None: all.
         test_limit: Benchmark accuracy on the first ``test_limit`` test texts only; None: all.
@@ -61,6 +65,8 @@ class TextRecipeSettings:
     teacher_epochs: int | None = None
     epochs: int | None = None
     prune_epochs: int = 8
+    prune_importance: str = "taylor"
+    prune_teacher: str = "teacher"
     limit_train_batches: float | None = None
     limit_val_batches: float | None = None
     test_limit: int | None = None
@@ -74,6 +80,10 @@ class TextRecipeSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if self.prune_importance not in ("taylor", "l1"):
+            raise ValueError(f"prune_importance must be 'taylor' or 'l1', got {self.prune_importance!r}")
+        if self.prune_teacher not in ("teacher", "student"):
+            raise ValueError(f"prune_teacher must be 'teacher' or 'student', got {self.prune_teacher!r}")
         if self.teacher is None and self.teacher_base is None:
             raise ValueError("give a fine-tuned teacher, or a teacher_base for the teacher fit")
         for name in ("teacher_epochs", "epochs", "prune_epochs", "test_limit", "bench_threads", "bench_iterations"):
@@ -102,6 +112,18 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--prune-epochs", type=int, default=8, help="epochs of the pruning fit: prune in the first half (default 8)"
     )
     parser.add_argument(
+        "--prune-importance",
+        choices=["taylor", "l1"],
+        default="taylor",
+        help="scores of the heads and FFN neurons the prune step removes (default taylor)",
+    )
+    parser.add_argument(
+        "--prune-teacher",
+        choices=["teacher", "student"],
+        default="teacher",
+        help="soft targets of the prune step: the teacher's (default) or the unpruned distilled student's",
+    )
+    parser.add_argument(
         "--limit-train-batches", type=_fraction_or_count, help="per fit: a fraction (0.25) or a count (100) of batches"
     )
     parser.add_argument("--limit-val-batches", type=_fraction_or_count, help="per fit, as --limit-train-batches")
@@ -119,6 +141,8 @@ _COMMON = (
     "teacher_epochs",
     "epochs",
     "prune_epochs",
+    "prune_importance",
+    "prune_teacher",
     "limit_train_batches",
     "limit_val_batches",
     "test_limit",
@@ -146,7 +170,7 @@ _FIT = ("data", "tokenizer", "teacher_tokenizer", "limit_train_batches", "limit_
 STEP_OPTIONS = {
     "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout", "seed"),
     "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout", "seed"),
-    "prune": (*_FIT, "sparsity", "prune_epochs", "dropout", "seed"),
+    "prune": (*_FIT, "sparsity", "prune_epochs", "prune_importance", "prune_teacher", "dropout", "seed"),
     "quantize": ("prune",),
     "export": ("data", "prune"),
     "benchmark": ("data", "tokenizer", "teacher_tokenizer", "prune", "test_limit", "bench_threads", "bench_iterations"),

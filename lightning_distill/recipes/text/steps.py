@@ -98,6 +98,10 @@ class TextRecipeSteps:
         """The fine-tuned teacher's ``save_pretrained`` folder (the teacher step's result)."""
         return self.recipe.result("teacher")["model"]
 
+    def prune_teacher_folder(self, distilled: str) -> str:
+        """The folder whose soft targets the prune step learns: the teacher's, or the ``distilled`` student's."""
+        return distilled if self.settings.prune_teacher == "student" else self.teacher_folder()
+
     def teacher_tokenizer(self, teacher: str) -> str:
         """The tokenizer of the fine-tuned ``teacher`` folder: its own, else ``teacher_tokenizer`` or ``tokenizer``."""
         if has_tokenizer(teacher):
@@ -211,7 +215,7 @@ class TextRecipeSteps:
             "init_args": {"checkpoint": distilled},
         }
         pruning = gradual_pruning(settings, train_batches(self.data_module(distilled)))
-        config = self.distill_config(self.teacher_folder(), student)
+        config = self.distill_config(self.prune_teacher_folder(distilled), student)
         config = with_trainer(config, settings, folder, settings.prune_epochs, [pruning])
         cli, pruned, best = run_fit(config, "distill.yaml (prune)", keep="last")
         save_pruned(pruned.model, folder / "student")
