@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
+from lightning_distill.batch import TEACHER_PREFIX, student_inputs, teacher_inputs
 from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
 
 
@@ -49,3 +53,27 @@ def bind_hf_feature_losses(
                     f"attention_loss needs attention maps, which only eager attention returns, but the {what} uses "
                     f"{implementation!r}; set attn_implementation: eager on the {what}"
                 )
+
+
+def hf_feature_step(module: Any, batch: Any) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Student and teacher logits plus the weighted hidden-state/attention losses of a ``DistillationModule``
+    (``module``), from one forward pass of each model (the teacher's without gradients)."""
+    if isinstance(batch, Mapping) and any(str(k).startswith(TEACHER_PREFIX) for k in batch):
+        raise ValueError(
+            "hidden_state_loss/attention_loss compare the models token by token, but the batch holds a separate "
+            "teacher encoding (teacher_* entries): student and teacher must share one tokenizer"
+        )
+    attentions = module.attention_loss is not None
+    inputs = student_inputs(batch)
+    student_out = module.student(**inputs, output_hidden_states=True, output_attentions=attentions)
+    with torch.no_grad():
+        teacher_out = module.teacher(**teacher_inputs(batch), output_hidden_states=True, output_attentions=attentions)
+    mask = inputs.get("attention_mask")
+    terms: dict[str, Tensor] = {}
+    if module.hidden_state_loss is not None:
+        value = module.hidden_state_loss(student_out.hidden_states, teacher_out.hidden_states, mask)
+        terms["hidden_loss"] = value * module.hidden_state_loss.weight
+    if module.attention_loss is not None:
+        value = module.attention_loss(student_out.attentions, teacher_out.attentions, mask)
+        terms["attention_loss"] = value * module.attention_loss.weight
+    return student_out.logits, teacher_out.logits.detach(), terms

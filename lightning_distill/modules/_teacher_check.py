@@ -44,14 +44,16 @@ def validation_loaders(trainer: pl.Trainer) -> tuple[list[Iterable], str | None]
 
 
 def teacher_accuracy(module: pl.LightningModule, loaders: Iterable[Iterable]) -> float | None:
-    """Accuracy of ``module.teacher_logits`` over every batch of ``loaders``; ``None`` when they hold no example."""
+    """Accuracy of the teacher over every batch of ``loaders``; ``None`` when they hold no example.
+
+    Through ``module.eval_teacher_logits``, so the first validation pass of the fit reuses these logits."""
     correct = total = 0
     with torch.no_grad():
         for loader in loaders:
             for batch in loader:
                 batch = module.transfer_batch_to_device(batch, module.device, 0)
                 labels = batch_labels(batch)
-                correct += int((module.teacher_logits(batch).argmax(-1) == labels).sum())
+                correct += int((module.eval_teacher_logits(batch).argmax(-1) == labels).sum())
                 total += int(labels.numel())
     return correct / total if total else None
 

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_distill.batch import (
-    TEACHER_PREFIX,
     batch_labels,
     batch_size,
     logits_of,
@@ -31,8 +30,9 @@ from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.models.weights import load_teacher_weights
 from lightning_distill.modules import _teacher_cache, _teacher_check
 from lightning_distill.modules._feature_capture import capture_outputs, captured_output
-from lightning_distill.modules._hf_features import bind_hf_feature_losses
+from lightning_distill.modules._hf_features import bind_hf_feature_losses, hf_feature_step
 from lightning_distill.modules._metrics import TopOneMetrics, log_top1
+from lightning_distill.modules._teacher_eval import TeacherEvalLogits
 from lightning_distill.modules._teacher_logits import CacheDtype, StorageFormat, TeacherLogits
 from lightning_distill.modules.classifier import build_optimizer, check_num_classes
 from lightning_distill.pruning.serialization import resize_to_state_dict
@@ -183,6 +183,7 @@ class DistillationModule(pl.LightningModule):
         self.cached_teacher_logits: TeacherLogits | None = None
         self.teacher_cache_key: str | None = None
         self.teacher_cache_seconds: float | None = None
+        self.teacher_eval_logits = TeacherEvalLogits()
 
     # --- the teacher stays frozen, in eval mode, and out of checkpoints -------------------------------------------
 
@@ -243,6 +244,11 @@ class DistillationModule(pl.LightningModule):
         with torch.no_grad():
             return logits_of(self.teacher, teacher_inputs(batch)).detach()
 
+    def eval_teacher_logits(self, batch: Any) -> Tensor:
+        """The teacher's logits for a validation or test batch: computed once per fit, then reused while the teacher
+        is unchanged (:class:`~lightning_distill.modules._teacher_eval.TeacherEvalLogits`)."""
+        return self.teacher_eval_logits(batch, self.teacher_logits)
+
     def _cached_logits(self, batch: Any) -> Tensor:
         if self.cached_teacher_logits is None:
             raise RuntimeError(
@@ -252,28 +258,6 @@ class DistillationModule(pl.LightningModule):
         if index is None:
             raise ValueError("cache_teacher_logits needs an 'index' entry in every training batch")
         return self.cached_teacher_logits[index].to(self.device)
-
-    def _feature_step(self, batch: Any) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Student and teacher logits plus the weighted feature losses, from one forward pass of each model."""
-        if isinstance(batch, Mapping) and any(str(k).startswith(TEACHER_PREFIX) for k in batch):
-            raise ValueError(
-                "hidden_state_loss/attention_loss compare the models token by token, but the batch holds a separate "
-                "teacher encoding (teacher_* entries): student and teacher must share one tokenizer"
-            )
-        attentions = self.attention_loss is not None
-        inputs = student_inputs(batch)
-        student_out = self.student(**inputs, output_hidden_states=True, output_attentions=attentions)
-        with torch.no_grad():
-            teacher_out = self.teacher(**teacher_inputs(batch), output_hidden_states=True, output_attentions=attentions)
-        mask = inputs.get("attention_mask")
-        terms: dict[str, Tensor] = {}
-        if self.hidden_state_loss is not None:
-            value = self.hidden_state_loss(student_out.hidden_states, teacher_out.hidden_states, mask)
-            terms["hidden_loss"] = value * self.hidden_state_loss.weight
-        if self.attention_loss is not None:
-            value = self.attention_loss(student_out.attentions, teacher_out.attentions, mask)
-            terms["attention_loss"] = value * self.attention_loss.weight
-        return student_out.logits, teacher_out.logits.detach(), terms
 
     def _named_feature_terms(self, student_outputs: dict, teacher_outputs: dict) -> dict[str, Tensor]:
         """The weighted :class:`FeatureLoss` terms from the outputs the hooks captured."""
@@ -296,7 +280,7 @@ class DistillationModule(pl.LightningModule):
                 capture_outputs(self.teacher, [loss.teacher_layer for loss in self.feature_losses])
             )
             if self.hidden_state_loss is not None or self.attention_loss is not None:
-                student_logits, teacher_logits, terms = self._feature_step(batch)
+                student_logits, teacher_logits, terms = hf_feature_step(self, batch)
             else:
                 student_logits = self(student_inputs(batch))
                 cached = self.cache_teacher_logits
@@ -316,12 +300,18 @@ class DistillationModule(pl.LightningModule):
     def _eval_step(self, batch: Any, stage: str) -> None:
         labels = batch_labels(batch)
         student_logits = self(student_inputs(batch))
-        teacher_logits = self.teacher_logits(batch)
+        teacher_logits = self.eval_teacher_logits(batch)
         n = batch_size(batch)
         self.log(f"{stage}/loss", F.cross_entropy(student_logits, labels), batch_size=n)
         log_top1(self, f"{stage}/acc", student_logits, labels, n, prog_bar=True)
         # agreement: the share of examples where the student's top-1 class is the teacher's
         log_top1(self, f"{stage}/agreement", student_logits, teacher_logits.argmax(-1), n, prog_bar=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self.teacher_eval_logits.check_teacher(self.teacher)
+
+    def on_test_epoch_start(self) -> None:
+        self.teacher_eval_logits.check_teacher(self.teacher)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -357,6 +347,7 @@ class DistillationModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         loaders, why = _teacher_check.validation_loaders(self.trainer)
+        self.teacher_eval_logits.check_teacher(self.teacher)
         if why is None:
             self.teacher_val_acc = _teacher_check.report_teacher_accuracy(self, loaders)
         else:
