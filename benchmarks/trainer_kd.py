@@ -148,7 +148,7 @@ def _project_fit(name: str, args: argparse.Namespace, student: nn.Module, teache
                  steps: int | None, out: Path) -> dict[str, Any]:  # fmt: skip
     pl.seed_everything(args.seed, verbose=False)
     data_options: dict[str, Any] = {}
-    if name in ("project_plain", "project_kd_live"):
+    if name in ("project_plain", "project_kd_live", "project_kd_ungrouped"):
         data_options["group_by_length"] = False  # the Trainer's batches: a like-for-like step
     data = _data_module(args, **data_options)
     if name.startswith("project_plain"):
@@ -158,7 +158,7 @@ def _project_fit(name: str, args: argparse.Namespace, student: nn.Module, teache
     else:
         module = DistillationModule(
             student, teacher, loss=KDLoss(args.temperature, 1 - args.alpha), learning_rate=args.lr,
-            warmup_fraction=args.warmup_fraction, cache_teacher_logits=name == "project_kd",
+            warmup_fraction=args.warmup_fraction, cache_teacher_logits=name in ("project_kd", "project_kd_ungrouped"),
             teacher_cache_dir=str(out / "teacher_logits"),
         )  # fmt: skip
     clock = _PLStepClock()
@@ -172,7 +172,7 @@ def _project_fit(name: str, args: argparse.Namespace, student: nn.Module, teache
     trainer.fit(module, datamodule=data)
     result = {"fit_seconds": time.perf_counter() - start, "ends": clock.ends, "threads": torch.get_num_threads(),
               "steps_per_epoch": len(data.train_dataloader()), "model": student}  # fmt: skip
-    if name == "project_kd":
+    if name in ("project_kd", "project_kd_ungrouped"):
         result["cache_seconds"] = module.teacher_cache_seconds
     return result
 
@@ -233,7 +233,7 @@ def main() -> None:
             run = _fit(name, args, student, teacher, hf_data, tokenizer, args.steps, out / "timing")
             result["timing"].append(_summary(name, run, args, args.amortise))
             print(json.dumps(result["timing"][-1]), flush=True)
-        for name in ("trainer_kd", "project_kd") if args.epochs else ():
+        for name in args.fits if args.epochs else ():
             run = _fit(name, args, student, teacher, hf_data, tokenizer, None, out / "epochs")
             row = _summary(name, run, args, None)
             row.update(epochs=args.epochs, fit_seconds=run["fit_seconds"],
@@ -308,6 +308,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--amortise", type=int, default=4, help="epochs the cache build is spread over")
     parser.add_argument("--epochs", type=int, default=4, help="whole epochs of the accuracy fits (0: none)")
     parser.add_argument("--only", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument(
+        "--fits",
+        nargs="+",
+        default=["trainer_kd", "project_kd"],
+        choices=["trainer_kd", "project_kd", "project_kd_ungrouped"],
+        help="whole-epoch KD fits scored on validation (project_kd_ungrouped: the cache without length grouping)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "trainer_kd.json"))
     return parser.parse_args()

@@ -142,7 +142,7 @@ class LengthGroupedBatches(BatchSampler):
         batch_size: int,
         drop_last: bool = False,
         lengths: Sequence[int] | np.ndarray | None = None,
-        group_size: int = 50,
+        group_size: int = 8,
     ) -> None:
         super().__init__(sampler, batch_size, drop_last)
         if lengths is None:

@@ -124,3 +124,12 @@ def test_group_by_length_batches_similar_lengths_and_covers_every_example(tmp_pa
     first = [b["index"].tolist() for b in data.train_dataloader()]
     torch.manual_seed(1)
     assert [b["index"].tolist() for b in data.train_dataloader()] == first
+
+
+def test_length_group_size_reaches_the_sampler_and_is_checked(tmp_path: Path, tokenizer: str) -> None:
+    files = write_data(tmp_path, sizes=(200, 12, 12))
+    sampler = _data(tokenizer, files, batch_size=8, length_group_size=3).train_dataloader().batch_sampler
+    assert sampler.group_size == 3
+    assert _data(tokenizer, files, batch_size=8).train_dataloader().batch_sampler.group_size == 8
+    with pytest.raises(ValueError, match="length_group_size must be positive, got 0"):
+        _data(tokenizer, files, length_group_size=0)
