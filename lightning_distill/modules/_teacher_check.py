@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -96,3 +97,13 @@ def launched_as_one_of_several_processes() -> bool:
     return any(name in os.environ for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID")) and (
         int(os.environ.get("WORLD_SIZE", "2")) > 1
     )
+
+
+def expect_eval_teacher(module: pl.LightningModule) -> None:
+    """Silence Lightning's "Found N module(s) in eval mode" warning at fit start when the only modules in eval mode
+    are the frozen teacher's (on purpose), and say so once in the log instead; any other module in eval mode still
+    warns, with the count Lightning gives."""
+    in_eval = [name for name, sub in module.named_modules() if not sub.training]
+    if in_eval and all(name == "teacher" or name.startswith("teacher.") for name in in_eval):
+        warnings.filterwarnings("ignore", message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start")
+        rank_zero_info(f"the frozen teacher's {len(in_eval)} module(s) stay in eval mode during the fit, on purpose")

@@ -198,6 +198,7 @@ class DistillationModule(pl.LightningModule):
         # Lightning keeps each submodule's mode at fit start: the student (and feature-loss projections) train,
         # whatever mode they came in; train() keeps the teacher in eval.
         self.train()
+        _teacher_check.expect_eval_teacher(self)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -79,3 +79,17 @@ def test_tuple_batches_and_a_full_memo_run_the_teacher() -> None:
     other = {"input_ids": torch.ones(2, 4, dtype=torch.long), "index": torch.arange(2, 4)}
     roomy(other, compute)
     assert len(runs) == 5 and roomy.hits == 1
+
+
+def test_the_frozen_teacher_in_eval_mode_is_not_warned_about(
+    folder: Path, lightning_log: pytest.LogCaptureFixture
+) -> None:
+    import warnings
+
+    data, module = text_data(folder), _module(folder)
+    teacher_modules = len(list(module.teacher.modules()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0).fit(module, data)
+    assert not [w for w in caught if "module(s) in eval mode" in str(w.message)]
+    assert f"the frozen teacher's {teacher_modules} module(s) stay in eval mode" in lightning_log.text
