@@ -18,12 +18,13 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer
 
+from lightning_distill.pruning.serialization import SHAPES_FILE
 from lightning_distill.recipes.text.artifacts import load_classifier, load_pruned_classifier, model_inputs
 
 
 def predictions(folder: str, texts: list[str], batch_size: int) -> torch.Tensor:
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    pruned = (Path(folder) / "pruned.json").is_file()
+    pruned = (Path(folder) / SHAPES_FILE).is_file()
     model = (load_pruned_classifier(folder) if pruned else load_classifier(folder)).eval()
     out = []
     with torch.inference_mode():

@@ -55,6 +55,7 @@ from lightning_distill.modules import ClassifierModule, DistillationModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+_CACHED = ("project_kd", "project_kd_ungrouped")  # the DistillationModule fits that cache the teacher's logits
 CONTENDERS = (
     "trainer_plain",
     "trainer_kd",
@@ -158,7 +159,7 @@ def _project_fit(name: str, args: argparse.Namespace, student: nn.Module, teache
     else:
         module = DistillationModule(
             student, teacher, loss=KDLoss(args.temperature, 1 - args.alpha), learning_rate=args.lr,
-            warmup_fraction=args.warmup_fraction, cache_teacher_logits=name in ("project_kd", "project_kd_ungrouped"),
+            warmup_fraction=args.warmup_fraction, cache_teacher_logits=name in _CACHED,
             teacher_cache_dir=str(out / "teacher_logits"),
         )  # fmt: skip
     clock = _PLStepClock()
@@ -172,7 +173,7 @@ def _project_fit(name: str, args: argparse.Namespace, student: nn.Module, teache
     trainer.fit(module, datamodule=data)
     result = {"fit_seconds": time.perf_counter() - start, "ends": clock.ends, "threads": torch.get_num_threads(),
               "steps_per_epoch": len(data.train_dataloader()), "model": student}  # fmt: skip
-    if name in ("project_kd", "project_kd_ungrouped"):
+    if name in _CACHED:
         result["cache_seconds"] = module.teacher_cache_seconds
     return result
 

@@ -38,7 +38,8 @@ from lightning_distill.modules._teacher_logits import (
 )
 
 
-def _update(digest: Any, tensor: Tensor) -> None:
+def update_digest(digest: Any, tensor: Tensor) -> None:
+    """Feed ``tensor``'s shape, dtype and bytes into the hashlib ``digest``."""
     tensor = tensor.detach().cpu().contiguous().reshape(-1)
     digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
     digest.update(tensor.view(torch.uint8).numpy().tobytes())
@@ -53,18 +54,18 @@ def model_digest(model: nn.Module) -> str:
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
         if isinstance(value, Tensor):
-            _update(digest, value)
+            update_digest(digest, value)
     return digest.hexdigest()
 
 
 def batch_digest(batch: Mapping[str, Any]) -> int:
     """A hash of one batch's ``index`` and teacher inputs, as an integer."""
     digest = hashlib.sha256()
-    _update(digest, batch["index"])
+    update_digest(digest, batch["index"])
     inputs = teacher_inputs(batch)
     for key in sorted(inputs):
         digest.update(key.encode())
-        _update(digest, inputs[key])
+        update_digest(digest, inputs[key])
     return int(digest.hexdigest(), 16)
 
 

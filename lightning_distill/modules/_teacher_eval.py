@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_distill.batch import teacher_inputs
+from lightning_distill.modules._teacher_cache import update_digest
 
 
 def _digest(batch: Mapping[str, Any]) -> bytes:
@@ -27,9 +28,8 @@ def _digest(batch: Mapping[str, Any]) -> bytes:
         value = inputs[key]
         if not isinstance(value, Tensor):
             raise TypeError(f"teacher input {key!r} is a {type(value).__name__}, not a tensor")
-        value = value.detach().cpu().contiguous()
-        digest.update(f"{key}:{tuple(value.shape)}:{value.dtype}".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(key.encode())
+        update_digest(digest, value)
     return digest.digest()
 
 
