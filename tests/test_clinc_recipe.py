@@ -107,6 +107,10 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((folder / "report_settings.json").read_text())
     assert settings["settings"]["epochs"] == 1
+    # the machine that measured the latencies is named in both, from the benchmark step's own record
+    machine = json.loads((folder / "benchmark" / "done.json").read_text())["result"]["machine"]
+    assert settings["machine"] == machine and machine["torch_cpu_capability"]
+    assert f"Measured on: {machine['cpu']}, {machine['logical_cpus']} CPUs" in markdown
     # the final artifact: the first candidate (most compressed first) meeting all three targets, else the first
     target = settings["target"]
     candidates = target["candidates"]

@@ -7,6 +7,7 @@ from lightning_distill.benchmark.artifacts import (
     benchmark_quantized,
     onnx_parameter_count,
 )
+from lightning_distill.benchmark.machine import machine_info, machine_summary
 from lightning_distill.benchmark.measure import (
     BenchmarkResult,
     benchmark,
@@ -29,6 +30,8 @@ __all__ = [
     "benchmark_quantized",
     "count_parameters",
     "file_size_mb",
+    "machine_info",
+    "machine_summary",
     "markdown_table",
     "module_predictor",
     "onnx_parameter_count",

@@ -28,13 +28,19 @@ TARGET = {"speedup_at_least": 15.0, "size_fraction_at_most": 1 / 8, "accuracy_dr
 
 
 def write_text_report(
-    recipe: Recipe, settings: TextRecipeSettings, rows_file: Path, candidates: list[str]
+    recipe: Recipe,
+    settings: TextRecipeSettings,
+    rows_file: Path,
+    candidates: list[str],
+    machine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the report of ``rows_file``'s benchmark rows under ``recipe.folder`` and print its markdown.
 
     Args:
         candidates: Row names of the candidates for the final artifact, most compressed first: the final artifact is
             the first that meets :data:`TARGET` (the first when none does).
+        machine: :func:`~lightning_distill.benchmark.machine_info` of the process that measured the rows; the
+            report names it above the target, whose speed-up depends on it.
 
     Returns:
         The report's path and the target check of the final artifact (with every candidate's under ``candidates``).
@@ -48,10 +54,9 @@ def write_text_report(
     target = dict(next((c for c in checks if c["met"]), checks[0]))
     target["candidates"] = checks
     with (folder / "report.md").open("a") as markdown:
-        markdown.write(_target_markdown(target) + _settings_markdown(recipe, settings))
-    (folder / "report_settings.json").write_text(
-        json.dumps({"settings": asdict(settings), "target": target, "steps": _step_results(recipe)}, indent=2) + "\n"
-    )
+        markdown.write(_machine_markdown(machine) + _target_markdown(target) + _settings_markdown(recipe, settings))
+    record = {"settings": asdict(settings), "machine": machine, "target": target, "steps": _step_results(recipe)}
+    (folder / "report_settings.json").write_text(json.dumps(record, indent=2) + "\n")
     print((folder / "report.md").read_text())
     return {"report": str(folder / "report.md"), "target": target}
 
@@ -72,6 +77,14 @@ def target_check(row: dict[str, Any]) -> dict[str, Any]:
 
 def _step_results(recipe: Recipe) -> dict[str, Any]:
     return {step: recipe.result(step) for step, _ in recipe.steps if recipe.is_done(step)}
+
+
+def _machine_markdown(machine: dict[str, Any] | None) -> str:
+    from lightning_distill.benchmark import machine_summary
+
+    if machine is None:
+        return "\nMeasured on: not recorded (a benchmark step from before the machine was recorded).\n"
+    return f"\nMeasured on: {machine_summary(machine)}.\n"
 
 
 def _target_markdown(target: dict[str, Any]) -> str:

@@ -277,7 +277,7 @@ class TextRecipeSteps:
 
     def benchmark(self) -> dict[str, Any]:
         """Measure every artifact, reloaded from disk, one at a time, into ``benchmark/rows.json``."""
-        from lightning_distill.benchmark import write_rows
+        from lightning_distill.benchmark import machine_info, write_rows
 
         self.rows_file.unlink(missing_ok=True)
         measures = self._measures()
@@ -290,7 +290,8 @@ class TextRecipeSteps:
         candidates = [f"{self.final} {EMB4}", f"{self.final} {INT8}"]
         if self.settings.prune:
             candidates.append(f"student {EMB4}")
-        return {"rows": str(self.rows_file), "candidates": candidates}
+        # Latencies, and int8 speed-ups most of all, belong to the CPU they were measured on.
+        return {"rows": str(self.rows_file), "candidates": candidates, "machine": machine_info()}
 
     def _measures(self) -> list[tuple[str, Callable[[str], Any]]]:
         """``(row name, measure)`` of every artifact; each is loaded when measured, so one model is in memory."""
@@ -337,5 +338,7 @@ class TextRecipeSteps:
 
     def report(self) -> dict[str, Any]:
         """``report.{json,md,png}`` and ``report_settings.json`` under the recipe's folder."""
-        candidates = self.recipe.result("benchmark")["candidates"]
-        return write_text_report(self.recipe, self.settings, self.rows_file, candidates)
+        benchmark = self.recipe.result("benchmark")
+        return write_text_report(
+            self.recipe, self.settings, self.rows_file, benchmark["candidates"], benchmark.get("machine")
+        )
