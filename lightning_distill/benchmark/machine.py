@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from lightning_distill.cpu_features import cpu_model_and_flags, has_int8_dot_product
+
 __all__ = ["INT8_FLAGS", "machine_info", "machine_summary"]
 
 # CPU flags (as /proc/cpuinfo spells them) that decide which int8 and float kernels run.
@@ -33,23 +35,6 @@ INT8_FLAGS = (
 )
 
 
-def _cpuinfo(path: Path) -> tuple[str, set[str]]:
-    """The CPU's model name and flags from ``/proc/cpuinfo`` (Linux); empty where the file is not there."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return "", set()
-    model, flags = "", set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = set(value.split())
-    return model, flags
-
-
 def machine_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     """What a benchmark should record beside its figures.
 
@@ -60,7 +45,7 @@ def machine_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
         (whether it has an int8 dot-product instruction: VNNI, AMX or ARM's ``asimddp``), ``torch_threads`` and the
         versions of Python, torch and ONNX Runtime (None when not installed).
     """
-    model, flags = _cpuinfo(Path(cpuinfo))
+    model, flags = cpu_model_and_flags(cpuinfo)
     present = [flag for flag in INT8_FLAGS if flag in flags]
     try:
         import onnxruntime
@@ -75,7 +60,7 @@ def machine_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
         "logical_cpus": usable,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_flags": present,
-        "int8_dot_product": any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")),
+        "int8_dot_product": has_int8_dot_product(flags),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
