@@ -193,9 +193,13 @@ def default_qconfig(backend: str, qat: bool = False) -> Any:
     predictions agreed with the float model's on 96.8% of the test images with 8 bits, under the 97% that
     ``tests/quantization/test_quantize.py`` asks of every int8 backend, and passed with 7.
     """
-    qconfig = tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend)
+    return for_this_cpu(backend, tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend))
+
+
+def for_this_cpu(backend: str, qconfig: Any) -> Any:
+    """``qconfig`` with 7-bit activations where :func:`default_qconfig` needs them; else ``qconfig`` itself."""
     if backend == "onednn" and is_x86() and not has_int8_dot_product():
-        qconfig = tq.QConfig(activation=qconfig.activation.with_args(reduce_range=True), weight=qconfig.weight)
+        return tq.QConfig(activation=qconfig.activation.with_args(reduce_range=True), weight=qconfig.weight)
     return qconfig
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from lightning_distill.quantization._eager import _quiet, _skipped, default_qconfig, set_engine
+from lightning_distill.quantization._eager import _quiet, _skipped, for_this_cpu, set_engine
 from lightning_distill.quantization.config import QATConfig, StaticQuantConfig
 
 with warnings.catch_warnings():
@@ -43,7 +43,14 @@ def is_graph_module(model: nn.Module) -> bool:
 def _mapping(model: nn.Module, config: StaticQuantConfig | QATConfig, qat: bool) -> Any:
     backend = config.backend
     mapping = tq.get_default_qat_qconfig_mapping(backend) if qat else tq.get_default_qconfig_mapping(backend)
-    mapping.set_global(default_qconfig(backend, qat))  # PyTorch's own but for oneDNN without VNNI (7-bit activations)
+    # PyTorch's own, but for oneDNN without VNNI (7-bit activations): the global qconfig and every op type that uses it
+    theirs = mapping.global_qconfig
+    ours = for_this_cpu(backend, theirs)
+    if ours is not theirs:
+        mapping.set_global(ours)
+        for op, qconfig in list(mapping.object_type_qconfigs.items()):
+            if qconfig is theirs:
+                mapping.set_object_type(op, ours)
     for name, _ in model.named_modules():
         if name and _skipped(name, getattr(config, "skip_modules", ())):
             mapping.set_module_name(name, None)  # None: this module (and what is fused into it) stays float
