@@ -41,6 +41,8 @@ def tiny_inputs(tmp_path: Path) -> list[str]:
         "1",
         "--bench-iterations",
         "5",
+        "--calibrate-class",
+        "music",
     ]
 
 
@@ -53,6 +55,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
         "teacher fp32",
         "student fp32",
         "student pruned fp32",
+        "student pruned fp32 (before calibration)",
         "student pruned int8 (PyTorch dynamic)",
         "student pruned ONNX fp32",
         "student pruned ONNX fp32 (ORT optimized)",
@@ -82,11 +85,24 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     from lightning_distill.export import create_session
     from lightning_distill.recipes.text import load_pruned_classifier
 
-    student_folder = folder / "prune" / "student"
+    # the calibrate step: each student predicts "music" on as many validation texts as the teacher, its logit of
+    # "music" moved by the recorded offset and the others unchanged; the later steps use the calibrated students
+    calibrate = json.loads((folder / "calibrate" / "done.json").read_text())["result"]
+    assert calibrate["class"] == "music" and calibrate["index"] == INTENTS.index("music")
+    assert calibrate["validation_texts"] == 24
+    for name in ("student", "student pruned"):
+        assert calibrate[name]["predicted_after"] == calibrate["teacher_predicted"]
+    assert rows["student pruned fp32 (before calibration)"]["params"] == pruned["params"]
+    assert calibrate["student pruned"]["source"] == str(folder / "prune" / "student")
+    student_folder = folder / "calibrate" / "student_pruned"
     texts = ["book a flight to the sun", "what is the weather", "play a song"]
     encoded = AutoTokenizer.from_pretrained(str(student_folder))(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = load_pruned_classifier(student_folder)(**encoded).logits.numpy()
+        before = load_pruned_classifier(folder / "prune" / "student")(**encoded).logits.numpy()
+    moved = np.zeros(len(INTENTS), dtype=np.float32)
+    moved[INTENTS.index("music")] = calibrate["student pruned"]["offset"]
+    np.testing.assert_allclose(expected - before, np.broadcast_to(moved, expected.shape), atol=1e-5)
     export = json.loads((folder / "export" / "done.json").read_text())["result"]
     session = create_session(export["onnx"])
     feed = {i.name: encoded[i.name].numpy() for i in session.get_inputs()}
@@ -127,7 +143,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
 
     capsys.readouterr()
     recipe.main(tiny_inputs)  # a rerun skips every finished step
-    assert capsys.readouterr().out.count("done before, skipped") == 7
+    assert capsys.readouterr().out.count("done before, skipped") == 8
 
     # each step recorded the steps whose results it read, and the settings it depends on
     def inputs(step: str) -> dict:
@@ -135,12 +151,13 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
 
     assert list(inputs("distill")["reads"]) == ["teacher"]
     assert list(inputs("prune")["reads"]) == ["distill", "teacher"]
-    assert list(inputs("benchmark")["reads"]) == ["distill", "export", "prune", "quantize", "teacher"]
+    assert list(inputs("calibrate")["reads"]) == ["distill", "prune", "teacher"]
+    assert list(inputs("benchmark")["reads"]) == ["calibrate", "export", "quantize", "teacher"]
     assert inputs("distill")["options"]["epochs"] == 1 and "bench_iterations" not in inputs("distill")["options"]
     # another option redoes the first step that depends on it and every step after it, and nothing before it
     recipe.main([*tiny_inputs, "--bench-iterations", "3"])
     out = capsys.readouterr().out
-    assert out.count("done before, skipped") == 5
+    assert out.count("done before, skipped") == 6
     assert "benchmark: redone: its options changed since it ran (bench_iterations: 5 before, 3 now)" in out
     assert "report: redone: step 'benchmark' ran before it in this run" in out
     assert "`bench_iterations`: `3`" in (folder / "report.md").read_text()
@@ -162,6 +179,11 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert report_settings["settings"]["teacher_epochs"] == 3
     assert report_settings["steps"]["teacher"] == teacher_result
 
+    # calibration turned off: the steps that used the calibrated students read distill and prune instead, so redo
+    recipe.main([*longer, "--no-calibrate", "--only", "quantize"])
+    out = capsys.readouterr().out
+    assert re.search(r"quantize: redone: it now reads step '(distill|prune)', which it did not", out)
+
     # a fine-tuned teacher given as a Lightning checkpoint of the teacher config is loaded and saved as a folder
     checkpoint = folder / "teacher" / "checkpoints" / "best.ckpt"
     other = [*tiny_inputs, "--teacher", str(checkpoint), "--runs", str(tmp_path / "other"), "--only", "teacher"]
@@ -170,6 +192,17 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     config = json.loads((saved / "config.json").read_text())
     assert config["num_hidden_layers"] == 4 and list(config["id2label"].values()) == INTENTS
     assert (saved / "tokenizer_config.json").is_file()
+
+
+def test_offline_recipe_names_a_calibrate_class_the_data_lacks_before_training(
+    tiny_inputs: list[str], tmp_path: Path
+) -> None:
+    from lightning_distill.recipe import StepFailed
+
+    args = [*tiny_inputs[: tiny_inputs.index("--calibrate-class")], "--calibrate-class", "oos"]
+    with pytest.raises(StepFailed, match=r"calibrate_class 'oos' is not a label of the data \(3 labels: travel, w"):
+        _load_recipe("clinc_offline").main(args)
+    assert not (tmp_path / "runs" / "clinc_offline" / "teacher" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(
@@ -206,7 +239,8 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
     student = write_distilbert(tmp_path / "student", layers=2, hidden=32)
     args = ["--teacher", teacher, "--student", student, "--tokenizer", tokenizer, "--dataset", str(tmp_path / "data")]
     args += ["--dataset-config", "none", "--runs", str(tmp_path / "runs"), "--epochs", "1", "--no-prune"]
-    _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "export"])
+    args += ["--calibrate-class", "weather"]
+    _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "calibrate", "export"])
     folder = tmp_path / "runs" / "clinc_recipe"
     assert json.loads((folder / "teacher" / "done.json").read_text())["result"]["model"] == teacher
     student_config = json.loads((folder / "distill" / "student" / "config.json").read_text())
@@ -217,14 +251,18 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
 
     # DistilBERT takes no token_type_ids: the graph has only the inputs the model uses
     assert [i.name for i in onnx.load(export["onnx"]).graph.input] == ["input_ids", "attention_mask"]
-    # the final student's export folder loads back and labels texts as the distilled student does
+    # without pruning the calibrate step calibrates the distilled student alone, and the export is of that student
+    calibrate = json.loads((folder / "calibrate" / "done.json").read_text())["result"]
+    assert "student pruned" not in calibrate
+    assert calibrate["student"]["predicted_after"] == calibrate["teacher_predicted"]
+    # the final student's export folder loads back and labels texts as the calibrated student does
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from lightning_distill.export import load_exported
 
     texts = ["book a flight to the sun", "what is the weather", "play a song", "the rain", "hotel music"]
-    student_folder = str(folder / "distill" / "student")
+    student_folder = str(folder / "calibrate" / "student")
     encoded = AutoTokenizer.from_pretrained(student_folder)(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         ids = AutoModelForSequenceClassification.from_pretrained(student_folder)(**encoded).logits.argmax(-1)

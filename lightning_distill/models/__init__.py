@@ -1,5 +1,6 @@
 """Plain ``nn.Module`` models. None of them imports Lightning."""
 
+from lightning_distill.models.calibration import class_logit_offset, offset_class_logit, output_layer
 from lightning_distill.models.dropout import set_dropout
 from lightning_distill.models.mlp import MLP, MNISTClassifier, TinyMNIST
 from lightning_distill.models.text import StudentFromTeacher, TransformerClassifier, check_tokenizer_fits, keep_layers
@@ -15,7 +16,10 @@ __all__ = [
     "TorchvisionClassifier",
     "TransformerClassifier",
     "check_tokenizer_fits",
+    "class_logit_offset",
     "keep_layers",
     "load_teacher_weights",
+    "offset_class_logit",
+    "output_layer",
     "set_dropout",
 ]

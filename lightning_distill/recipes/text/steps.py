@@ -10,13 +10,16 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
 3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons gradually
    during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
    first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
-4. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
-5. ``export``: the final student as an export folder that optimum and ``load_exported`` load (``export/student``):
+4. ``calibrate`` (with a ``calibrate_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
+   so that it predicts the class as often as the teacher on the validation texts (no labels used) ->
+   ``calibrate/student`` and ``calibrate/student_pruned``; the later steps use these students.
+5. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
+6. ``export``: the final student as an export folder that optimum and ``load_exported`` load (``export/student``):
    ONNX fp32, as optimized by ONNX Runtime, as ONNX Runtime dynamic int8 (the embedding tables included: ONNX Runtime
    quantizes their ``Gather``) and as int8 with 4-bit embedding tables, with ``config.json``, the tokenizer and a
    model card; with pruning, the unpruned student as int8 with 4-bit embeddings too.
-6. ``benchmark``: every artifact reloaded from disk, measured on raw test texts (tokenization in every latency).
-7. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target,
+7. ``benchmark``: every artifact reloaded from disk, measured on raw test texts (tokenization in every latency).
+8. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target,
    checked for each ONNX candidate; the final artifact is the most compressed candidate that meets it.
 """
 
@@ -47,7 +50,7 @@ from lightning_distill.recipes.text.fit import (
     train_batches,
     with_trainer,
 )
-from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, write_text_report
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, UNCALIBRATED, write_text_report
 from lightning_distill.recipes.text.settings import TextRecipeSettings, step_options
 
 if TYPE_CHECKING:
@@ -79,17 +82,22 @@ class TextRecipeSteps:
         """Add the steps, with the configs and settings each depends on, to the recipe and return it."""
         settings, distill_yaml = self.settings, [self.configs / "distill.yaml"]
         fits_teacher = settings.teacher is None or Path(settings.teacher).is_file()
-        steps: list[tuple[str, Callable[[], dict[str, Any]], list[Path]]] = [
-            ("teacher", self.teacher, [self.configs / "teacher.yaml"] if fits_teacher else []),
-            ("distill", self.distill, distill_yaml),
-            *([("prune", self.prune, distill_yaml)] if settings.prune else []),
-            ("quantize", self.quantize, []),
-            ("export", self.export, distill_yaml),
-            ("benchmark", self.benchmark, distill_yaml),
-            ("report", self.report, []),
+        calibrates = settings.calibrate_class is not None
+        # The steps after the students' come from the calibrate step or, without it, from distill and prune: named,
+        # so that turning calibration on or off redoes them (they read other steps than when they ran).
+        students = ["calibrate"] if calibrates else ["distill", *(["prune"] if settings.prune else [])]
+        steps: list[tuple[str, Callable[[], dict[str, Any]], list[Path], list[str]]] = [
+            ("teacher", self.teacher, [self.configs / "teacher.yaml"] if fits_teacher else [], []),
+            ("distill", self.distill, distill_yaml, []),
+            *([("prune", self.prune, distill_yaml, [])] if settings.prune else []),
+            *([("calibrate", self.calibrate, [], [])] if calibrates else []),
+            ("quantize", self.quantize, [], students),
+            ("export", self.export, distill_yaml, students),
+            ("benchmark", self.benchmark, distill_yaml, students),
+            ("report", self.report, [], []),
         ]
-        for name, method, configs in steps:
-            self.recipe.step(name, configs=configs, options=step_options(settings, name))(method)
+        for name, method, configs, reads in steps:
+            self.recipe.step(name, reads=reads, configs=configs, options=step_options(settings, name))(method)
         return self.recipe
 
     # --- what the steps share ----------------------------------------------------------------------------------------
@@ -116,13 +124,24 @@ class TextRecipeSteps:
         kwargs = {**init_args(config, "data"), **self.settings.data, "tokenizer": tokenizer, "teacher_tokenizer": None}
         return TextClassificationDataModule(**kwargs)
 
+    def student_folder(self, pruned: bool = False) -> str:
+        """The distilled (or pruned) student's folder that the steps after the calibrate step use: the calibrated
+        one where that step runs."""
+        if self.settings.calibrate_class is not None:
+            return self.recipe.result("calibrate")["student pruned" if pruned else "student"]["folder"]
+        return self.recipe.result("prune" if pruned else "distill")["student"]
+
     def final_student(self) -> tuple[nn.Module, str]:
-        """The final student (the pruned one where there is one), loaded from disk, and its folder."""
-        if self.settings.prune:
-            folder = self.recipe.result("prune")["student"]
-            return load_pruned_classifier(folder), folder
-        folder = self.recipe.result("distill")["student"]
-        return load_classifier(folder), folder
+        """The final student (the pruned one where there is one; calibrated), loaded from disk, and its folder."""
+        folder = self.student_folder(pruned=self.settings.prune)
+        return (load_pruned_classifier(folder) if self.settings.prune else load_classifier(folder)), folder
+
+    def check_calibrate_class(self) -> None:
+        """Before a fit: the reject class to calibrate is a label of the data."""
+        if self.settings.calibrate_class is not None:
+            from lightning_distill.recipes.text.calibrate import class_index
+
+            class_index(self.data_module(self.settings.tokenizer), self.settings.calibrate_class)
 
     # --- the configs of the fits ------------------------------------------------------------------------------------
 
@@ -177,6 +196,7 @@ class TextRecipeSteps:
         if source is not None and Path(source).is_dir():
             return {"model": source, "source": "fine-tuned folder, used as is"}
         if source is None:
+            self.check_calibrate_class()
             config = with_trainer(self.teacher_config(), self.settings, step_dir, self.settings.teacher_epochs)
             cli, model, best = run_fit(config, "teacher.yaml")
             tokenizer, result = cli.datamodule.tokenizer, {"source": "fit", **best}
@@ -199,6 +219,7 @@ class TextRecipeSteps:
     def distill(self) -> dict[str, Any]:
         """Distil the teacher into the student; keep the best epoch's student as a ``save_pretrained`` folder."""
         folder = self.recipe.step_dir("distill")
+        self.check_calibrate_class()
         config = with_trainer(self.distill_config(self.teacher_folder()), self.settings, folder, self.settings.epochs)
         cli, student, best = run_fit(config, "distill.yaml")
         student.save_pretrained(folder / "student", tokenizer=cli.datamodule.tokenizer)
@@ -221,6 +242,39 @@ class TextRecipeSteps:
         save_pruned(pruned.model, folder / "student")
         cli.datamodule.tokenizer.save_pretrained(str(folder / "student"))
         return {"student": str(folder / "student"), "parameters": pruned_shapes(pruned.model)["parameters"], **best}
+
+    def calibrate(self) -> dict[str, Any]:
+        """Offset the reject class's logit of each student to predict it as often as the teacher on the validation
+        texts; save the calibrated students (``calibrate/student``, ``calibrate/student_pruned``)."""
+        from transformers import AutoTokenizer
+
+        from lightning_distill.pruning import save_pruned
+        from lightning_distill.recipes.text.calibrate import calibrate_student, teacher_reference
+
+        label, folder, teacher = self.settings.calibrate_class, self.recipe.step_dir("calibrate"), self.teacher_folder()
+        texts, labels, teacher_logits, result = teacher_reference(
+            load_classifier(teacher), self.data_module(self.teacher_tokenizer(teacher)), label
+        )
+        index, wanted = result["index"], result["teacher_predicted"]
+        students = [("student", self.recipe.result("distill")["student"], load_classifier)]
+        if self.settings.prune:
+            students.append(("student pruned", self.recipe.result("prune")["student"], load_pruned_classifier))
+        for name, source, load in students:
+            data = self.data_module(source)
+            model, record = calibrate_student(load(source), data, texts, labels, teacher_logits, index)
+            out = folder / name.replace(" ", "_")
+            if name == "student pruned":
+                save_pruned(model, out)
+            else:
+                model.save_pretrained(str(out))
+            AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
+            result[name] = {"folder": str(out), "source": source, **record}
+            before, after = record["predicted_before"], record["predicted_after"]
+            print(
+                f"calibrate: {name}: {label!r} logit {record['offset']:+.3f}, predicted for {before} -> {after} of "
+                f"{len(texts)} validation texts (teacher: {wanted})"
+            )
+        return result
 
     def quantize(self) -> dict[str, Any]:
         """PyTorch dynamic int8 of the final student."""
@@ -262,7 +316,7 @@ class TextRecipeSteps:
             "embedding_int8": embedding_is_int8(written["int8"]),
         }
         if self.settings.prune:  # the unpruned student too, as the most accurate compressed candidate
-            unpruned = self.recipe.result("distill")["student"]
+            unpruned = self.student_folder()
             float_path = self._export_onnx(load_classifier(unpruned), unpruned, out / "unpruned_student.onnx")
             path = quantize_onnx(float_path, out / "unpruned_student_int8_emb4.onnx", OrtQuantConfig(embedding_bits=4))
             result["unpruned_onnx_int8_emb4"] = str(path)
@@ -299,7 +353,7 @@ class TextRecipeSteps:
 
         settings, final = self.settings, self.final
         options = {"num_threads": settings.bench_threads, "iterations": settings.bench_iterations}
-        student_folder, teacher_folder = self.recipe.result("distill")["student"], self.teacher_folder()
+        student_folder, teacher_folder = self.student_folder(), self.teacher_folder()
         teacher_data = FirstExamples(self.data_module(self.teacher_tokenizer(teacher_folder)), settings.test_limit)
         data = FirstExamples(self.data_module(student_folder), settings.test_limit)
         float_model, folder = self.final_student()
@@ -310,6 +364,12 @@ class TextRecipeSteps:
         ]
         if settings.prune:
             measures.append((f"{final} fp32", lambda name: self._module_row(float_model, data, name, folder)))
+        if settings.calibrate_class is not None:  # what the calibrate step bought, on the test texts
+            source = self.recipe.result("calibrate")[final]["source"]
+            load = load_pruned_classifier if settings.prune else load_classifier
+            measures.append(
+                (f"{final} fp32 {UNCALIBRATED}", lambda name: self._module_row(load(source), data, name, source))
+            )
         measures.append(
             (
                 f"{final} int8 (PyTorch dynamic)",

@@ -1,0 +1,80 @@
+"""The calibrate step's work: a reject class's logit offset in a student so that, on the validation texts, it predicts
+the class as often as the teacher (see :mod:`lightning_distill.models.calibration`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_distill.models.calibration import class_logit_offset, offset_class_logit
+from lightning_distill.recipes.text.artifacts import model_inputs
+
+__all__ = ["calibrate_student", "class_index", "logits_of", "teacher_reference"]
+
+
+def class_index(data: Any, label: str) -> int:
+    """The id of ``label`` in a data module's labels, or an error naming the labels there are."""
+    if label not in data.label2id:
+        shown = ", ".join(list(data.label2id)[:12]) + (", ..." if len(data.label2id) > 12 else "")
+        raise ValueError(
+            f"calibrate_class {label!r} is not a label of the data ({len(data.label2id)} labels: {shown}); "
+            "give the reject class's label, or --no-calibrate to skip the calibrate step"
+        )
+    return data.label2id[label]
+
+
+def logits_of(model: nn.Module, data: Any, texts: list[str], batch_size: int = 256) -> Tensor:
+    """``model``'s logits of raw ``texts``, encoded by ``data.encode`` in batches, as float32 on the CPU."""
+    out = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            encoded = data.encode(texts[start : start + batch_size])
+            logits = model(**model_inputs(model, encoded))
+            out.append(getattr(logits, "logits", logits).float().cpu())
+    return torch.cat(out)
+
+
+def teacher_reference(teacher: nn.Module, data: Any, label: str) -> tuple[list[str], Tensor, Tensor, dict[str, Any]]:
+    """The validation texts, their labels and the teacher's logits of them, and a record of the teacher's rate.
+
+    Args:
+        teacher: The fine-tuned teacher.
+        data: A data module encoding for the teacher, with a validation split.
+        label: The reject class's label.
+    """
+    index = class_index(data, label)
+    texts, labels = data.benchmark_data("val")
+    logits = logits_of(teacher, data, texts)
+    record = {
+        "class": label,
+        "index": index,
+        "validation_texts": len(texts),
+        "teacher_predicted": int((logits.argmax(-1) == index).sum()),
+        "teacher_accuracy": (logits.argmax(-1) == labels).float().mean().item(),
+    }
+    return texts, labels, logits, record
+
+
+def calibrate_student(
+    model: nn.Module, data: Any, texts: list[str], labels: Tensor, teacher_logits: Tensor, index: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A copy of ``model`` with class ``index``'s logit offset to match the teacher's rate on ``texts``, and a record.
+
+    The record holds the offset, how many texts the student predicts as the class before and after, and its accuracy
+    on the texts before and after (``labels`` are only measured, never fitted: the target is the teacher's count).
+    """
+    logits = logits_of(model, data, texts)
+    offset = class_logit_offset(logits, teacher_logits, index)
+    shifted = logits.clone()
+    shifted[:, index] += offset
+    record = {
+        "offset": offset,
+        "predicted_before": int((logits.argmax(-1) == index).sum()),
+        "predicted_after": int((shifted.argmax(-1) == index).sum()),
+        "accuracy_before": (logits.argmax(-1) == labels).float().mean().item(),
+        "accuracy_after": (shifted.argmax(-1) == labels).float().mean().item(),
+    }
+    return offset_class_logit(model, index, offset, logits.shape[1]), record
