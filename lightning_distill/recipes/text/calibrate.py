@@ -3,6 +3,7 @@ the class as often as the teacher (see :mod:`lightning_distill.models.calibratio
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from lightning_distill.models.calibration import class_logit_offset, offset_class_logit
 from lightning_distill.recipes.text.artifacts import model_inputs
 
-__all__ = ["calibrate_student", "class_index", "logits_of", "teacher_reference"]
+__all__ = ["calibrate_student", "class_index", "logits_of", "save_student", "teacher_reference"]
 
 
 def class_index(data: Any, label: str) -> int:
@@ -78,3 +79,17 @@ def calibrate_student(
         "accuracy_after": (shifted.argmax(-1) == labels).float().mean().item(),
     }
     return offset_class_logit(model, index, offset, logits.shape[1]), record
+
+
+def save_student(model: nn.Module, source: str, out: Path, pruned: bool) -> None:
+    """Save a calibrated student as its ``source`` folder was saved (``save_pruned`` when ``pruned``, else
+    ``save_pretrained``), with ``source``'s tokenizer."""
+    from transformers import AutoTokenizer
+
+    from lightning_distill.pruning import save_pruned
+
+    if pruned:
+        save_pruned(model, out)
+    else:
+        model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(source).save_pretrained(str(out))

@@ -246,10 +246,7 @@ class TextRecipeSteps:
     def calibrate(self) -> dict[str, Any]:
         """Offset the reject class's logit of each student to predict it as often as the teacher on the validation
         texts; save the calibrated students (``calibrate/student``, ``calibrate/student_pruned``)."""
-        from transformers import AutoTokenizer
-
-        from lightning_distill.pruning import save_pruned
-        from lightning_distill.recipes.text.calibrate import calibrate_student, teacher_reference
+        from lightning_distill.recipes.text.calibrate import calibrate_student, save_student, teacher_reference
 
         label, folder, teacher = self.settings.calibrate_class, self.recipe.step_dir("calibrate"), self.teacher_folder()
         texts, labels, teacher_logits, result = teacher_reference(
@@ -263,11 +260,7 @@ class TextRecipeSteps:
             data = self.data_module(source)
             model, record = calibrate_student(load(source), data, texts, labels, teacher_logits, index)
             out = folder / name.replace(" ", "_")
-            if name == "student pruned":
-                save_pruned(model, out)
-            else:
-                model.save_pretrained(str(out))
-            AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
+            save_student(model, source, out, pruned=name == "student pruned")
             result[name] = {"folder": str(out), "source": source, **record}
             before, after = record["predicted_before"], record["predicted_after"]
             print(
