@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_distill.benchmark import module_predictor
 from lightning_distill.models.calibration import class_logit_offset, offset_class_logit
-from lightning_distill.recipes.text.artifacts import model_inputs
 
 __all__ = ["calibrate_student", "class_index", "logits_of", "save_student", "teacher_reference"]
 
@@ -27,15 +27,12 @@ def class_index(data: Any, label: str) -> int:
 
 
 def logits_of(model: nn.Module, data: Any, texts: list[str], batch_size: int = 256) -> Tensor:
-    """``model``'s logits of raw ``texts``, encoded by ``data.encode`` in batches, as float32 on the CPU."""
-    out = []
-    model.eval()
+    """``model``'s logits of raw ``texts``, encoded by ``data.encode`` in batches (the benchmark's predictor), as
+    float32 on the CPU."""
+    predict = module_predictor(model, data.encode)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            encoded = data.encode(texts[start : start + batch_size])
-            logits = model(**model_inputs(model, encoded))
-            out.append(getattr(logits, "logits", logits).float().cpu())
-    return torch.cat(out)
+        batches = [predict(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size)]
+    return torch.cat([logits.float().cpu() for logits in batches])
 
 
 def teacher_reference(teacher: nn.Module, data: Any, label: str) -> tuple[list[str], Tensor, Tensor, dict[str, Any]]:
