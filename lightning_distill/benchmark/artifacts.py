@@ -14,6 +14,7 @@ from torch import nn
 
 from lightning_distill._optional import require
 from lightning_distill.benchmark.measure import BenchmarkResult, benchmark, benchmark_module, file_size_mb
+from lightning_distill.export.embedding_4bit import PACKED_SUFFIX, WIDEN_SUFFIX
 
 
 def benchmark_quantized(
@@ -31,8 +32,9 @@ def onnx_parameter_count(path: str | Path) -> int:
 
     Scalars and one-element tensors (the scales and zero points of int8 graphs, constants of optimized ones) are not
     parameters and are left out, and neither are per-channel scales and zero points (``<weight>_scale``,
-    ``<weight>_zero_point``) nor the per-block ones of block-quantized operators, nor int32/int64 tensors (shapes and
-    position indices that ONNX Runtime's pre-processing folds into initializers).
+    ``<weight>_zero_point``) nor the per-block ones of block-quantized operators and of 4-bit embedding tables
+    (:mod:`lightning_distill.export.embedding_4bit`), nor int32/int64 tensors (shapes and position indices that ONNX
+    Runtime's pre-processing folds into initializers).
     """
     import math
 
@@ -47,11 +49,11 @@ def onnx_parameter_count(path: str | Path) -> int:
     }
     return int(
         sum(
-            math.prod(t.dims)
+            math.prod(t.dims) * (2 if t.name.endswith(PACKED_SUFFIX) else 1)  # two 4-bit values per byte
             for t in graph.initializer
             if math.prod(t.dims) > 1
             and t.name not in quantization
-            and not t.name.endswith(("_scale", "_zero_point"))
+            and not t.name.endswith(("_scale", "_zero_point", WIDEN_SUFFIX))
             and t.data_type not in _INDEX_TYPES
         )
     )

@@ -72,8 +72,9 @@ class OrtQuantConfig:
         calibration_batches: Static only: number of batches of calibration data.
         op_types: Operator types to quantize; ``None`` lets ONNX Runtime choose (MatMul, Gemm, Attention, ...).
         embedding_bits: Dynamic only: ``4`` stores the embedding tables (``Gather`` of a weight) block-wise in 4 bits
-            (ONNX Runtime's ``GatherBlockQuantized``) instead of int8; in a small transformer the word embeddings
-            are most of the bytes (30,522 x 384 of a MiniLM's 17M parameters). ``None`` keeps them int8.
+            instead of int8, unpacking only the gathered rows (:mod:`lightning_distill.export.embedding_4bit`); in a
+            small transformer the word embeddings are most of the bytes (30,522 x 384 of a MiniLM's 17M
+            parameters). ``None`` keeps them int8.
         embedding_block_size: Values per scale along the hidden dimension with ``embedding_bits``: smaller blocks
             are more accurate and store more scales (a power of two, >= 16).
         weight_type: Integer type of the quantized weights: ``int8`` (signed; the fast choice on AVX512-VNNI and

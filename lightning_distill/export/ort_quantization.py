@@ -30,22 +30,14 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def _quantize_embeddings(path: Path, output_path: Path, block_size: int) -> None:
-    """Rewrite every ``Gather`` of a float initializer (embedding tables) in ``path`` as 4-bit GatherBlockQuantized."""
-    import numpy as np
+    """Store every embedding table (a float initializer read by ``Gather``) of ``path`` in 4 bits, block-wise."""
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    # The quantizer builds its default (round-to-nearest) config from these; blocks run along the hidden dimension.
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(path)),
-        block_size=block_size,
-        is_symmetric=True,
-        op_types_to_quantize=("Gather",),
-        quant_axes=(("Gather", 1),),
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero blocks (the padding row) have scale 0
-        quantizer.process()
-    quantizer.model.save_model_to_file(str(output_path), False)
+    from lightning_distill.export.embedding_4bit import quantize_embedding_tables
+
+    model = onnx.load(str(path))
+    quantize_embedding_tables(model, block_size)
+    onnx.save(model, str(output_path))
 
 
 def _pre_process(path: Path, prepared: Path) -> None:
@@ -135,8 +127,7 @@ def _quantize_dynamic(prepared: Path, output_path: Path, config: OrtQuantConfig,
     if config.embedding_bits is not None:
         from onnxruntime.quantization.registry import IntegerOpsRegistry
 
-        # int8 for everything but the embeddings first: ORT's int8 quantizer cannot type the graph once it holds
-        # GatherBlockQuantized, so the 4-bit pass comes second.
+        # int8 for everything but the embeddings, which the 4-bit pass then stores (embedding_4bit.py).
         op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
         int8 = folder / "int8.onnx"
     quantize_dynamic(

@@ -78,11 +78,13 @@ def test_bert_4bit_embeddings_are_smaller_than_int8_and_close_to_float(bert_onnx
     config = OrtQuantConfig(embedding_bits=4, embedding_block_size=16)
     int4 = quantize_onnx(bert_onnx, tmp_path / "bert.emb4.onnx", config)
     graph = onnx.load(str(int4)).graph
-    float_tables = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    gathers = [n for n in graph.node if n.op_type in ("Gather", "GatherBlockQuantized")]
-    # the word-embedding table (100 x 32) is read by a 4-bit gather, and no gather reads a float table any more
-    assert any(n.op_type == "GatherBlockQuantized" for n in gathers)
-    assert not [n.name for n in gathers if n.op_type == "Gather" and n.input[0] in float_tables]
+    float_tables = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2}
+    gathers = [n for n in graph.node if n.op_type == "Gather"]
+    # the word-embedding table (100 x 32) is read as packed 4-bit rows, and no gather reads a float table any more
+    assert any(n.input[0].endswith("word_embeddings.weight_packed4") for n in gathers)
+    assert not [n.name for n in gathers if n.input[0] in float_tables and not n.input[0].endswith("_scale")]
+    assert {n.domain for n in graph.node} <= {"", "com.microsoft"}
+    assert not [n.op_type for n in graph.node if n.op_type == "GatherBlockQuantized"]
     assert any(n.op_type == "MatMulInteger" for n in graph.node)  # the rest is still int8
     assert file_size_mb(int4) < file_size_mb(int8)
     # the same parameters, stored smaller: block scales are not counted as parameters
