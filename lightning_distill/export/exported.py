@@ -11,6 +11,7 @@ import numpy as np
 
 from lightning_distill.export.config import OrtSessionConfig
 from lightning_distill.export.runtime import create_session, onnx_predictor
+from lightning_distill.text_encoding import TextEncoder
 
 __all__ = ["ExportedClassifier", "load_exported"]
 
@@ -27,12 +28,12 @@ class ExportedClassifier:
 
     def __init__(self, session: Any, tokenizer: Any, id2label: dict[int, str], graph: Path) -> None:
         self.session, self.tokenizer, self.id2label, self.graph = session, tokenizer, id2label, graph
+        self._encoder = TextEncoder(tokenizer, None, "np")
         self._predict = onnx_predictor(session, self.encode)
 
     def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's inputs for raw texts (tokenized, padded, truncated), as numpy arrays by input name."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        return dict(self.tokenizer(texts, padding=True, truncation=True, return_tensors="np"))
+        return self._encoder(texts)
 
     def logits(self, texts: str | Sequence[str]) -> np.ndarray:
         """Logits of shape ``(len(texts), num_labels)`` (one row for a single string)."""
