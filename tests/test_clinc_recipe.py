@@ -20,8 +20,9 @@ def _load_recipe(name: str):
 @pytest.fixture
 def tiny_inputs(tmp_path: Path) -> list[str]:
     """Options pointing the offline recipe at a tiny 4-layer BERT, its tokenizer and 3-intent data in tmp_path."""
-    tokenizer = write_tokenizer(tmp_path / "tokenizer")
-    model = write_bert(tmp_path / "bert", layers=4, hidden=32, heads=4)
+    # 1,000 tokens: a word table large enough that 4 bits save more bytes than their unpacking nodes take
+    tokenizer = write_tokenizer(tmp_path / "tokenizer", extra_words=981)
+    model = write_bert(tmp_path / "bert", vocab_size=1000, layers=4, hidden=32, heads=4)
     write_data(tmp_path / "data", sizes=(96, 24, 24))
     return [
         "--data",

@@ -95,6 +95,42 @@ def _gather_tables(graph: Any) -> dict[str, list[Any]]:
     return tables
 
 
+def embedding_plan(model: Any, block_size: int) -> dict[str, str]:
+    """What :func:`quantize_embedding_tables` would do with each float 2-D initializer that a ``Gather`` reads.
+
+    Returns:
+        ``"4-bit"``, or why the table is kept as it is: other operators read it too (tied weights), or its width is
+        not a multiple of ``block_size``.
+    """
+    import onnx
+
+    graph = model.graph
+    tables = _gather_tables(graph)
+    floats = {
+        t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2
+    }
+    plan = {}
+    for node in graph.node:
+        name = node.input[0] if node.op_type == "Gather" and node.input else None
+        if name not in floats or name in plan:
+            continue
+        width = floats[name].dims[1]
+        if name not in tables:
+            plan[name] = "kept: other operators read the table too"
+        elif width % block_size or width % 2:
+            plan[name] = f"kept: width {width} is not a multiple of block_size {block_size}"
+        else:
+            plan[name] = "4-bit"
+    return plan
+
+
+def four_bit_gathers(model: Any, block_size: int) -> list[str]:
+    """Names of the ``Gather`` nodes that read a table :func:`quantize_embedding_tables` stores in 4 bits (for an
+    int8 quantizer to leave alone)."""
+    plan = embedding_plan(model, block_size)
+    return [n.name for n in model.graph.node if n.op_type == "Gather" and plan.get(n.input[0]) == "4-bit"]
+
+
 def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
     """Store every embedding table of ``model`` (an ``onnx.ModelProto``, changed in place) in 4 bits.
 
@@ -102,8 +138,7 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
     shown in the module docstring, writing the same output name.
 
     Returns:
-        For every float 2-D initializer that is read by a ``Gather``, ``"4-bit"`` or why it was kept as it is (a
-        width the blocks do not divide, or a table that other operators read too).
+        :func:`embedding_plan`: ``"4-bit"`` or why a table was kept as it is.
 
     Raises:
         ValueError: the graph's default-domain opset is below 18 (``BitwiseAnd``); export with ``opset=18`` or later.
@@ -118,27 +153,12 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
             f"4-bit embeddings need ONNX opset >= {MIN_OPSET} (BitwiseAnd); the graph has opset {opset}: export it "
             f"with OnnxExportConfig(opset={MIN_OPSET}) or later"
         )
-    tables = _gather_tables(graph)
-    report = {}
-    for node in graph.node:
-        if node.op_type == "Gather" and node.input[0] not in tables:
-            tensor = next((t for t in graph.initializer if t.name == node.input[0]), None)
-            if tensor is not None and tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.dims) == 2:
-                report[node.input[0]] = "kept in float: other operators read the table too"
+    plan, tables = embedding_plan(model, block_size), _gather_tables(graph)
     initializers = {t.name: t for t in graph.initializer}
-    constants = [
-        numpy_helper.from_array(np.array(15, np.uint8), "emb4_low_mask"),
-        numpy_helper.from_array(np.array(4, np.uint8), "emb4_shift"),
-        numpy_helper.from_array(np.array(8.0, np.float32), "emb4_offset"),
-    ]
     nodes_for: dict[int, list[Any]] = {}
     widen_matrices: dict[str, Any] = {}
-    for name, gathers in tables.items():
-        table = numpy_helper.to_array(initializers[name])
-        if table.shape[1] % block_size or table.shape[1] % 2:
-            report[name] = f"kept in float: width {table.shape[1]} is not a multiple of block_size {block_size}"
-            continue
-        packed = pack_4bit(table, block_size)
+    for name in [n for n, what in plan.items() if what == "4-bit"]:
+        packed = pack_4bit(numpy_helper.to_array(initializers[name]), block_size)
         widen = f"emb4_widen_{packed.width}{WIDEN_SUFFIX}"  # one per width, shared by the tables of that width
         if widen not in widen_matrices:
             blocks = np.arange(packed.width) // block_size
@@ -151,17 +171,21 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
                 numpy_helper.from_array(packed.scales, name + SCALE_SUFFIX),
             ]
         )
-        for i, gather in enumerate(gathers):
+        for i, gather in enumerate(tables[name]):
             nodes_for[id(gather)] = _unpacking_nodes(helper, onnx, name, widen, f"{name}_emb4_{i}", gather)
-        report[name] = "4-bit"
     if nodes_for:
+        constants = [
+            numpy_helper.from_array(np.array(15, np.uint8), "emb4_low_mask"),
+            numpy_helper.from_array(np.array(4, np.uint8), "emb4_shift"),
+            numpy_helper.from_array(np.array(8.0, np.float32), "emb4_offset"),
+        ]
         graph.initializer.extend([*constants, *widen_matrices.values()])
         rewritten = []
         for node in graph.node:
             rewritten.extend(nodes_for.get(id(node), [node]))
         del graph.node[:]
         graph.node.extend(rewritten)
-    return report
+    return plan
 
 
 def _unpacking_nodes(helper: Any, onnx: Any, table: str, widen: str, prefix: str, gather: Any) -> list[Any]:

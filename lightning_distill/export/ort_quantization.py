@@ -123,23 +123,38 @@ def _quantize_dynamic(prepared: Path, output_path: Path, config: OrtQuantConfig,
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     op_types = list(config.op_types) if config.op_types is not None else None
-    int8 = output_path
+    int8, four_bit = output_path, []
     if config.embedding_bits is not None:
-        from onnxruntime.quantization.registry import IntegerOpsRegistry
-
-        # int8 for everything but the embeddings, which the 4-bit pass then stores (embedding_4bit.py).
-        op_types = [t for t in (op_types or IntegerOpsRegistry) if t != "Gather"]
+        # int8 for everything but the tables the 4-bit pass then stores (embedding_4bit.py); a table it keeps (a
+        # width the blocks do not divide, tied weights) is int8 like the rest.
+        four_bit = _name_gathers(prepared, config.embedding_block_size)
         int8 = folder / "int8.onnx"
     quantize_dynamic(
         str(prepared),
         str(int8),
         op_types_to_quantize=op_types,
+        nodes_to_exclude=four_bit,
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         weight_type=getattr(QuantType, _QUANT_TYPES[config.weight_type]),
     )
     if config.embedding_bits is not None:
         _quantize_embeddings(int8, output_path, config.embedding_block_size)
+
+
+def _name_gathers(prepared: Path, block_size: int) -> list[str]:
+    """Name the unnamed ``Gather`` nodes of ``prepared`` (rewritten in place) and return those of 4-bit tables."""
+    import onnx
+
+    from lightning_distill.export.embedding_4bit import four_bit_gathers
+
+    model = onnx.load(str(prepared))
+    unnamed = [n for n in model.graph.node if n.op_type == "Gather" and not n.name]
+    for i, node in enumerate(unnamed):
+        node.name = f"Gather_emb4_{i}"
+    if unnamed:
+        onnx.save(model, str(prepared))
+    return four_bit_gathers(model, block_size)
 
 
 def _quantize_static(

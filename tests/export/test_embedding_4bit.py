@@ -73,10 +73,37 @@ def test_rewritten_gather_returns_the_packed_rows_for_indices_of_any_rank(shape,
 def test_tables_that_other_operators_read_and_odd_widths_are_kept_and_reported(tmp_path):
     table = np.ones((10, 8), np.float32)
     tied = _gather_model(table, 1, tied=True)
-    assert quantize_embedding_tables(tied, 8) == {"table": "kept in float: other operators read the table too"}
+    assert quantize_embedding_tables(tied, 8) == {"table": "kept: other operators read the table too"}
     odd = _gather_model(np.ones((10, 12), np.float32), 1)
     assert quantize_embedding_tables(odd, 8) == {
-        "table": "kept in float: width 12 is not a multiple of block_size 8"
+        "table": "kept: width 12 is not a multiple of block_size 8"
     }
     with pytest.raises(ValueError, match=r"opset >= 18 .* the graph has opset 17"):
         quantize_embedding_tables(_gather_model(table, 1, opset=17), 8)
+
+
+def test_quantize_onnx_stores_divisible_tables_in_4_bits_and_the_others_in_int8(tmp_path):
+    from lightning_distill.export import OrtQuantConfig, quantize_onnx
+
+    rng = np.random.default_rng(2)
+    shapes = {"words": (200, 32), "odd": (20, 24)}
+    tables = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None])
+    graph = helper.make_graph(
+        [helper.make_node("Gather", [name, "ids"], [f"{name}_rows"]) for name in tables],  # unnamed nodes
+        "g",
+        [ids],
+        [helper.make_tensor_value_info(f"{name}_rows", TensorProto.FLOAT, [None, None, None]) for name in tables],
+        [numpy_helper.from_array(table, name) for name, table in tables.items()],
+    )
+    source = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(source))
+    path = quantize_onnx(source, tmp_path / "emb4.onnx", OrtQuantConfig(embedding_bits=4, embedding_block_size=16))
+    stored = {t.name: t.data_type for t in onnx.load(str(path)).graph.initializer}
+    assert stored["words_packed4"] == TensorProto.UINT8 and "words" not in stored
+    odd = [name for name in stored if name.startswith("odd") and stored[name] in (TensorProto.UINT8, TensorProto.INT8)]
+    assert odd and "odd" not in stored  # int8, as without embedding_bits
+    index = rng.integers(0, 20, size=(2, 5))
+    words, odd_rows = create_session(path).run(None, {"ids": index})
+    assert np.abs(words - tables["words"][index]).max() <= np.abs(tables["words"]).max() / 14 + 1e-6
+    assert np.abs(odd_rows - tables["odd"][index]).max() <= np.abs(tables["odd"]).max() / 100
