@@ -15,6 +15,7 @@ __all__ = [
     "has_tokenizer",
     "load_classifier",
     "load_pruned_classifier",
+    "load_student",
     "model_inputs",
     "weights_file",
 ]
@@ -40,6 +41,11 @@ def load_pruned_classifier(folder: str | Path) -> nn.Module:
 
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
     return load_pruned(model, folder).eval()
+
+
+def load_student(folder: str | Path, pruned: bool) -> nn.Module:
+    """A student folder of the recipe: written by ``save_pruned`` when ``pruned``, else by ``save_pretrained``."""
+    return load_pruned_classifier(folder) if pruned else load_classifier(folder)
 
 
 def weights_file(folder: str | Path) -> Path:

@@ -37,7 +37,7 @@ from lightning_distill.recipes.text.artifacts import (
     embedding_is_int8,
     has_tokenizer,
     load_classifier,
-    load_pruned_classifier,
+    load_student,
     model_inputs,
     weights_file,
 )
@@ -134,7 +134,7 @@ class TextRecipeSteps:
     def final_student(self) -> tuple[nn.Module, str]:
         """The final student (the pruned one where there is one; calibrated), loaded from disk, and its folder."""
         folder = self.student_folder(pruned=self.settings.prune)
-        return (load_pruned_classifier(folder) if self.settings.prune else load_classifier(folder)), folder
+        return load_student(folder, self.settings.prune), folder
 
     def check_calibrate_class(self) -> None:
         """Before a fit: the reject class to calibrate is a label of the data."""
@@ -253,14 +253,14 @@ class TextRecipeSteps:
             load_classifier(teacher), self.data_module(self.teacher_tokenizer(teacher)), label
         )
         index, wanted = result["index"], result["teacher_predicted"]
-        students = [("student", self.recipe.result("distill")["student"], load_classifier)]
+        students = [("student", self.recipe.result("distill")["student"], False)]
         if self.settings.prune:
-            students.append(("student pruned", self.recipe.result("prune")["student"], load_pruned_classifier))
-        for name, source, load in students:
+            students.append(("student pruned", self.recipe.result("prune")["student"], True))
+        for name, source, pruned in students:
             data = self.data_module(source)
-            model, record = calibrate_student(load(source), data, texts, labels, teacher_logits, index)
+            model, record = calibrate_student(load_student(source, pruned), data, texts, labels, teacher_logits, index)
             out = folder / name.replace(" ", "_")
-            save_student(model, source, out, pruned=name == "student pruned")
+            save_student(model, source, out, pruned=pruned)
             result[name] = {"folder": str(out), "source": source, **record}
             before, after = record["predicted_before"], record["predicted_after"]
             print(
@@ -338,7 +338,8 @@ class TextRecipeSteps:
         if self.settings.prune:
             candidates.append(f"student {EMB4}")
         # Latencies, and int8 speed-ups most of all, belong to the CPU they were measured on.
-        return {"rows": str(self.rows_file), "candidates": candidates, "machine": machine_info()}
+        machine = {**machine_info(), "bench_threads": self.settings.bench_threads}  # rows: at bench_threads
+        return {"rows": str(self.rows_file), "candidates": candidates, "machine": machine}
 
     def _measures(self) -> list[tuple[str, Callable[[str], Any]]]:
         """``(row name, measure)`` of every artifact; each is loaded when measured, so one model is in memory."""
@@ -359,9 +360,11 @@ class TextRecipeSteps:
             measures.append((f"{final} fp32", lambda name: self._module_row(float_model, data, name, folder)))
         if settings.calibrate_class is not None:  # what the calibrate step bought, on the test texts
             source = self.recipe.result("calibrate")[final]["source"]
-            load = load_pruned_classifier if settings.prune else load_classifier
             measures.append(
-                (f"{final} fp32 {UNCALIBRATED}", lambda name: self._module_row(load(source), data, name, source))
+                (
+                    f"{final} fp32 {UNCALIBRATED}",
+                    lambda name: self._module_row(load_student(source, settings.prune), data, name, source),
+                )
             )
         measures.append(
             (
