@@ -40,11 +40,12 @@ def test_minilm_encodings_equal_the_tokenizer_call_on_clinc_texts(minilm, tensor
     assert encoder(PROBES[2])["input_ids"].shape == (1, 32)
 
 
-def test_left_padding_no_max_length_and_a_pickled_encoder_agree_too(minilm):
+def test_left_padding_and_truncation_no_max_length_and_a_pickled_encoder_agree_too(minilm):
     import copy
 
     left = copy.deepcopy(minilm)
     left.padding_side = "left"
+    left.truncation_side = "left"  # keeps the end of a long text: the probe's words differ, so a wrong side shows
     for tokenizer, max_length in ((left, 16), (minilm, None)):
         encoder = TextEncoder(tokenizer, max_length, "np")
         assert encoder.uses_rust
@@ -67,6 +68,20 @@ def test_a_tokenizer_whose_call_differs_from_its_rust_tokenizer_goes_through_the
     tokenizer.__class__ = Prefixing
     encoder = TextEncoder(tokenizer, 8, "pt")
     assert not encoder.uses_rust
-    assert encoder("book a flight")["input_ids"].tolist() == [tokenizer.convert_tokens_to_ids(
-        ["[CLS]", "the", "book", "a", "flight", "[SEP]"]
-    )]
+    assert encoder("book a flight")["input_ids"].tolist() == [
+        tokenizer.convert_tokens_to_ids(["[CLS]", "the", "book", "a", "flight", "[SEP]"])
+    ]
+
+
+def test_an_encoder_says_when_its_tokenizer_changed_and_refuses_an_empty_list(tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(write_tokenizer(tmp_path / "tok"))
+    encoder = TextEncoder(tokenizer, 8, "np")
+    assert encoder.fits(tokenizer, 8) and not encoder.fits(tokenizer, 16)
+    tokenizer.add_tokens(["zebra"])  # a new token the copied Rust tokenizer does not know
+    assert not encoder.fits(tokenizer, 8)
+    rebuilt = TextEncoder(tokenizer, 8, "np")
+    assert _equal(rebuilt("a zebra"), rebuilt.reference("a zebra"))
+    tokenizer.padding_side = "left"
+    assert not rebuilt.fits(tokenizer, 8)
+    with pytest.raises(ValueError, match="no texts to encode"):
+        rebuilt([])

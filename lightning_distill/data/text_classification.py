@@ -342,7 +342,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         What the tokenizer's call gives, through the Rust tokenizer directly where it agrees (:class:`TextEncoder`):
         at batch 1 the tokenizer's Python wrapper costs more than a small student's forward.
         """
-        if self._encoder is None or self._encoder.tokenizer is not self.tokenizer:
+        if self._encoder is None or not self._encoder.fits(self.tokenizer, self.max_length):
             self._encoder = TextEncoder(self.tokenizer, self.max_length, "pt")
         return self._encoder(raw)
 

@@ -3,16 +3,16 @@
 Each row of a table ``W`` (vocabulary x width) is cut into blocks of ``block_size`` values along the width; a block
 keeps one scale ``s = max|w| / 7`` and its values as ``q = round(w / s)`` in ``[-7, 7]``, stored as the nibble
 ``q + 8``. Byte ``j`` of a row holds column ``j`` in its low nibble and column ``j + width / 2`` in its high one, so
-unpacking is one ``BitwiseAnd``, one ``BitShift`` and one ``Concat`` along the last axis, whatever the rank of the
+unpacking is one ``Mod`` (by 16), one ``BitShift`` and one ``Concat`` along the last axis, whatever the rank of the
 indices. The graph reads ``W[ids]`` as::
 
     packed = Gather(W_packed4, ids)                    # uint8, (..., width / 2)
-    q = Concat(packed & 15, packed >> 4) - 8           # (..., width), as float
+    q = Concat(packed % 16, packed >> 4) - 8           # (..., width), as float
     W[ids] ~= q * MatMul(Gather(W_scale, ids), widen)  # block scales widened to one per column
 
 Only the gathered rows are unpacked (a few thousand values for a query), where ONNX Runtime's
 ``GatherBlockQuantized`` (used before) cost 0.2-0.3 ms per query for a BERT's three tables on an AVX2 CPU at batch 1,
-and every operator is a standard one (opset 18), so any runtime runs the graph. Block-wise round-to-nearest as in
+and every operator is a standard one (opset 11), so any runtime runs the graph. Block-wise round-to-nearest as in
 GPTQ's baseline (Frantar et al., 2023) and ONNX Runtime's ``MatMulNBits`` quantizer.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 PACKED_SUFFIX = "_packed4"
 SCALE_SUFFIX = "_scale"
 WIDEN_SUFFIX = "_scale_widen"  # blocks x width, 1 where a column belongs to a block: one scale per column by MatMul
-MIN_OPSET = 18  # BitwiseAnd
+MIN_OPSET = 11  # BitShift; the low nibble is Mod(byte, 16), which opset 10 has
 
 
 @dataclass(frozen=True)
@@ -67,31 +67,50 @@ def pack_4bit(table: np.ndarray, block_size: int) -> PackedTable:
     return PackedTable(packed, scales, block_size)
 
 
-def _gather_tables(graph: Any) -> dict[str, list[Any]]:
-    """Float 2-D initializers whose every use is the data input of a ``Gather`` along axis 0, with those nodes."""
+def _subgraph_inputs(node: Any) -> set[str]:
+    """Every name the subgraphs of ``node`` (``If``/``Loop``/``Scan`` bodies) read, at any depth."""
     import onnx
 
-    initializers = {t.name: t for t in graph.initializer}
-    uses: dict[str, list[Any]] = {}
+    graphs = [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+    graphs += [g for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+    names: set[str] = set()
+    for graph in graphs:
+        for inner in graph.node:
+            names.update(inner.input)
+            names |= _subgraph_inputs(inner)
+    return names
+
+
+def _gather_tables(graph: Any) -> dict[str, tuple[list[Any], str | None]]:
+    """Float 2-D initializers read by a ``Gather``: the gathers, and why the table must stay as it is (or None)."""
+    import onnx
+
+    floats = [t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2]
+    names = {t.name for t in graph.initializer}
+    uses: dict[str, list[tuple[Any, int]]] = {}
+    in_subgraphs: set[str] = set()
     for node in graph.node:
         for position, name in enumerate(node.input):
-            if name in initializers:
-                uses.setdefault(name, []).append((node, position))
-    tables = {}
-    for name, nodes in uses.items():
-        tensor = initializers[name]
-        axis = [
-            next((a.i for a in node.attribute if a.name == "axis"), 0) if node.op_type == "Gather" else None
-            for node, _ in nodes
-        ]
-        if (
-            tensor.data_type == onnx.TensorProto.FLOAT
-            and len(tensor.dims) == 2
-            and all(node.op_type == "Gather" and position == 0 for node, position in nodes)
-            and all(a == 0 for a in axis)
-            and name not in {o.name for o in graph.output}
-        ):
-            tables[name] = [node for node, _ in nodes]
+            uses.setdefault(name, []).append((node, position))
+        in_subgraphs |= _subgraph_inputs(node)
+    exposed = {v.name for v in graph.input} | {v.name for v in graph.output}
+    tables: dict[str, tuple[list[Any], str | None]] = {}
+    for name in floats:
+        nodes = uses.get(name, [])
+        gathers = [node for node, position in nodes if node.op_type == "Gather" and position == 0]
+        if not gathers:
+            continue
+        axes = {next((a.i for a in n.attribute if a.name == "axis"), 0) % 2 for n in gathers}
+        reason = None
+        if name.endswith(SCALE_SUFFIX) and name[: -len(SCALE_SUFFIX)] + PACKED_SUFFIX in names:
+            reason = "kept: the scales of a 4-bit table"
+        elif name in exposed:
+            reason = "kept: a graph input or output, not a constant"
+        elif len(gathers) < len(nodes) or name in in_subgraphs:
+            reason = "kept: other operators read the table too"
+        elif axes != {0}:
+            reason = "kept: gathered along its width (axis 1), not by row"
+        tables[name] = (gathers, reason)
     return tables
 
 
@@ -99,28 +118,17 @@ def embedding_plan(model: Any, block_size: int) -> dict[str, str]:
     """What :func:`quantize_embedding_tables` would do with each float 2-D initializer that a ``Gather`` reads.
 
     Returns:
-        ``"4-bit"``, or why the table is kept as it is: other operators read it too (tied weights), or its width is
-        not a multiple of ``block_size``.
+        ``"4-bit"``, or why the table is kept as it is: other operators read it too (tied weights, a subgraph), a
+        width that is not a multiple of ``block_size``, a table gathered along its width, a graph input or output,
+        or the scales of a table already stored in 4 bits (the function can run on its own output).
     """
-    import onnx
-
-    graph = model.graph
-    tables = _gather_tables(graph)
-    floats = {
-        t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2
-    }
     plan = {}
-    for node in graph.node:
-        name = node.input[0] if node.op_type == "Gather" and node.input else None
-        if name not in floats or name in plan:
-            continue
-        width = floats[name].dims[1]
-        if name not in tables:
-            plan[name] = "kept: other operators read the table too"
-        elif width % block_size or width % 2:
-            plan[name] = f"kept: width {width} is not a multiple of block_size {block_size}"
-        else:
-            plan[name] = "4-bit"
+    widths = {t.name: t.dims[1] for t in model.graph.initializer if len(t.dims) == 2}
+    for name, (_, reason) in _gather_tables(model.graph).items():
+        width = widths[name]
+        if reason is None and (width % block_size or width % 2):
+            reason = f"kept: width {width} is not a multiple of block_size {block_size}"
+        plan[name] = reason or "4-bit"
     return plan
 
 
@@ -141,7 +149,7 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
         :func:`embedding_plan`: ``"4-bit"`` or why a table was kept as it is.
 
     Raises:
-        ValueError: the graph's default-domain opset is below 18 (``BitwiseAnd``); export with ``opset=18`` or later.
+        ValueError: the graph's default-domain opset is below 11 (``BitShift``); export with ``opset=11`` or later.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -150,16 +158,17 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise ValueError(
-            f"4-bit embeddings need ONNX opset >= {MIN_OPSET} (BitwiseAnd); the graph has opset {opset}: export it "
+            f"4-bit embeddings need ONNX opset >= {MIN_OPSET} (BitShift); the graph has opset {opset}: export it "
             f"with OnnxExportConfig(opset={MIN_OPSET}) or later"
         )
     plan, tables = embedding_plan(model, block_size), _gather_tables(graph)
+    taken = {t.name for t in graph.initializer}
     initializers = {t.name: t for t in graph.initializer}
     nodes_for: dict[int, list[Any]] = {}
     widen_matrices: dict[str, Any] = {}
     for name in [n for n, what in plan.items() if what == "4-bit"]:
         packed = pack_4bit(numpy_helper.to_array(initializers[name]), block_size)
-        widen = f"emb4_widen_{packed.width}{WIDEN_SUFFIX}"  # one per width, shared by the tables of that width
+        widen = f"emb4_widen_{packed.width}x{block_size}{WIDEN_SUFFIX}"  # shared by the tables of that width
         if widen not in widen_matrices:
             blocks = np.arange(packed.width) // block_size
             matrix = (blocks[None, :] == np.arange(packed.scales.shape[1])[:, None]).astype(np.float32)
@@ -171,15 +180,16 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
                 numpy_helper.from_array(packed.scales, name + SCALE_SUFFIX),
             ]
         )
-        for i, gather in enumerate(tables[name]):
+        for i, gather in enumerate(tables[name][0]):
             nodes_for[id(gather)] = _unpacking_nodes(helper, onnx, name, widen, f"{name}_emb4_{i}", gather)
     if nodes_for:
         constants = [
-            numpy_helper.from_array(np.array(15, np.uint8), "emb4_low_mask"),
+            numpy_helper.from_array(np.array(16, np.uint8), "emb4_sixteen"),
             numpy_helper.from_array(np.array(4, np.uint8), "emb4_shift"),
             numpy_helper.from_array(np.array(8.0, np.float32), "emb4_offset"),
         ]
-        graph.initializer.extend([*constants, *widen_matrices.values()])
+        # shared by every table, and by an earlier pass on the same graph
+        graph.initializer.extend(t for t in [*constants, *widen_matrices.values()] if t.name not in taken)
         rewritten = []
         for node in graph.node:
             rewritten.extend(nodes_for.get(id(node), [node]))
@@ -197,7 +207,7 @@ def _unpacking_nodes(helper: Any, onnx: Any, table: str, widen: str, prefix: str
 
     return [
         helper.make_node("Gather", [table + PACKED_SUFFIX, ids], [t("packed")], name=t("gather_packed")),
-        helper.make_node("BitwiseAnd", [t("packed"), "emb4_low_mask"], [t("low")], name=t("low")),
+        helper.make_node("Mod", [t("packed"), "emb4_sixteen"], [t("low")], name=t("low")),
         helper.make_node("BitShift", [t("packed"), "emb4_shift"], [t("high")], name=t("high"), direction="RIGHT"),
         helper.make_node("Concat", [t("low"), t("high")], [t("nibbles")], name=t("concat"), axis=-1),
         helper.make_node("Cast", [t("nibbles")], [t("float")], name=t("cast"), to=onnx.TensorProto.FLOAT),

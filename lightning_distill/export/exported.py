@@ -33,6 +33,8 @@ class ExportedClassifier:
 
     def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's inputs for raw texts (tokenized, padded, truncated), as numpy arrays by input name."""
+        if not self._encoder.fits(self.tokenizer, None):  # the tokenizer was changed or replaced
+            self._encoder = TextEncoder(self.tokenizer, None, "np")
         return self._encoder(texts)
 
     def logits(self, texts: str | Sequence[str]) -> np.ndarray:
