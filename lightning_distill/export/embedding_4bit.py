@@ -122,9 +122,13 @@ def embedding_plan(model: Any, block_size: int) -> dict[str, str]:
         width that is not a multiple of ``block_size``, a table gathered along its width, a graph input or output,
         or the scales of a table already stored in 4 bits (the function can run on its own output).
     """
+    return _plan(model.graph, _gather_tables(model.graph), block_size)
+
+
+def _plan(graph: Any, tables: dict[str, tuple[list[Any], str | None]], block_size: int) -> dict[str, str]:
     plan = {}
-    widths = {t.name: t.dims[1] for t in model.graph.initializer if len(t.dims) == 2}
-    for name, (_, reason) in _gather_tables(model.graph).items():
+    widths = {t.name: t.dims[1] for t in graph.initializer if len(t.dims) == 2}
+    for name, (_, reason) in tables.items():
         width = widths[name]
         if reason is None and (width % block_size or width % 2):
             reason = f"kept: width {width} is not a multiple of block_size {block_size}"
@@ -151,8 +155,7 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
     Raises:
         ValueError: the graph's default-domain opset is below 11 (``BitShift``); export with ``opset=11`` or later.
     """
-    import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -161,8 +164,8 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
             f"4-bit embeddings need ONNX opset >= {MIN_OPSET} (BitShift); the graph has opset {opset}: export it "
             f"with OnnxExportConfig(opset={MIN_OPSET}) or later"
         )
-    plan, tables = embedding_plan(model, block_size), _gather_tables(graph)
-    taken = {t.name for t in graph.initializer}
+    tables = _gather_tables(graph)
+    plan = _plan(graph, tables, block_size)
     initializers = {t.name: t for t in graph.initializer}
     nodes_for: dict[int, list[Any]] = {}
     widen_matrices: dict[str, Any] = {}
@@ -181,7 +184,7 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
             ]
         )
         for i, gather in enumerate(tables[name][0]):
-            nodes_for[id(gather)] = _unpacking_nodes(helper, onnx, name, widen, f"{name}_emb4_{i}", gather)
+            nodes_for[id(gather)] = _unpacking_nodes(name, widen, f"{name}_emb4_{i}", gather)
     if nodes_for:
         constants = [
             numpy_helper.from_array(np.array(16, np.uint8), "emb4_sixteen"),
@@ -189,7 +192,7 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
             numpy_helper.from_array(np.array(8.0, np.float32), "emb4_offset"),
         ]
         # shared by every table, and by an earlier pass on the same graph
-        graph.initializer.extend(t for t in [*constants, *widen_matrices.values()] if t.name not in taken)
+        graph.initializer.extend(t for t in [*constants, *widen_matrices.values()] if t.name not in initializers)
         rewritten = []
         for node in graph.node:
             rewritten.extend(nodes_for.get(id(node), [node]))
@@ -198,8 +201,11 @@ def quantize_embedding_tables(model: Any, block_size: int) -> dict[str, str]:
     return plan
 
 
-def _unpacking_nodes(helper: Any, onnx: Any, table: str, widen: str, prefix: str, gather: Any) -> list[Any]:
+def _unpacking_nodes(table: str, widen: str, prefix: str, gather: Any) -> list[Any]:
     """The nodes replacing ``Gather(table, ids) -> out`` (see the module docstring)."""
+    import onnx
+    from onnx import helper
+
     ids, out = gather.input[1], gather.output[0]
 
     def t(name: str) -> str:
