@@ -9,6 +9,7 @@ from lightning_distill.export.config import (
     check_providers,
 )
 from lightning_distill.export.exported import ExportedClassifier, load_exported
+from lightning_distill.export.first_token import cut_for_export, first_token_classifier
 from lightning_distill.export.folder import GRAPH_FILES, export_text_classifier
 from lightning_distill.export.hub import hub_files, push_to_hub
 from lightning_distill.export.metadata import read_label_names, read_metadata
@@ -31,8 +32,10 @@ __all__ = [
     "check_parity",
     "check_providers",
     "create_session",
+    "cut_for_export",
     "export_onnx",
     "export_text_classifier",
+    "first_token_classifier",
     "hub_files",
     "load_exported",
     "onnx_predictor",

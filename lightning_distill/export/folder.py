@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from lightning_distill.export.config import OnnxExportConfig, OrtQuantConfig
+from lightning_distill.export.first_token import cut_for_export
 from lightning_distill.export.layout import GRAPH_FILES, GraphKind
 from lightning_distill.export.metadata import label_names_of
 from lightning_distill.export.model_card import write_model_card
@@ -87,6 +88,15 @@ def _check_graphs(graphs: Sequence[str], quantization: OrtQuantConfig) -> OrtQua
     return quantization
 
 
+def _save_tokenizer(tokenizer: Any, folder: Path, max_length: int | None) -> None:
+    """``tokenizer``'s files in ``folder``, with ``model_max_length`` set to ``max_length`` (the tokenizer given is
+    left as it is)."""
+    if max_length is not None:
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.model_max_length = max_length
+    tokenizer.save_pretrained(str(folder))
+
+
 def export_text_classifier(
     model: nn.Module,
     tokenizer: Any,
@@ -100,6 +110,7 @@ def export_text_classifier(
     export_config: OnnxExportConfig | None = None,
     title: str | None = None,
     provenance: Mapping[str, str] | None = None,
+    first_token_only: bool = True,
 ) -> dict[str, Path]:
     """Write ``model`` and ``tokenizer`` to ``folder`` as ``optimum`` lays out an exported text classifier.
 
@@ -123,6 +134,10 @@ def export_text_classifier(
         export_config: ONNX export settings.
         title: First line of the model card; None names the architecture.
         provenance: How the model was made (e.g. ``{"checkpoint": ..., "config": ...}``), listed in the card.
+        first_token_only: Compute the last encoder layer for the first token only, the one the head reads
+            (:mod:`~lightning_distill.export.first_token`): the same logits, less work. Where the model does not
+            allow it (no BERT-style layers, or a head that reads other tokens: logits on ``example_texts`` differ),
+            every layer is exported whole, with a warning that says why, as with False; the card records which.
 
     Returns:
         The path of each written graph, by kind.
@@ -138,6 +153,7 @@ def export_text_classifier(
     quantization = _check_graphs(graphs, quantization or OrtQuantConfig())
     config = _folder_config(model, id2label)
     example = _example_inputs(model, tokenizer, example_texts, max_length)
+    model, last_layer = cut_for_export(model, example, first_token_only)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = {"fp32": export_onnx(model, export_config or OnnxExportConfig(), example, folder / GRAPH_FILES["fp32"])}
@@ -151,15 +167,13 @@ def export_text_classifier(
     if "fp32" not in graphs:
         written.pop("fp32").unlink()
     config.save_pretrained(str(folder))
-    if max_length is not None:
-        tokenizer = copy.deepcopy(tokenizer)
-        tokenizer.model_max_length = max_length
-    tokenizer.save_pretrained(str(folder))
+    _save_tokenizer(tokenizer, folder, max_length)
     card = {
         "title": title or f"{config.architectures[0] if config.architectures else config.model_type} text classifier",
         "provenance": dict(provenance or {}),
         "quantization": asdict(quantization),
         "max_length": max_length,
+        "last_layer": last_layer,
     }
     write_model_card(folder, card)
     return {kind: written[kind] for kind in graphs}

@@ -92,6 +92,8 @@ def _render(folder: Path, info: Mapping[str, Any]) -> str:
     if info.get("quantization"):
         settings = ", ".join(f"{k}={v}" for k, v in info["quantization"].items() if k not in ("calibration_batches",))
         lines.append(f"- int8 graphs: ONNX Runtime `quantize_dynamic` of `model.onnx` ({settings})")
+    if info.get("last_layer"):
+        lines.append(f"- the last encoder layer is computed for {info['last_layer']}")
     if info.get("max_length"):
         lines.append(f"- texts are truncated to {info['max_length']} tokens (`model_max_length` of the tokenizer)")
     return "\n".join(lines) + "\n"

@@ -281,14 +281,14 @@ class TextRecipeSteps:
         """The final student as an export folder in optimum's layout (``export/student``: ONNX fp32, ORT-optimized,
         ORT int8 and int8 with 4-bit embeddings, ``config.json``, tokenizer, model card), and the unpruned student
         as int8 with 4-bit embeddings too, with pruning."""
-        from lightning_distill.export import OrtQuantConfig, export_text_classifier, quantize_onnx
+        from lightning_distill import export as ex
 
         out = self.recipe.step_dir("export")
         model, folder = self.final_student()
         data = self.data_module(folder)
         # ORT's optimized graph has fused contrib ops its quantizer cannot type: the int8 graphs are quantized from
         # the exported one (the session applies the same fusions when it loads them).
-        written = export_text_classifier(
+        written = ex.export_text_classifier(
             model,
             data.tokenizer,
             out / "student",
@@ -310,17 +310,15 @@ class TextRecipeSteps:
         }
         if self.settings.prune:  # the unpruned student too, as the most accurate compressed candidate
             unpruned = self.student_folder()
-            float_path = self._export_onnx(load_classifier(unpruned), unpruned, out / "unpruned_student.onnx")
-            path = quantize_onnx(float_path, out / "unpruned_student_int8_emb4.onnx", OrtQuantConfig(embedding_bits=4))
+            model = load_classifier(unpruned)
+            example = model_inputs(model, self.data_module(unpruned).example_input(8))
+            model, _ = ex.cut_for_export(model, example)
+            float_path = ex.export_onnx(model, ex.OnnxExportConfig(), example, out / "unpruned_student.onnx")
+            int8_emb4 = ex.OrtQuantConfig(embedding_bits=4)
+            path = ex.quantize_onnx(float_path, out / "unpruned_student_int8_emb4.onnx", int8_emb4)
             result["unpruned_onnx_int8_emb4"] = str(path)
             float_path.unlink()
         return result
-
-    def _export_onnx(self, model: nn.Module, folder: str, path: Path) -> Path:
-        from lightning_distill.export import OnnxExportConfig, export_onnx
-
-        example = model_inputs(model, self.data_module(folder).example_input(8))
-        return export_onnx(model, OnnxExportConfig(), example, path)
 
     def benchmark(self) -> dict[str, Any]:
         """Measure every artifact, reloaded from disk, one at a time, into ``benchmark/rows.json``."""
