@@ -62,13 +62,17 @@ def first_token_unsupported(model: nn.Module) -> str | None:
     if isinstance(last, FirstTokenLayer):
         return "its last layer already computes the first token only"
     missing = [p for p in _LAYER_PARTS if _submodule(last, p) is None]
-    if missing or not callable(getattr(last, "feed_forward_chunk", None)):
-        return (
-            f"its layers ({type(last).__name__}) are not BERT-style: they lack "
-            f"{', '.join(missing) or 'feed_forward_chunk'}"
-        )
-    config = getattr(_submodule(last, "attention.self"), "config", None)
-    if getattr(config, "is_decoder", False) or getattr(last, "add_cross_attention", False):
+    missing += [] if callable(getattr(last, "feed_forward_chunk", None)) else ["feed_forward_chunk"]
+    if missing:
+        return f"its layers ({type(last).__name__}) are not BERT-style: they lack {', '.join(missing)}"
+    attention = _submodule(last, "attention.self")
+    lacking = [a for a in ("config", "scaling", "attention_head_size") if not hasattr(attention, a)]
+    if lacking:
+        return f"its self-attention ({type(attention).__name__}) has no {', '.join(lacking)} as BERT's has"
+    extra = sorted(set(dict(last.attention.named_children())) - {"self", "output"})
+    if extra:  # e.g. the LayerNorm of a pre-LN layer (RobertaPreLayerNorm, MegatronBert), applied before attention
+        return f"its attention block ({type(last.attention).__name__}) has parts a BERT layer has not: {extra}"
+    if getattr(attention.config, "is_decoder", False) or getattr(last, "add_cross_attention", False):
         return f"its layers ({type(last).__name__}) are decoder layers"
     return None
 
@@ -78,7 +82,9 @@ class FirstTokenLayer(nn.Module):
 
     The first token's query attends to every token's key and value (with the model's attention mask, cut to the
     first query row), then the layer's own attention output, residual, layer norms and feed-forward block run on that
-    one row. The wrapped layer's modules and weights are used as they are.
+    one row. The wrapped layer's modules and weights are used as they are. It is for inference (export, serving):
+    attention dropout is off whatever the mode, and the output has one position, which training losses on hidden
+    states cannot use.
 
     Args:
         layer: The last layer of the encoder (``BertLayer``, ``RobertaLayer``, ...).
@@ -118,59 +124,71 @@ class FirstTokenLayer(nn.Module):
         return self.layer.feed_forward_chunk(self.layer.attention.output(context, first))
 
 
-def _logits(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
-    output = model(**inputs)
-    return output.logits if hasattr(output, "logits") else output
-
-
 def first_token_classifier(
     model: nn.Module, example_inputs: Mapping[str, Tensor], atol: float = 1e-4
 ) -> tuple[nn.Module, str | None]:
-    """A copy of ``model`` (eval mode) whose last encoder layer computes the first token only, where that is exact.
+    """A float32 copy of ``model`` in eval mode whose last encoder layer computes the first token only, where that
+    gives the model's logits.
 
     Args:
-        model: A Hugging Face sequence classifier of the BERT family, or a wrapper holding one
-            (``TransformerClassifier``).
+        model: A Hugging Face sequence classifier of the BERT family (post-LN layers: BERT, RoBERTa, ELECTRA,
+            XLM-R, MiniLM), or a wrapper holding one (``TransformerClassifier``).
         example_inputs: A tokenized batch (keyword arguments of ``model``), padded, to check the copy on.
-        atol: Largest absolute difference of logits allowed between the copy and ``model`` on the example.
+        atol: Largest difference of logits allowed between the copy and ``model`` on the example, relative to the
+            largest logit where that is above 1.
 
     Returns:
-        ``(copy, None)``, or ``(model's copy unchanged, reason)`` where the layer cannot be cut
-        (:func:`first_token_unsupported`) or the cut copy's logits differ from the model's (its head reads more than
-        the first token, e.g. mean pooling).
+        ``(copy, None)``, or ``(float32 eval copy of model, uncut; reason)`` where the layer cannot be cut
+        (:func:`first_token_unsupported`), the cut copy fails on the example, or its logits differ from the model's
+        (a head that reads more than the first token, e.g. mean pooling, or a layer that is not a plain BERT one).
     """
-    model = copy.deepcopy(model).float().eval()
+    from lightning_distill.batch import logits_of
+
     reason = first_token_unsupported(model)
+    model = copy.deepcopy(model).float().eval()
     if reason is not None:
         return model, reason
-    cut = copy.deepcopy(model)
-    layers = _encoder_layers(cut)
-    layers[-1] = FirstTokenLayer(layers[-1])
+    layers = _encoder_layers(model)
+    whole = layers[-1]
     with torch.no_grad():
-        expected, got = _logits(model, example_inputs), _logits(cut, example_inputs)
-    if expected.shape != got.shape or not torch.allclose(expected, got, rtol=0.0, atol=atol):
+        expected = logits_of(model, example_inputs)
+        layers[-1] = FirstTokenLayer(whole)
+        try:
+            got = logits_of(model, example_inputs)
+        except Exception as error:  # whatever fails in the cut model, the model is exported whole
+            layers[-1] = whole
+            return model, f"the cut model fails on the example ({type(error).__name__}: {error})"
+    tolerance = atol * max(1.0, expected.abs().max().item())
+    if expected.shape != got.shape or not torch.allclose(expected, got, rtol=0.0, atol=tolerance):
+        layers[-1] = whole
         difference = (expected - got).abs().max().item() if expected.shape == got.shape else float("inf")
         return model, (
-            f"its head reads more than the first token: the cut model's logits differ from the model's by "
-            f"{difference:.3g} (> {atol}) on the example"
+            f"the cut model's logits differ from the model's by {difference:.3g} (> {tolerance:.3g}) on the example: "
+            "its head reads more than the first token, or its last layer is not a plain BERT layer"
         )
-    return cut, None
+    return model, None
 
 
 def cut_for_export(
-    model: nn.Module, example: Mapping[str, Any], first_token_only: bool = True
+    model: nn.Module, example: Mapping[str, Any], first_token_only: bool = True, stacklevel: int = 2
 ) -> tuple[nn.Module, str]:
-    """The model to export, cut by :func:`first_token_classifier` where ``first_token_only`` and that is exact, and
-    how its last layer is computed, in words (for a model card). Where it is not cut though asked, a warning says
-    why."""
+    """The model to export, cut by :func:`first_token_classifier` where ``first_token_only`` and that gives the same
+    logits, and how its last layer is computed, in words (for a model card).
+
+    A model whose layers are not BERT's (DistilBERT) is exported whole and the words say why. One whose layers look
+    like BERT's but whose cut copy fails or gives other logits is exported whole too, with a warning, since that
+    says something about the model its author may not know.
+    """
     if not first_token_only:
         return model, "every token (first_token_only=False)"
+    structural = first_token_unsupported(model)
     cut, reason = first_token_classifier(model, example)
     if reason is None:
         return cut, "the first token only, the one the classification head reads"
-    warnings.warn(
-        f"the last encoder layer is exported for every token, not the first only: {reason}; pass "
-        "first_token_only=False to export it whole without this warning",
-        stacklevel=2,
-    )
+    if structural is None:
+        warnings.warn(
+            f"the last encoder layer is exported for every token, not the first only: {reason}; "
+            "export_text_classifier(..., first_token_only=False) exports it whole without this check",
+            stacklevel=stacklevel + 1,
+        )
     return model, f"every token ({reason})"

@@ -1,7 +1,8 @@
 """The model card (``README.md``) of an export folder, rendered from ``export_info.json`` beside it.
 
-``export_info.json`` records how the folder was made (title, provenance, quantization settings, ``max_length``) and,
-once measured, each graph's benchmark row, so the card can be rewritten when measurements arrive later.
+``export_info.json`` records how the folder was made (title, provenance, quantization settings, ``max_length``,
+``last_layer``: how the last encoder layer was computed) and, once measured, each graph's benchmark row, so the card
+can be rewritten when measurements arrive later.
 """
 
 from __future__ import annotations

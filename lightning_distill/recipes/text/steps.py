@@ -14,7 +14,8 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
    so that it predicts the class as often as the teacher on the validation texts (no labels used) ->
    ``calibrate/student`` and ``calibrate/student_pruned``; the later steps use these students.
 5. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
-6. ``export``: the final student as an export folder that optimum and ``load_exported`` load (``export/student``):
+6. ``export``: the final student (last layer for ``[CLS]`` only, where exact) as an export folder that optimum and
+   ``load_exported`` load (``export/student``):
    ONNX fp32, as optimized by ONNX Runtime, as ONNX Runtime dynamic int8 (the embedding tables included: ONNX Runtime
    quantizes their ``Gather``) and as int8 with 4-bit embedding tables, with ``config.json``, the tokenizer and a
    model card; with pruning, the unpruned student as int8 with 4-bit embeddings too.
@@ -307,12 +308,13 @@ class TextRecipeSteps:
             "onnx_int8": str(written["int8"]),
             "onnx_int8_emb4": str(written["int8_emb4"]),
             "embedding_int8": embedding_is_int8(written["int8"]),
+            "last_layer": ex.read_export_info(out / "student")["last_layer"],
         }
         if self.settings.prune:  # the unpruned student too, as the most accurate compressed candidate
             unpruned = self.student_folder()
             model = load_classifier(unpruned)
             example = model_inputs(model, self.data_module(unpruned).example_input(8))
-            model, _ = ex.cut_for_export(model, example)
+            model, result["unpruned_last_layer"] = ex.cut_for_export(model, example)
             float_path = ex.export_onnx(model, ex.OnnxExportConfig(), example, out / "unpruned_student.onnx")
             int8_emb4 = ex.OrtQuantConfig(embedding_bits=4)
             path = ex.quantize_onnx(float_path, out / "unpruned_student_int8_emb4.onnx", int8_emb4)
