@@ -181,14 +181,15 @@ def cut_for_export(
     """
     if not first_token_only:
         return model, "every token (first_token_only=False)"
-    structural = first_token_unsupported(model)
+    reason = first_token_unsupported(model)
+    if reason is not None:  # known from the layers alone: no copy, no forward pass
+        return model, f"every token ({reason})"
     cut, reason = first_token_classifier(model, example)
     if reason is None:
         return cut, "the first token only, the one the classification head reads"
-    if structural is None:
-        warnings.warn(
-            f"the last encoder layer is exported for every token, not the first only: {reason}; "
-            "export_text_classifier(..., first_token_only=False) exports it whole without this check",
-            stacklevel=stacklevel + 1,
-        )
+    warnings.warn(
+        f"the last encoder layer is exported for every token, not the first only: {reason}; "
+        "export_text_classifier(..., first_token_only=False) exports it whole without this check",
+        stacklevel=stacklevel + 1,
+    )
     return model, f"every token ({reason})"

@@ -2,7 +2,6 @@
 fresh process), one row where the last layer's feed-forward block runs, and a refusal that says why where it would
 change the results."""
 
-import inspect
 import json
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from tiny_text import INTENTS, write_tokenizer
 
 from lightning_distill.export import export_text_classifier, first_token_classifier
 from lightning_distill.export.first_token import FirstTokenLayer, cut_for_export, first_token_unsupported
+from lightning_distill.recipes.text.artifacts import model_inputs
 
 # Lengths 2 to 8 tokens once tokenized, so a padded batch masks most rows.
 TEXTS = ["book a flight to the sun hotel", "what is the weather", "play", "rain rain", "hotel music a the to is"]
@@ -54,9 +54,7 @@ def classifier(kind: str = "Bert", attn_implementation: str = "eager"):
 
 
 def encode(tokenizer, texts, model):
-    encoded = tokenizer(texts, padding=True, return_tensors="pt")
-    accepted = inspect.signature(model.forward).parameters
-    return {k: v for k, v in encoded.items() if k in accepted}
+    return model_inputs(model, tokenizer(texts, padding=True, return_tensors="pt"))
 
 
 def encoder_of(model):
