@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_distill"
-CORE = ("models", "losses", "pruning", "quantization", "export", "benchmark", "batch", "safe_load", "cpu_features")
+CORE = (
+    "models", "losses", "pruning", "quantization", "export", "benchmark", "batch", "safe_load", "cpu_features", "atomic"
+)
 LIGHTNING_LAYER = ("modules", "callbacks", "data", "cli", "trainer", "main", "__main__", "tuning", "recipes")
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
