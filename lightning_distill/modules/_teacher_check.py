@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_info, rank_zero_warn
 
 from lightning_distill.batch import batch_labels, model_num_classes
+from lightning_distill.modules._finite import check_teacher_logits
 
 
 def validation_loaders(trainer: pl.Trainer) -> tuple[list[Iterable], str | None]:
@@ -45,16 +46,20 @@ def validation_loaders(trainer: pl.Trainer) -> tuple[list[Iterable], str | None]
 
 
 def teacher_accuracy(module: pl.LightningModule, loaders: Iterable[Iterable]) -> float | None:
-    """Accuracy of the teacher over every batch of ``loaders``; ``None`` when they hold no example.
+    """Accuracy of the teacher over every batch of ``loaders``; ``None`` when they hold no example. Non-finite teacher
+    logits raise a ValueError naming the batch and the teacher (or the non-finite inputs).
 
     Through ``module.eval_teacher_logits``, so the first validation pass of the fit reuses these logits."""
     correct = total = 0
     with torch.no_grad():
-        for loader in loaders:
-            for batch in loader:
+        for number, loader in enumerate(loaders):
+            for batch_idx, batch in enumerate(loader):
                 batch = module.transfer_batch_to_device(batch, module.device, 0)
                 labels = batch_labels(batch)
-                correct += int((module.eval_teacher_logits(batch).argmax(-1) == labels).sum())
+                logits = module.eval_teacher_logits(batch)
+                where = f"the teacher's check before distillation (validation loader {number}, batch {batch_idx})"
+                check_teacher_logits(module, batch, logits, where)
+                correct += int((logits.argmax(-1) == labels).sum())
                 total += int(labels.numel())
     return correct / total if total else None
 

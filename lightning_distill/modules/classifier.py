@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from lightning_distill.batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
 from lightning_distill.models.dropout import check_dropout, set_dropout
+from lightning_distill.modules._finite import check_finite
 from lightning_distill.modules._metrics import TopOneMetrics, log_top1
 from lightning_distill.pruning.serialization import resize_to_state_dict
 
@@ -92,23 +93,24 @@ class ClassifierModule(pl.LightningModule):
         if vocab_size is not None:
             check_tokenizer_fits(vocab_size, self.model, "model")
 
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+    def _shared_step(self, batch: Any, batch_idx: int, stage: str) -> Tensor:
         logits = self(student_inputs(batch))
         labels = batch_labels(batch)
         loss = F.cross_entropy(logits, labels)
+        check_finite(self, stage, batch, batch_idx, loss)
         n = batch_size(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n)
         log_top1(self, f"{stage}/acc", logits, labels, n, prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, batch_idx, "train")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._shared_step(batch, batch_idx, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._shared_step(batch, batch_idx, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self(student_inputs(batch)).argmax(-1)

@@ -30,6 +30,7 @@ from lightning_distill.models.dropout import check_dropout, set_dropout
 from lightning_distill.models.weights import load_teacher_weights
 from lightning_distill.modules import _teacher_cache, _teacher_check
 from lightning_distill.modules._feature_capture import capture_outputs, captured_output
+from lightning_distill.modules._finite import check_finite
 from lightning_distill.modules._hf_features import bind_hf_feature_losses, hf_feature_step
 from lightning_distill.modules._metrics import TopOneMetrics, log_top1
 from lightning_distill.modules._teacher_eval import TeacherEvalLogits
@@ -289,6 +290,7 @@ class DistillationModule(pl.LightningModule):
         terms.update(self._named_feature_terms(student_outputs, teacher_outputs))
         out = self.loss(student_logits, teacher_logits, labels)
         loss = out.loss + sum(terms.values()) if terms else out.loss
+        check_finite(self, "train", batch, batch_idx, loss, teacher_logits)
         n = batch_size(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/soft_loss", out.soft, batch_size=n)
@@ -298,12 +300,14 @@ class DistillationModule(pl.LightningModule):
         log_top1(self, "train/agreement", student_logits, teacher_logits.argmax(-1), n)
         return loss
 
-    def _eval_step(self, batch: Any, stage: str) -> None:
+    def _eval_step(self, batch: Any, batch_idx: int, stage: str) -> None:
         labels = batch_labels(batch)
         student_logits = self(student_inputs(batch))
         teacher_logits = self.eval_teacher_logits(batch)
+        loss = F.cross_entropy(student_logits, labels)
+        check_finite(self, stage, batch, batch_idx, loss, teacher_logits)
         n = batch_size(batch)
-        self.log(f"{stage}/loss", F.cross_entropy(student_logits, labels), batch_size=n)
+        self.log(f"{stage}/loss", loss, batch_size=n)
         log_top1(self, f"{stage}/acc", student_logits, labels, n, prog_bar=True)
         # agreement: the share of examples where the student's top-1 class is the teacher's
         log_top1(self, f"{stage}/agreement", student_logits, teacher_logits.argmax(-1), n, prog_bar=True)
@@ -315,10 +319,10 @@ class DistillationModule(pl.LightningModule):
         self.teacher_eval_logits.check_teacher(self.teacher)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, batch_idx, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, batch_idx, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self(student_inputs(batch)).argmax(-1)
