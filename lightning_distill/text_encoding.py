@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +29,7 @@ PROBES = (
 )
 _FIELDS = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
 _NO_LIMIT = 1_000_000  # tokenizers without a model_max_length report 1e30
+_SHOWN = 5  # wrong texts named in an error
 
 
 class TextEncoder:
@@ -67,11 +68,11 @@ class TextEncoder:
         return tokenizer is self.tokenizer and _settings(tokenizer, max_length) == self._settings
 
     def __call__(self, texts: str | Sequence[str]) -> dict[str, Any]:
-        if not isinstance(texts, str) and len(texts) == 0:
-            raise ValueError("no texts to encode: pass a string or a non-empty list of strings")
+        """The model inputs of ``texts``; a ValueError names anything that is not a string (see :func:`check_texts`)."""
+        texts = check_texts(texts)
         if self.rust is None:
             return self.reference(texts)
-        encodings = [self.rust.encode(texts)] if isinstance(texts, str) else self.rust.encode_batch(list(texts))
+        encodings = [self.rust.encode(texts)] if isinstance(texts, str) else self.rust.encode_batch(texts)
         arrays = {name: np.array([getattr(e, _FIELDS[name]) for e in encodings], np.int64) for name in self.names}
         if self.tensors == "np":
             return arrays
@@ -81,7 +82,8 @@ class TextEncoder:
 
     def reference(self, texts: str | Sequence[str]) -> dict[str, Any]:
         """The tokenizer's own call."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = check_texts(texts)
+        texts = [texts] if isinstance(texts, str) else texts
         encoded = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, padding=True, return_tensors=self.tensors
         )
@@ -93,6 +95,37 @@ class TextEncoder:
             if list(expected) != list(got) or not all(np.array_equal(np.asarray(expected[k]), got[k]) for k in got):
                 return False
         return True
+
+
+def check_texts(texts: Any) -> str | list[str]:
+    """``texts`` as one string or a list of strings, or a ValueError that says what is wrong with them.
+
+    The tokenizers' own errors (``TextEncodeInput must be Union[...]``) name neither the position nor the value; a
+    ``None`` or ``nan`` among the texts is usually a missing cell of a table.
+
+    Raises:
+        ValueError: ``texts`` is neither a string nor a non-empty sequence, or some of its items are not strings (the
+            message gives the first positions with their types and values).
+    """
+    if isinstance(texts, str):
+        return texts
+    if isinstance(texts, (bytes, bytearray, Mapping)) or not isinstance(texts, Iterable):
+        raise ValueError(
+            f"texts must be a string or a list of strings, got {type(texts).__name__}"
+            + (": decode bytes first (bytes.decode('utf-8'))" if isinstance(texts, (bytes, bytearray)) else "")
+        )
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts to encode: pass a string or a non-empty list of strings")
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        shown = ", ".join(f"texts[{i}] is {type(texts[i]).__name__} ({texts[i]!r:.40})" for i in bad[:_SHOWN])
+        more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+        raise ValueError(
+            f"{len(bad)} of {len(texts)} texts are not strings: {shown}{more}. Every text must be a str; a None or "
+            "nan is usually a missing cell: drop or fill those rows before predicting"
+        )
+    return texts
 
 
 def _settings(tokenizer: Any, max_length: int | None) -> tuple:

@@ -85,3 +85,22 @@ def test_an_encoder_says_when_its_tokenizer_changed_and_refuses_an_empty_list(tm
     assert not rebuilt.fits(tokenizer, 8)
     with pytest.raises(ValueError, match="no texts to encode"):
         rebuilt([])
+
+
+@pytest.mark.parametrize("rust", [True, False])
+def test_texts_that_are_not_strings_are_named_by_position_and_type(minilm, rust):
+    encoder = TextEncoder(minilm, 16, "np")
+    if not rust:
+        encoder.rust = None  # the tokenizer-call path (slow tokenizers, or ones whose Rust encoding differs)
+    for call in (encoder, encoder.reference):
+        with pytest.raises(ValueError, match=r"1 of 1 texts are not strings: texts\[0\] is NoneType \(None\)"):
+            call([None])
+        with pytest.raises(ValueError, match=r"1 of 2 texts are not strings: texts\[1\] is int \(3\)\. "):
+            call(["ok", 3])
+        with pytest.raises(ValueError, match=r"texts\[1\] is float \(nan\), texts\[2\] is bytes \(b'x'\)"):
+            call(np.array(["ok", float("nan"), b"x"], dtype=object))
+        with pytest.raises(ValueError, match="texts must be a string or a list of strings, got NoneType"):
+            call(None)
+        with pytest.raises(ValueError, match=r"got bytes: decode bytes first"):
+            call(b"book a flight")
+    assert _equal(encoder(("ok", "fine")), encoder.reference(["ok", "fine"]))  # any sequence of strings still works
