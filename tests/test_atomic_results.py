@@ -9,13 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import onnxruntime.quantization
 import pytest
 import torch
 from full_disk import Disk, disk_fixture  # noqa: F401 (the fixture `disk`)
 from torch import nn
 
-from lightning_distill.atomic import WriteError, write_text
+from lightning_distill.atomic import WriteError, staged_file, write_text
 from lightning_distill.benchmark import write_report, write_rows
 from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
 from lightning_distill.pruning import load_pruned, save_pruned
@@ -157,3 +159,20 @@ def test_an_interrupted_onnx_export_keeps_the_previous_graph(tmp_path: Path, mon
         export_onnx(_mlp(1), OnnxExportConfig(), torch.randn(2, 4), path)
     assert path.read_bytes() == previous
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_a_staged_graph_arrives_with_its_external_data_under_their_final_names(tmp_path: Path) -> None:
+    graph = onnx.load(str(export_onnx(_mlp(0), OnnxExportConfig(), torch.randn(2, 4), tmp_path / "exported.onnx")))
+    path = tmp_path / "model.onnx"
+    with staged_file(path) as staged:  # as an exporter of a graph over 2 GB writes it: data in a file named after it
+        onnx.save(graph, str(staged), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported.onnx", "model.onnx", "model.onnx.data"]
+    assert all(
+        t.data_location == onnx.TensorProto.EXTERNAL
+        for t in onnx.load(str(path), load_external_data=False).graph.initializer
+    )
+    expected = {
+        t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "exported.onnx")).graph.initializer
+    }
+    for tensor in onnx.load(str(path)).graph.initializer:  # reads model.onnx.data beside it
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(tensor), expected[tensor.name])
