@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from _train import quiet_trainer
 from lightning.pytorch.loggers import CSVLogger
 
+from lightning_distill.atomic import replace_folder, write_json
 from lightning_distill.benchmark import benchmark_module
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import KDLoss
@@ -89,14 +89,8 @@ def accuracy(model: torch.nn.Module, data: TextClassificationDataModule, split: 
 
 def save(model: TransformerClassifier, path: Path, data: TextClassificationDataModule) -> None:
     """``save_pretrained`` into a fresh folder, then swap it in, so other jobs never read a half-written model."""
-    fresh = path.with_name(path.name + ".new")
-    shutil.rmtree(fresh, ignore_errors=True)
-    model.save_pretrained(fresh, tokenizer=data.tokenizer)
-    if path.exists():
-        previous = path.with_name(path.name + ".previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        path.rename(previous)
-    fresh.rename(path)
+    with replace_folder(path) as fresh:
+        model.save_pretrained(fresh, tokenizer=data.tokenizer)
 
 
 def measured(model: TransformerClassifier, path: Path, data: TextClassificationDataModule) -> dict[str, Any]:
@@ -122,9 +116,7 @@ def record(results: dict[str, Any], key: str, row: dict[str, Any]) -> None:
 
 
 def write(results: dict[str, Any]) -> None:
-    output = Path(results["settings"]["output"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results["settings"]["output"], results)
 
 
 def main() -> None:
@@ -194,9 +186,10 @@ def main() -> None:
         teacher = TransformerClassifier(args.model, **labels)
         module = ClassifierModule(teacher, data.num_classes, learning_rate=args.teacher_lr, warmup_fraction=0.06)
         timer = fit(module, data, args.teacher_epochs, "teacher", args)
-        teacher.save_pretrained(teacher_path, tokenizer=data.tokenizer)
         training = {**timing(timer, args.teacher_epochs), "learning_rate": args.teacher_lr}
-        (teacher_path / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+        with replace_folder(teacher_path) as fresh:
+            teacher.save_pretrained(fresh, tokenizer=data.tokenizer)
+            write_json(fresh / "training.json", training)
     record(
         results,
         "teacher",

@@ -175,8 +175,9 @@ def main() -> None:
             "setup_limit_s": 3.0,
         },
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    from lightning_distill.atomic import write_json  # here: the measured children import the code they measure
+
+    write_json(args.output, report)
     print(f"wrote {args.output}")
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
+from lightning_distill.atomic import write_json
 from lightning_distill.quantization import BitsAndBytesConfig, load_quantized, quantize, save_quantized
 
 
@@ -73,17 +74,15 @@ def main() -> None:
     import bitsandbytes
 
     out_dir = Path(os.environ.get("OUT", "benchmarks/results"))
-    (out_dir / "gpu_bnb_check.json").write_text(
-        json.dumps(
-            {
-                "device": torch.cuda.get_device_name(0),
-                "torch": torch.__version__,
-                "bitsandbytes": bitsandbytes.__version__,
-                "rows": rows,
-            },
-            indent=1,
-        )
-        + "\n"
+    write_json(
+        out_dir / "gpu_bnb_check.json",
+        {
+            "device": torch.cuda.get_device_name(0),
+            "torch": torch.__version__,
+            "bitsandbytes": bitsandbytes.__version__,
+            "rows": rows,
+        },
+        indent=1,
     )
 
 

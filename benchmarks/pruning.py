@@ -43,6 +43,7 @@ import torch
 from _train import quiet_trainer
 from torch import nn
 
+from lightning_distill.atomic import replace_folder, write_json
 from lightning_distill.benchmark import benchmark_module, file_size_mb, module_predictor
 from lightning_distill.benchmark.measure import latency_ms, summarize_latency, torch_threads
 from lightning_distill.callbacks import MagnitudePruning, StructuredPruning
@@ -187,7 +188,8 @@ def clinc_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
             args.minilm, layers=[0, 2, 4], num_classes=data.num_classes, id2label=data.id2label
         )
         seconds = fine_tune(student, data, args.clinc_train_lr, 100, args.clinc_train_steps, None)
-        student.save_pretrained(ROOT / "runs" / "pruning" / "clinc_student", tokenizer=data.tokenizer)
+        with replace_folder(ROOT / "runs" / "pruning" / "clinc_student") as fresh:
+            student.save_pretrained(fresh, tokenizer=data.tokenizer)
         source = {"student": "layers 0,2,4 of MiniLM-L6, fine-tuned here", "trained_here_steps": args.clinc_train_steps}
         source["trained_here_seconds"] = seconds
     print(f"clinc: student {source}", flush=True)
@@ -320,8 +322,7 @@ def main() -> None:
                 "speedup_70": speedups.get(0.7),
                 "speedup_70_at_least_2_5x": (speedups.get(0.7) or 0) >= 2.5,
             }
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(output, results)
     print(table(results["rows"]))
     print(json.dumps(results.get("target", {}), indent=2))
 

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from lightning_distill.atomic import write_json
 from lightning_distill.losses import distillation_loss
 from lightning_distill.pruning.structured import (
     find_unit_groups,
@@ -326,8 +327,7 @@ def main() -> None:
             "unpruned": unpruned,
             "rows": rows,
         }
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.output, result, indent=1)
 
 
 if __name__ == "__main__":

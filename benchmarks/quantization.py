@@ -41,6 +41,7 @@ import torch
 from _train import quiet_trainer
 from torch import nn
 
+from lightning_distill.atomic import replace_folder, write_json, write_torch
 from lightning_distill.benchmark import BenchmarkResult, benchmark, count_parameters, file_size_mb, markdown_table
 from lightning_distill.benchmark.measure import module_predictor
 from lightning_distill.export import (
@@ -143,7 +144,7 @@ class Runner:
 
     def run(self, static: bool) -> list[dict[str, Any]]:
         fp32_path = self.folder / "fp32.pt"
-        torch.save(self.model.state_dict(), fp32_path)
+        write_torch(fp32_path, self.model.state_dict())
         self.pytorch("pytorch-fp32", self.model, fp32_path)
 
         for engine, suffix in (("eager", ""), ("torchao", "-torchao")):
@@ -262,7 +263,8 @@ def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, An
         classifier = model()
         module = ClassifierModule(classifier, data.num_classes, learning_rate=lr, warmup_fraction=0.06)
         quiet_trainer(args.clinc_train_epochs, limit_val_batches=0).fit(module, data)
-        classifier.save_pretrained(path, tokenizer=data.tokenizer)
+        with replace_folder(path) as fresh:  # a folder with config.json is taken as finished: write it whole
+            classifier.save_pretrained(fresh, tokenizer=data.tokenizer)
         torch.set_num_threads(args.threads)
         print(f"fine-tuned {path} for {args.clinc_train_epochs} epoch(s)", flush=True)
 
@@ -376,8 +378,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, started: 
         "targets": targets(all_rows),
         "rows": all_rows,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(output, report)
     return report
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
+from lightning_distill.atomic import write_json
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.models import TransformerClassifier
 from lightning_distill.modules._teacher_cache import load_or_compute, model_digest, plan_cache
@@ -107,8 +108,7 @@ def main() -> None:
                 row |= measure(teacher, data, storage, args.batch_size)
                 rows.append(row)
                 print(json.dumps(row))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(args.output, rows)
 
 
 if __name__ == "__main__":

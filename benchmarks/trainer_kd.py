@@ -48,6 +48,7 @@ from datasets import load_dataset
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
+from lightning_distill.atomic import write_json
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import KDLoss
 from lightning_distill.models import StudentFromTeacher, TransformerClassifier
@@ -244,9 +245,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     result["comparison"] = _comparison(result)
     print(json.dumps(result["comparison"], indent=2))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.output, result)
 
 
 def _fit(name: str, args: argparse.Namespace, student: nn.Module, teacher: nn.Module, hf_data: Any, tokenizer: Any,

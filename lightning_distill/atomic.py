@@ -27,9 +27,11 @@ __all__ = [
     "atomic_path",
     "clean_temporaries",
     "replace_folder",
+    "staged_file",
     "write_bytes",
     "write_json",
     "write_text",
+    "write_torch",
 ]
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
@@ -145,6 +147,41 @@ def replace_folder(folder: str | Path) -> Iterator[Path]:
         yield temporary
 
 
+@contextlib.contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """``path``'s name inside a fresh temporary folder beside it; on success what was written there moves beside it.
+
+    For writers that add side files named after their target (an ONNX graph over 2 GB and its external data, e.g.
+    ``model.onnx.data``, which the graph references by name): everything is written under its final name, then each
+    file is flushed and renamed beside ``path``, the side files first and ``path`` last, so the file appears only once
+    what it references is in place. The folder is removed whatever happens; on failure ``path`` is left as it was and
+    an ``OSError`` (a full disk) becomes a :class:`WriteError` naming ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = _temporary_beside(path)
+    try:
+        folder.mkdir()
+        staged = folder / path.name
+        yield staged
+        if not staged.is_file():
+            raise FileNotFoundError(errno.ENOENT, f"nothing was written to the temporary of {str(path)!r}")
+        sides = sorted(p for p in folder.iterdir() if p != staged)
+        for written in (*sides, staged):
+            _fsync_tree(written) if written.is_dir() else _fsync(written)
+        for side in sides:
+            target = path.with_name(side.name)
+            _swap_folder(side, target) if side.is_dir() and target.exists() else os.replace(side, target)
+        os.replace(staged, path)
+        _fsync(path.parent)
+    except OSError as error:
+        if isinstance(error, WriteError):
+            raise
+        raise _write_error(path, error) from error
+    finally:
+        _remove(folder)
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see the module docstring); returns ``path``."""
     path = Path(path)
@@ -161,6 +198,20 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, value: Any, *, indent: int | None = 2, default: Callable | None = None) -> Path:
     """Write ``value`` as JSON (with a final newline) to ``path`` atomically; returns ``path``."""
     return write_text(path, json.dumps(value, indent=indent, default=default) + "\n")
+
+
+def write_torch(path: str | Path, value: Any) -> Path:
+    """``torch.save(value)`` to ``path`` atomically; returns ``path``.
+
+    It is written through a Python file: torch's own file writer reports a full disk as a ``RuntimeError`` ("iostream
+    error") that names no cause, a Python file as the ``OSError`` (ENOSPC) that becomes a :class:`WriteError`.
+    """
+    import torch  # only this writer needs it
+
+    path = Path(path)
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        torch.save(value, file)
+    return path
 
 
 def _running(pid: int) -> bool:

@@ -12,6 +12,10 @@ others are left as they are, saying so when they are stale); a later plain run r
 ``done.json`` written before inputs were recorded is kept unless an earlier step finished after it.
 
 A failing step stops the recipe, keeps every earlier step's results, and says which step failed and how to resume.
+``done.json`` is written atomically (:mod:`lightning_distill.atomic`), so a full disk leaves the previous record or
+none, never a truncated one; one that cannot be read anyway (emptied or edited by hand) is reported, naming the file,
+and its step counts as not finished, so it is redone. Each run first removes the temporaries that interrupted writers
+left under the recipe's folder.
 
 Fingerprints: a file of up to 16 MiB is the SHA-256 of its content. A larger one (checkpoints, ONNX graphs, model
 weights of hundreds of MB) is its size, modification time and the SHA-256 of its first and last MiB: hashing it all
@@ -27,10 +31,13 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lightning_distill.atomic import clean_temporaries, write_json
 
 StepFn = Callable[[], dict[str, Any] | None]
 DONE_FILE = "done.json"
@@ -158,14 +165,17 @@ class Recipe:
         return register
 
     def is_done(self, step: str) -> bool:
-        return (self.step_dir(step) / DONE_FILE).is_file()
+        """Whether ``step`` finished: its ``done.json`` is there and readable."""
+        return self._record(step) is not None
 
     def result(self, step: str) -> dict[str, Any]:
         """The summary a finished step recorded; a step that calls this is recorded as reading ``step``."""
         record = self._record(step)
         if record is None:
             path = self.step_dir(step) / DONE_FILE
-            raise FileNotFoundError(f"step {step!r} of recipe {self.name!r} has not finished ({path} is missing)")
+            raise FileNotFoundError(
+                f"step {step!r} of recipe {self.name!r} has not finished ({path} is missing or unreadable)"
+            )
         if self._reading is not None:
             self._reading.add(step)
         return record["result"]
@@ -178,6 +188,7 @@ class Recipe:
         if unknown:
             raise ValueError(f"unknown steps {unknown}; recipe {self.name!r} has {names}")
         self._fingerprints.clear()
+        clean_temporaries(self.folder, recursive=True)
         results: dict[str, dict[str, Any]] = {}
         ran: str | None = None  # the first step that ran: every later one is redone
         for index, (name, fn) in enumerate(self.steps, start=1):
@@ -255,14 +266,29 @@ class Recipe:
                 for key, path in result_paths(result).items()
             },
         }
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(done, record)
         print(f"[{self.name} {index}/{len(self.steps)}] {name}: finished in {seconds:.1f} s", flush=True)
         return result
 
     def _record(self, step: str) -> dict[str, Any] | None:
+        """What a finished step recorded; None if it has not finished or its ``done.json`` cannot be read."""
         path = self.step_dir(step) / DONE_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            why = f"{type(error).__name__}: {error}"
+        else:
+            if isinstance(record, dict) and "result" in record:
+                return record
+            why = "it holds no step record (no 'result')"
+        warnings.warn(
+            f"{path} cannot be read ({why}; an empty one is what an interrupted older version left): step {step!r} "
+            "counts as not finished and is redone",
+            stacklevel=3,
+        )
+        return None
 
     def _fingerprint(self, path: str) -> str | None:
         if path not in self._fingerprints:

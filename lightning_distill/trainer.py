@@ -9,12 +9,13 @@ arguments are the method's signature, and calls it with the config's ``model`` a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 
 from lightning_distill.benchmark import benchmark_artifact, benchmark_module, markdown_table, write_rows
+from lightning_distill.checkpoint_io import use_atomic_checkpoints
 from lightning_distill.modules.deployable import load_deployable
 
 __all__ = ["DistillTrainer", "check_artifact", "check_benchmark_weights"]
@@ -24,7 +25,16 @@ QuantPreset = Literal["default", "avx2", "avx512", "avx512_vnni", "arm64"]
 
 
 class DistillTrainer(pl.Trainer):
-    """A ``lightning.pytorch.Trainer`` that can also :meth:`benchmark` and :meth:`export` a trained model."""
+    """A ``lightning.pytorch.Trainer`` that can also :meth:`benchmark` and :meth:`export` a trained model.
+
+    Its checkpoints are written atomically (:class:`~lightning_distill.checkpoint_io.AtomicCheckpointIO`): a save
+    that fails (a full disk) keeps the previous ``best.ckpt`` loadable. A ``CheckpointIO`` in ``plugins`` is used
+    instead.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        use_atomic_checkpoints(self.strategy, kwargs.get("plugins"))
 
     def benchmark(
         self,

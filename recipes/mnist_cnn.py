@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.atomic import write_json
 from lightning_distill.benchmark import benchmark_module, benchmark_onnx, benchmark_quantized, write_report, write_rows
 from lightning_distill.data.mnist import MNISTDataModule
 from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
@@ -128,11 +129,10 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
             recipe.folder,
             title="MNIST (mnist10k) with CNNs: teacher vs. compressed students",
             reference=NAMES["teacher"],
+            notes="\n" + targets_markdown(targets),
         )
-        text = (folder / "report.md").read_text() + "\n" + targets_markdown(targets)
-        (folder / "report.md").write_text(text)
-        (folder / "targets.json").write_text(json.dumps(targets, indent=2))
-        print(text)
+        write_json(folder / "targets.json", targets)
+        print((folder / "report.md").read_text())
         return {"report": str(folder / "report.md"), "targets": targets}
 
     return recipe

@@ -18,7 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightning_distill"
 CORE = (
     "models", "losses", "pruning", "quantization", "export", "benchmark", "batch", "safe_load", "cpu_features", "atomic"
 )
-LIGHTNING_LAYER = ("modules", "callbacks", "data", "cli", "trainer", "main", "__main__", "tuning", "recipes")
+LIGHTNING_LAYER = (
+    "modules", "callbacks", "data", "cli", "trainer", "checkpoint_io", "main", "__main__", "tuning", "recipes"
+)
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 

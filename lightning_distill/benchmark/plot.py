@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import atomic_path
 
 
 def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Write a PNG of accuracy (y) against batch-1 p50 latency (x, log scale); marker area proportional to size.
+
+    The file is replaced atomically (:func:`lightning_distill.atomic.atomic_path`).
 
     Each point carries a number; the key beside the plot gives its artifact name, accuracy, latency and size (clustered
     points, such as an fp32 graph and its optimized copy, would bury direct labels under each other).
@@ -51,9 +54,11 @@ def plot_accuracy_latency(rows: Sequence[dict[str, Any]], path: str | Path, titl
     fig.tight_layout()
     _place_numbers(fig, ax, rows)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as temporary:  # the format is the target's: the temporary's name ends in .tmp
+            fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Benchmark rows as JSON files and markdown tables."""
+"""Benchmark rows as JSON files and markdown tables, each written atomically (:mod:`lightning_distill.atomic`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.atomic import write_json, write_text
 from lightning_distill.benchmark.measure import BenchmarkResult
 
 _COLUMNS = (
@@ -28,18 +29,34 @@ def _as_dict(row: BenchmarkResult | dict[str, Any]) -> dict[str, Any]:
 
 
 def write_rows(rows: Sequence[BenchmarkResult | dict[str, Any]], path: str | Path, merge: bool = True) -> list[dict]:
-    """Write rows as a JSON list; with ``merge``, rows already in the file are kept unless a new row has their name."""
+    """Write rows as a JSON list; with ``merge``, rows already in the file are kept unless a new row has their name.
+
+    The file is replaced atomically: a write that fails (a full disk) keeps the previous rows.
+
+    Raises:
+        ValueError: with ``merge``, the file there is not a JSON list of rows.
+    """
     path = Path(path)
     new = [_as_dict(r) for r in rows]
     old: list[dict] = []
     if merge and path.exists():
-        old = [r for r in json.loads(path.read_text()) if r["name"] not in {n["name"] for n in new}]
+        old = [r for r in _read_rows(path) if r["name"] not in {n["name"] for n in new}]
     merged = old + new
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(merged, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, merged)
     return merged
+
+
+def _read_rows(path: Path) -> list[dict]:
+    try:
+        rows = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        rows = error
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "name" in r for r in rows):
+        raise ValueError(
+            f"{path} holds no JSON list of benchmark rows ({rows if isinstance(rows, Exception) else type(rows)}), so "
+            "new rows cannot be merged into it; move it away or delete it and measure again"
+        )
+    return rows
 
 
 def markdown_table(rows: Sequence[BenchmarkResult | dict[str, Any]]) -> str:
@@ -90,19 +107,23 @@ def report_markdown(rows: Sequence[dict[str, Any]], title: str) -> str:
 
 
 def write_report(
-    rows: Sequence[BenchmarkResult | dict[str, Any]], folder: str | Path, title: str, reference: str
+    rows: Sequence[BenchmarkResult | dict[str, Any]], folder: str | Path, title: str, reference: str, notes: str = ""
 ) -> Path:
     """``report.json``, ``report.md`` and ``report.png`` in ``folder``; returns the folder.
 
-    Without matplotlib (the ``[plot]`` extra) the plot is left out with a warning that says so; the tables are written.
+    Each file is replaced atomically: a write that fails (a full disk) keeps the previous one. Without matplotlib (the
+    ``[plot]`` extra) the plot is left out with a warning that says so; the tables are written.
+
+    Args:
+        notes: Markdown added at the end of ``report.md`` (targets, settings).
     """
     from lightning_distill.benchmark.plot import plot_accuracy_latency
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     dicts = with_ratios(rows, reference)
-    (folder / "report.json").write_text(json.dumps(dicts, indent=2) + "\n")
-    (folder / "report.md").write_text(report_markdown(dicts, title))
+    write_json(folder / "report.json", dicts)
+    write_text(folder / "report.md", report_markdown(dicts, title) + notes)
     try:
         plot_accuracy_latency(dicts, folder / "report.png", title=title)
     except ImportError as error:

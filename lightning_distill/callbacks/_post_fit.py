@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
+from lightning_distill.atomic import write_json
 from lightning_distill.batch import logits_of, model_inputs
 from lightning_distill.modules._attribute import check_model_attribute, resolve_model_attribute
 from lightning_distill.modules.deployable import load_deployable
@@ -227,6 +227,6 @@ def save_checked_quantized(
     report = getattr(quantized, REPORT_ATTRIBUTE, None)
     if report is not None:
         summary = {"artifact": path.name, "checked_on": f"one {kind} batch, reloaded from disk", **report.to_dict()}
-        path.with_name(f"{path.stem}.report.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(path.with_name(f"{path.stem}.report.json"), summary)
         rank_zero_info(f"{owner}: {report.summary()}")
     return path

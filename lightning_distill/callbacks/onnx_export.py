@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
@@ -16,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import write_json
 from lightning_distill.batch import logits_of
 from lightning_distill.callbacks._post_fit import (
     Checkpoint,
@@ -145,7 +145,7 @@ class OnnxExport(Callback):
             artifacts["int8"] = path
             self.report = onnx_int8_report(onnx_path, path, self.quantization)
             report_path = folder / "model.int8.report.json"
-            report_path.write_text(json.dumps({"artifact": path.name, **self.report.to_dict()}, indent=2) + "\n")
+            write_json(report_path, {"artifact": path.name, **self.report.to_dict()})
             rank_zero_info(f"OnnxExport: {self.report.summary()}")
         self.artifacts = artifacts
         summary: dict[str, Any] = {
@@ -156,7 +156,7 @@ class OnnxExport(Callback):
             "config": asdict(self.config),
             "quantization": asdict(self.quantization) if self.quantization is not None else None,
         }
-        (folder / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(folder / "export.json", summary)
         rank_zero_info(
             f"OnnxExport: wrote {', '.join(str(p) for p in artifacts.values())} from {describe(self._attribute)}, "
             f"each loaded back and run; max |logit diff| vs PyTorch {report.max_abs_diff:.2e} on "

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import atomic_path
 
 LABELS_KEY = "id2label"
 
@@ -24,16 +25,21 @@ def label_names_of(model: nn.Module, label_names: Sequence[str] | None) -> list[
 
 
 def write_metadata(path: str | Path, values: Mapping[str, str]) -> None:
-    """Set ``metadata_props`` entries of the ONNX model at ``path`` (replacing entries with the same key)."""
+    """Set ``metadata_props`` entries of the ONNX model at ``path`` (replacing entries with the same key).
+
+    The file is replaced atomically; weights stored as external data stay where they are (the graph references them
+    by a path relative to its folder, which the temporary beside it shares).
+    """
     onnx = require("onnx", "write_metadata")
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)
     kept = [p for p in model.metadata_props if p.key not in values]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     for key, value in values.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(path))
+    with atomic_path(path) as temporary:
+        onnx.save(model, str(temporary))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

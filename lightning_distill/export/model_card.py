@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.atomic import write_json, write_text
 from lightning_distill.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES
 
 __all__ = ["EXPORT_INFO", "add_measurements", "read_export_info", "write_model_card"]
@@ -28,9 +29,9 @@ def read_export_info(folder: str | Path) -> dict[str, Any]:
 def write_model_card(folder: str | Path, info: Mapping[str, Any]) -> Path:
     """Write ``info`` to ``export_info.json`` and the model card it describes to ``README.md``; returns the card."""
     folder = Path(folder)
-    (folder / EXPORT_INFO).write_text(json.dumps(dict(info), indent=2) + "\n")
+    write_json(folder / EXPORT_INFO, dict(info))
     card = folder / "README.md"
-    card.write_text(_render(folder, info))
+    write_text(card, _render(folder, info))
     return card
 
 

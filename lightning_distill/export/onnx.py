@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import staged_file
 from lightning_distill.batch import output_logits
 from lightning_distill.export.config import OnnxExportConfig
 from lightning_distill.export.metadata import LABELS_KEY, label_names_of, write_metadata
@@ -129,9 +130,10 @@ def export_onnx(
     model = copy.deepcopy(model).float().eval()
     wrapper = _Logits(model, list(named), keyword).eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     args = tuple(named.values())
-    with warnings.catch_warnings(), torch.no_grad():
+    # Written under its own name in a folder beside ``path``, then moved there with any external data (named after it),
+    # so an interrupted export or a full disk leaves the previous graph or none, never a partial one.
+    with staged_file(path) as staged, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings about the TorchScript exporter
         # The two exporters share their arguments but for how dynamic dimensions are declared.
         if config.dynamo:
@@ -141,16 +143,16 @@ def export_onnx(
         torch.onnx.export(
             wrapper,
             args,
-            str(path),
+            str(staged),
             input_names=list(named),
             output_names=list(config.output_names),
             opset_version=config.opset,
             dynamo=config.dynamo,
             **mode,
         )
-    names = label_names_of(model, label_names)
-    if names is not None:
-        write_metadata(path, {LABELS_KEY: json.dumps(dict(enumerate(names)))})
+        names = label_names_of(model, label_names)
+        if names is not None:
+            write_metadata(staged, {LABELS_KEY: json.dumps(dict(enumerate(names)))})
     check_parity(path, model, [named if keyword else args[0]], atol=config.parity_atol)
     return path
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import staged_file
 from lightning_distill.batch import model_inputs
 from lightning_distill.export.config import OrtQuantConfig
 from lightning_distill.export.metadata import read_metadata, write_metadata
@@ -37,7 +38,7 @@ def _quantize_embeddings(path: Path, output_path: Path, block_size: int) -> None
 
     model = onnx.load(str(path))
     quantize_embedding_tables(model, block_size)
-    onnx.save(model, str(output_path))
+    onnx.save(model, str(output_path))  # output_path is staged by quantize_onnx
 
 
 def _pre_process(path: Path, prepared: Path) -> None:
@@ -105,17 +106,18 @@ def quantize_onnx(
     if config.mode == "dynamic" and calibration_data is not None:
         raise ValueError("calibration_data is only used by OrtQuantConfig(mode='static')")
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as folder, _quiet_root_logger():
+    metadata = read_metadata(path)
+    # The int8 graph is written in a folder beside output_path and moved there whole: an interrupted run or a full
+    # disk leaves the previous graph or none, never a partial one.
+    with tempfile.TemporaryDirectory() as folder, _quiet_root_logger(), staged_file(output_path) as staged:
         prepared = Path(folder) / "prepared.onnx"
         _pre_process(Path(path).resolve(), prepared)
         if config.mode == "dynamic":
-            _quantize_dynamic(prepared, output_path, config, Path(folder))
+            _quantize_dynamic(prepared, staged, config, Path(folder))
         else:
-            _quantize_static(prepared, output_path, config, calibration_data)
-    metadata = read_metadata(path)
-    if metadata:
-        write_metadata(output_path, metadata)
+            _quantize_static(prepared, staged, config, calibration_data)
+        if metadata:
+            write_metadata(staged, metadata)
     return output_path
 
 

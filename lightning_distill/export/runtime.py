@@ -10,6 +10,7 @@ import numpy as np
 from torch import Tensor
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import staged_file
 from lightning_distill.export.config import OrtSessionConfig
 from lightning_distill.export.metadata import read_metadata, write_metadata
 
@@ -66,10 +67,10 @@ def optimize_onnx(
         )
     )
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    options.optimized_model_filepath = str(output_path)
-    ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    _copy_metadata(path, output_path)
+    with staged_file(output_path) as staged:  # the previous graph or none on failure, never a partial one
+        options.optimized_model_filepath = str(staged)
+        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        _copy_metadata(path, staged)
     return output_path
 
 

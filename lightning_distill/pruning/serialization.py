@@ -14,6 +14,9 @@ Format of a saved pruned model (a folder):
 To load, build the unpruned architecture (``MLP(...)``, or ``AutoModelForSequenceClassification.from_config(
 AutoConfig.from_pretrained(folder))``) and call :func:`load_pruned`, which shrinks its layers to the saved sizes and
 loads the weights strictly.
+
+:func:`save_pruned` writes the folder whole (:func:`lightning_distill.atomic.replace_folder`): a save that fails (a
+full disk) leaves the previous folder as it was, never a new ``model.pt`` beside an old ``pruned.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_distill.atomic import replace_folder, write_torch
 from lightning_distill.pruning.graph import HEAD_COUNTS, HEAD_SIZES, PRUNABLE, default_example_inputs
 from lightning_distill.pruning.structured import _networks, find_unit_groups, set_head_count
 from lightning_distill.safe_load import load_file
@@ -257,14 +261,18 @@ def _why_not_pruned(
 
 
 def save_pruned(model: nn.Module, folder: str | Path) -> Path:
-    """Save a (pruned) model as ``folder/model.pt`` + ``folder/pruned.json`` (+ ``config.json`` for HF models)."""
+    """Save a (pruned) model as ``folder/model.pt`` + ``folder/pruned.json`` (+ ``config.json`` for HF models).
+
+    The folder is replaced as a whole, so files of an earlier save that this one lacks are gone; on failure (a full
+    disk: :class:`~lightning_distill.atomic.WriteError` naming the folder) the earlier folder is kept unchanged.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS_FILE)
-    (folder / SHAPES_FILE).write_text(json.dumps(pruned_shapes(model), indent=2) + "\n")
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "save_pretrained"):
-        config.save_pretrained(folder)
+    with replace_folder(folder) as fresh:
+        write_torch(fresh / WEIGHTS_FILE, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        (fresh / SHAPES_FILE).write_text(json.dumps(pruned_shapes(model), indent=2) + "\n")
+        config = getattr(model, "config", None)
+        if config is not None and hasattr(config, "save_pretrained"):
+            config.save_pretrained(fresh)
     return folder
 
 

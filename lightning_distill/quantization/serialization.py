@@ -26,10 +26,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import write_torch
 from lightning_distill.quantization import _bnb, _eager, _fx, _torchao
 from lightning_distill.quantization.config import (
     BitsAndBytesConfig,
@@ -51,6 +51,8 @@ VERSION = 1
 def save_quantized(model: nn.Module, path: str | Path) -> Path:
     """Write a model returned by :func:`quantize` to ``path`` (see the module docstring for the format).
 
+    The file is replaced atomically: a write that fails (a full disk) keeps the previous one.
+
     Raises:
         ValueError: ``model`` was not produced by :func:`quantize`, or is a QAT model that was prepared but not
             converted (save its float checkpoint instead, or convert it first).
@@ -64,7 +66,6 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
             "before saving (its float weights live in the training checkpoint)"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     report = getattr(model, REPORT_ATTRIBUTE, None)
     payload = {
         "format": FORMAT,
@@ -78,8 +79,7 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
     if payload["graph"] == "pt2e":
         payload["example_inputs"] = getattr(model, INPUT_SPEC_ATTRIBUTE)
         payload["activation_qparams"] = _torchao.activation_qparams(model)
-    torch.save(payload, path)
-    return path
+    return write_torch(path, payload)
 
 
 def _graph_kind(model: nn.Module, config: QuantConfig) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lightning_distill._optional import require
+from lightning_distill.atomic import write_text
 from lightning_distill.cli import DistillCLI, output_arguments
 from lightning_distill.tuning.config import TuneConfig, TuneConfigError
 from lightning_distill.tuning.pruning import OptunaPruning
@@ -139,7 +140,6 @@ def write_best_config(config: TuneConfig, study: optuna.Study, base: dict[str, A
     for key, value in best.params.items():
         _set_key(filled, key, value)
     path = config.best_config_path
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = ", ".join(f"{key.rsplit('.', 1)[-1]}={value:.4g}" for key, value in best.params.items())
     epochs = f"{config.max_epochs} epochs per trial" if config.max_epochs else "the base config's epochs"
     header = (
@@ -147,7 +147,7 @@ def write_best_config(config: TuneConfig, study: optuna.Study, base: dict[str, A
         f"# trial {best.number} of {len(study.trials)}, {config.metric} {best.value:.4f} with {epochs}; {values}.\n"
         f"# Run: lightning-distill fit --config {path}\n"
     )
-    path.write_text(header + yaml.safe_dump(filled, sort_keys=False))
+    write_text(path, header + yaml.safe_dump(filled, sort_keys=False))
     try:
         _ParseOnlyCLI(args=["--config", str(path)], run=False, parser_kwargs={"exit_on_error": False})
     except argparse.ArgumentError as error:

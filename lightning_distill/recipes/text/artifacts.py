@@ -1,4 +1,4 @@
-"""Loading and reading the artifacts a text recipe writes: saved classifiers, weights files, ONNX graphs."""
+"""Saving, loading and reading the artifacts a text recipe writes: saved classifiers, weights files, ONNX graphs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_distill.atomic import replace_folder
+
 __all__ = [
     "FirstExamples",
     "embedding_is_int8",
@@ -17,6 +19,7 @@ __all__ = [
     "load_pruned_classifier",
     "load_student",
     "model_inputs",
+    "save_classifier",
     "weights_file",
 ]
 
@@ -24,6 +27,20 @@ __all__ = [
 def has_tokenizer(folder: str | Path) -> bool:
     """Whether a saved model folder holds its tokenizer."""
     return (Path(folder) / "tokenizer_config.json").is_file()
+
+
+def save_classifier(model: nn.Module, tokenizer: Any, folder: str | Path, pruned: bool = False) -> Path:
+    """Write ``model`` (with ``save_pruned`` when ``pruned``, else its ``save_pretrained``) and ``tokenizer`` to
+    ``folder``, which is replaced as a whole: a save that fails (a full disk) leaves the previous folder as it was."""
+    from lightning_distill.pruning import save_pruned
+
+    with replace_folder(folder) as fresh:
+        if pruned:
+            save_pruned(model, fresh)
+        else:
+            model.save_pretrained(str(fresh))
+        tokenizer.save_pretrained(str(fresh))
+    return Path(folder)
 
 
 def load_classifier(folder: str | Path) -> nn.Module:

@@ -80,13 +80,9 @@ def calibrate_student(
 
 def save_student(model: nn.Module, source: str, out: Path, pruned: bool) -> None:
     """Save a calibrated student as its ``source`` folder was saved (``save_pruned`` when ``pruned``, else
-    ``save_pretrained``), with ``source``'s tokenizer."""
+    ``save_pretrained``), with ``source``'s tokenizer; ``out`` is replaced whole, or kept as it was on failure."""
     from transformers import AutoTokenizer
 
-    from lightning_distill.pruning import save_pruned
+    from lightning_distill.recipes.text.artifacts import save_classifier
 
-    if pruned:
-        save_pruned(model, out)
-    else:
-        model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
+    save_classifier(model, AutoTokenizer.from_pretrained(source), out, pruned=pruned)

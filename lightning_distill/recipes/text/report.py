@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.atomic import write_json
 from lightning_distill.recipe import Recipe
 from lightning_distill.recipes.text.settings import TextRecipeSettings
 
@@ -49,15 +50,14 @@ def write_text_report(
     from lightning_distill.benchmark import with_ratios, write_report
 
     rows = json.loads(rows_file.read_text())
-    folder = write_report(rows, recipe.folder, title=settings.title, reference=REFERENCE)
     ratios = {r["name"]: r for r in with_ratios(rows, REFERENCE)}
     checks = [target_check(ratios[name]) for name in candidates]
     target = dict(next((c for c in checks if c["met"]), checks[0]))
     target["candidates"] = checks
-    with (folder / "report.md").open("a") as markdown:
-        markdown.write(_machine_markdown(machine) + _target_markdown(target) + _settings_markdown(recipe, settings))
+    notes = _machine_markdown(machine) + _target_markdown(target) + _settings_markdown(recipe, settings)
+    folder = write_report(rows, recipe.folder, title=settings.title, reference=REFERENCE, notes=notes)
     record = {"settings": asdict(settings), "machine": machine, "target": target, "steps": _step_results(recipe)}
-    (folder / "report_settings.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(folder / "report_settings.json", record)
     print((folder / "report.md").read_text())
     return {"report": str(folder / "report.md"), "target": target}
 

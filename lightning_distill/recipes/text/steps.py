@@ -40,6 +40,7 @@ from lightning_distill.recipes.text.artifacts import (
     load_classifier,
     load_student,
     model_inputs,
+    save_classifier,
     weights_file,
 )
 from lightning_distill.recipes.text.fit import (
@@ -214,7 +215,7 @@ class TextRecipeSteps:
 
             model, tokenizer = TransformerClassifier(source), AutoTokenizer.from_pretrained(source)
             result = {"source": f"Hub model {source}, saved locally"}
-        model.save_pretrained(step_dir / "model", tokenizer=tokenizer)
+        save_classifier(model, tokenizer, step_dir / "model")
         return {"model": str(step_dir / "model"), **result}
 
     def distill(self) -> dict[str, Any]:
@@ -223,12 +224,12 @@ class TextRecipeSteps:
         self.check_calibrate_class()
         config = with_trainer(self.distill_config(self.teacher_folder()), self.settings, folder, self.settings.epochs)
         cli, student, best = run_fit(config, "distill.yaml")
-        student.save_pretrained(folder / "student", tokenizer=cli.datamodule.tokenizer)
+        save_classifier(student, cli.datamodule.tokenizer, folder / "student")
         return {"student": str(folder / "student"), **best}
 
     def prune(self) -> dict[str, Any]:
         """Prune the distilled student gradually while distilling; keep the last (fully pruned) student."""
-        from lightning_distill.pruning import pruned_shapes, save_pruned
+        from lightning_distill.pruning import pruned_shapes
 
         settings, folder = self.settings, self.recipe.step_dir("prune")
         distilled = self.recipe.result("distill")["student"]
@@ -240,8 +241,7 @@ class TextRecipeSteps:
         config = self.distill_config(self.prune_teacher_folder(distilled), student)
         config = with_trainer(config, settings, folder, settings.prune_epochs, [pruning])
         cli, pruned, best = run_fit(config, "distill.yaml (prune)", keep="last")
-        save_pruned(pruned.model, folder / "student")
-        cli.datamodule.tokenizer.save_pretrained(str(folder / "student"))
+        save_classifier(pruned.model, cli.datamodule.tokenizer, folder / "student", pruned=True)
         return {"student": str(folder / "student"), "parameters": pruned_shapes(pruned.model)["parameters"], **best}
 
     def calibrate(self) -> dict[str, Any]:
