@@ -97,6 +97,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
     """
 
     deterministic: bool = True
+    _checked_cache: Path | None = None  # the token cache entry this process has verified
 
     def __init__(
         self,
@@ -178,7 +179,6 @@ class TextClassificationDataModule(pl.LightningDataModule):
             self._split_rows.hold_out(self._label_ids("train"), val_split, seed)
         self._split_rows.check_overlap()
         self._encoded: dict[str, TokenizedSplit] = {}
-        self._checked_cache: Path | None = None  # the token cache entry this process verified
 
     # --- loading and checking ---------------------------------------------------------------------------------------
 
