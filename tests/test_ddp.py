@@ -24,7 +24,7 @@ def _run(folder: Path, devices: int, out: Path, *options: str) -> list[dict]:
 
 
 def _cache_folder(cache_dir: Path) -> Path:
-    (folder,) = cache_dir.iterdir()
+    (folder,) = (path for path in cache_dir.iterdir() if path.is_dir())  # beside it: its lock file
     return folder
 
 

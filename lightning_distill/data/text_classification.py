@@ -97,6 +97,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
     """
 
     deterministic: bool = True
+    _checked_cache: Path | None = None  # the token cache entry this process has verified
 
     def __init__(
         self,
@@ -241,12 +242,16 @@ class TextClassificationDataModule(pl.LightningDataModule):
         return _token_cache.cache_root(self.token_cache_dir) / key
 
     def prepare_data(self) -> None:
-        """Tokenize every split into the token cache, unless it is there already (Lightning calls this once per
-        node, before ``setup`` in every process)."""
+        """Tokenize every split into the token cache, unless it is there already and sound (Lightning calls this once
+        per node, before ``setup`` in every process); a damaged entry is tokenized again, with a warning."""
         folder = self.token_cache_folder()
-        if folder.is_dir():
+        if _token_cache.ready(folder, self.splits):
             log.info("token cache %s found: nothing to tokenize", folder)
-            return
+        else:
+            self._tokenize(folder)
+        self._checked_cache = folder
+
+    def _tokenize(self, folder: Path) -> None:
         splits = {
             role: (self._raw[self._sources[role]], self._split_rows.rows[role], self._label_ids(role))
             for role in self.splits
@@ -255,13 +260,16 @@ class TextClassificationDataModule(pl.LightningDataModule):
         _token_cache.build(folder, splits, encoder, num_proc=self.num_proc, batch_size=1000)
 
     def setup(self, stage: str | None = None) -> None:
-        """Memory-map the tokenized splits from the token cache (tokenizing them first where it lacks them)."""
+        """Memory-map the tokenized splits from the token cache, verified first (tokenizing them where it lacks them or
+        they are damaged); a process that ran ``prepare_data`` does not verify them twice."""
         if all(role in self._encoded for role in self.splits):
             return
         folder = self.token_cache_folder()
-        if not folder.is_dir():
-            log.info("token cache %s not found (prepare_data not run here): tokenizing in this process", folder)
-            self.prepare_data()
+        if self._checked_cache != folder:
+            if not _token_cache.ready(folder, self.splits):
+                log.info("token cache %s not found or damaged: tokenizing in this process", folder)
+                self._tokenize(folder)
+            self._checked_cache = folder
         for role in self.splits:
             self._encoded.setdefault(role, TokenizedSplit.from_disk(str(folder / role)))
 

@@ -10,14 +10,14 @@ The cache is keyed by a hash of everything the logits depend on: the teacher's w
 the teacher sees (every block's ``index`` and token ids after tokenization and truncation; each process hashes its
 own blocks and the block hashes are summed, so the key does not depend on the number of processes) and, where the
 data module offers one, its ``fingerprint()`` (data files, columns, labels, tokenizers). A changed teacher, tokenizer
-or data file gives a new key, so a stale cache is never reused.
+or data file gives a new key, so a stale cache is never reused. A cache folder is written under a per-key file lock
+and verified when read (sizes, checksums, finite logits): see :mod:`lightning_distill.modules._teacher_cache_folder`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +28,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_distill.batch import logits_of, teacher_inputs
+from lightning_distill.cache_files import check_free_space
+from lightning_distill.modules._ranks import gather, raise_on_every_rank, rank_and_world
+from lightning_distill.modules._teacher_cache_folder import load_or_build
 from lightning_distill.modules._teacher_logits import (
     Part,
     StorageFormat,
     TeacherLogits,
     close_part,
     create_part,
-    open_part,
 )
 
 
@@ -67,42 +69,6 @@ def batch_digest(batch: Mapping[str, Any]) -> int:
         digest.update(key.encode())
         update_digest(digest, inputs[key])
     return int(digest.hexdigest(), 16)
-
-
-# --- processes --------------------------------------------------------------------------------------------------
-
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def rank_and_world() -> tuple[int, int]:
-    if _distributed():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _gather(value: Any) -> list[Any]:
-    """``value`` of every process, in rank order."""
-    if not _distributed():
-        return [value]
-    values: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(values, value)
-    return values
-
-
-def _barrier() -> None:
-    if _distributed():
-        torch.distributed.barrier()
-
-
-def _raise_on_every_rank(error: str | None) -> None:
-    """Raise on every process where any process met an error, so none is left waiting at a collective call."""
-    errors = _gather(error)
-    for rank, message in enumerate(errors):
-        if message is not None:
-            where = f" (on rank {rank} of {len(errors)})" if len(errors) > 1 else ""
-            raise ValueError(message + where)
 
 
 # --- which examples each process runs the teacher on ---------------------------------------------------------------
@@ -216,9 +182,9 @@ def plan_cache(teacher: nn.Module, datamodule: Any, train_loader: Any, batch_siz
             total += batch_digest(batch)
     except ValueError as e:
         error = str(e)
-    _raise_on_every_rank(error)
+    raise_on_every_rank(error)
     fingerprint = getattr(datamodule, "fingerprint", None)
-    inputs = sum(_gather(total)) % 2**256
+    inputs = sum(gather(total)) % 2**256
     parts = [
         model_digest(teacher),
         f"{len(dataset)}:{batch_size}:{inputs:x}",
@@ -229,6 +195,15 @@ def plan_cache(teacher: nn.Module, datamodule: Any, train_loader: Any, batch_siz
 
 
 # --- running the teacher --------------------------------------------------------------------------------------------
+
+
+def _create(folder: Path | None, shard: Shard, classes: int, storage: StorageFormat) -> Part:
+    """This process's part, its disk space checked first and then reserved (no SIGBUS on a full disk)."""
+    rows = shard.stop - shard.start
+    if folder is not None:
+        needed = rows * storage.bytes_per_example(classes) + 4096  # .npy headers
+        check_free_space(folder, needed, f"the teacher logits of examples {shard.start}..{shard.stop - 1}")
+    return create_part(folder, shard.start, rows, classes, storage)
 
 
 @torch.inference_mode()
@@ -256,80 +231,37 @@ def _run_teacher(
             try:
                 storage.check_classes(classes)
                 rows = storage.encode(logits)
-            except ValueError as e:
+                if part is None:
+                    part = _create(folder, shard, classes, storage)
+            except (ValueError, OSError) as e:
                 error = str(e)
                 continue
-            if part is None:
-                part = create_part(folder, shard.start, shard.stop - shard.start, classes, storage)
             first = batches[i][0] - shard.start
             for name, array in rows.items():
                 part.arrays[name][first : first + len(array)] = array
     finally:
         teacher.train(was_training)
-    _raise_on_every_rank(error)
+    raise_on_every_rank(error)
     if part is not None:
         close_part(part)
     return part, classes
 
 
-def _complete(folder: Path, key: str, storage: StorageFormat) -> dict | None:
-    meta = folder / "meta.json"
-    if not meta.is_file():
-        return None
-    saved = json.loads(meta.read_text())
-    return saved if saved.get("key") == key and saved.get("storage") == storage.name else None
-
-
-def _not_shared(what: str, seen: list[bool], folder: Path) -> None:
-    if not all(seen):
-        ranks = [rank for rank, flag in enumerate(seen) if not flag]
-        raise FileNotFoundError(
-            f"teacher_cache_dir: {what} {folder} is not visible from rank(s) {ranks} of {len(seen)}; put "
-            "teacher_cache_dir on storage every node shares, or leave it unset to gather the logits over the network"
-        )
-
-
 def load_or_compute(
     teacher: nn.Module, plan: Plan, storage: StorageFormat, cache_dir: str | None, device: Any
 ) -> tuple[TeacherLogits, bool]:
-    """The cached logits of ``plan.key``: read from ``cache_dir`` if there, else computed (and written there).
+    """The cached logits of ``plan.key``: read from ``cache_dir`` if there and sound, else computed (and written there,
+    under the entry's lock; see :mod:`lightning_distill.modules._teacher_cache_folder`).
 
     Returns the logits and whether they were read from ``cache_dir``.
     """
-    rank = rank_and_world()[0]
     if cache_dir is None:
         part, classes = _run_teacher(teacher, plan, storage, None, device)
-        parts = [p for p in _gather(part) if p is not None]
-        return TeacherLogits(parts, storage, max(_gather(classes))), False
+        parts = [p for p in gather(part) if p is not None]
+        return TeacherLogits(parts, storage, max(gather(classes))), False
     final = Path(cache_dir) / f"teacher_logits_{plan.key}_{storage.name}"
-    found = _gather(_complete(final, plan.key, storage) is not None)
-    if any(found):
-        _not_shared("the cache", found, final)
-        return _open(final, plan.key, storage), True
-    partial = final.with_name(final.name + ".partial")
-    if rank == 0:
-        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted fit
-        partial.mkdir(parents=True)
-    _barrier()
-    _not_shared("the folder", _gather(partial.is_dir()), partial)
-    part, classes = _run_teacher(teacher, plan, storage, partial, device)
-    starts = [start for start in _gather(None if part is None else part.start) if start is not None]
-    _barrier()
-    if rank == 0:
-        meta = {"key": plan.key, "storage": storage.name, "examples": plan.shard.examples, "classes": classes}
-        (partial / "meta.json").write_text(json.dumps({**meta, "starts": starts}))
-        partial.rename(final)
-    _barrier()
-    _not_shared("the cache", _gather(_complete(final, plan.key, storage) is not None), final)
-    return _open(final, plan.key, storage), False
 
+    def build(folder: Path) -> tuple[Part | None, int]:
+        return _run_teacher(teacher, plan, storage, folder, device)
 
-def _open(folder: Path, key: str, storage: StorageFormat) -> TeacherLogits:
-    meta = _complete(folder, key, storage)
-    logits = TeacherLogits([open_part(folder, start, storage) for start in meta["starts"]], storage, meta["classes"])
-    if len(logits) != meta["examples"]:
-        raise ValueError(
-            f"teacher logits cache {folder} holds {len(logits)} examples, its meta.json says "
-            f"{meta['examples']}; delete the folder to rebuild it"
-        )
-    return logits
+    return load_or_build(final, plan.key, storage, plan.shard.examples, build)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightning_distill.cache_files import reserve
+
 CacheDtype = Literal["float32", "float16"]
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -173,28 +175,46 @@ class TeacherLogits:
         return self[torch.arange(self.examples)]
 
 
-def open_part(folder: Path, start: int, storage: StorageFormat) -> Part:
-    """A part written by :func:`write_part`, memory-mapped read-only."""
-    names = ("logits",) if storage.top_k is None else ("values", "classes", "fill")
-    arrays = {name: np.load(folder / f"{name}-{start}.npy", mmap_mode="r", allow_pickle=False) for name in names}
+def _stored_shapes(storage: StorageFormat, rows: int, classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    value = np.dtype(storage.dtype)
+    if storage.top_k is None:
+        return {"logits": ((rows, classes), value)}
+    k = storage.top_k
+    return {"values": ((rows, k), value), "classes": ((rows, k), _class_dtype(classes)), "fill": ((rows,), value)}
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable .npy array ({error})") from error
+
+
+def open_part(folder: Path, start: int, storage: StorageFormat, classes: int) -> Part:
+    """A part written by :func:`create_part`, memory-mapped read-only, checked: every array has the stored dtype and
+    shape and every stored logit is finite; a ``ValueError`` names the file otherwise."""
+    arrays = {name: _load(folder / f"{name}-{start}.npy") for name in _stored_shapes(storage, 0, classes)}
+    rows = len(next(iter(arrays.values())))
+    for name, (shape, dtype) in _stored_shapes(storage, rows, classes).items():
+        array, path = arrays[name], folder / f"{name}-{start}.npy"
+        if array.dtype != dtype or array.shape != shape:
+            raise ValueError(f"{path} holds {array.dtype} {array.shape}, expected {dtype} {shape}")
+        if dtype.kind == "f" and not bool(np.isfinite(array).all()):
+            raise ValueError(f"{path} holds non-finite logits (nan or inf)")
     return Part(start, arrays)
 
 
 def create_part(folder: Path | None, start: int, rows: int, classes: int, storage: StorageFormat) -> Part:
     """Writable arrays for ``rows > 0`` examples from ``start``: memory-mapped ``.npy`` files in ``folder``, or plain
     in-memory arrays where ``folder`` is None; fill them, then flush with :func:`close_part`."""
-    value = np.dtype(storage.dtype)
-    if storage.top_k is None:
-        shapes = {"logits": ((rows, classes), value)}
-    else:
-        k = storage.top_k
-        shapes = {"values": ((rows, k), value), "classes": ((rows, k), _class_dtype(classes)), "fill": ((rows,), value)}
+    shapes = _stored_shapes(storage, rows, classes)
     if folder is None:
         return Part(start, {name: np.empty(shape, dtype=dtype) for name, (shape, dtype) in shapes.items()})
-    arrays = {
-        name: np.lib.format.open_memmap(folder / f"{name}-{start}.npy", mode="w+", dtype=dtype, shape=shape)
-        for name, (shape, dtype) in shapes.items()
-    }
+    arrays = {}
+    for name, (shape, dtype) in shapes.items():
+        path = folder / f"{name}-{start}.npy"
+        arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        reserve(path)  # a full disk is an OSError here, not a SIGBUS when the rows are written
     return Part(start, arrays)
 
 

@@ -2,6 +2,7 @@
 
 import logging
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,12 @@ def test_prepare_data_tokenizes_once_and_a_second_module_only_maps_the_files(
     first = _data(tokenizer, files, tmp_path / "cache", max_length=6)
     first.prepare_data()
     folder = first.token_cache_folder()
-    assert folder.parent == tmp_path / "cache" and sorted(p.name for p in folder.iterdir()) == ["test", "train", "val"]
+    assert folder.parent == tmp_path / "cache" and sorted(p.name for p in folder.iterdir()) == [
+        "meta.json",
+        "test",
+        "train",
+        "val",
+    ]
     # the stored ids are the tokenizer's own, truncated and unpadded, as uint16
     texts = first.benchmark_data("train")[0]
     expected = first.tokenizer(texts, truncation=True, max_length=6)["input_ids"]
@@ -96,7 +102,8 @@ def test_a_second_build_of_the_same_entry_keeps_the_first(
     encoder = {"tokenizers": {"": data.tokenizer}, "text_column": "text", "max_length": data.max_length}
     _token_cache.build(folder, splits, encoder, num_proc=1, batch_size=1000)
     assert sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
-    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left behind
+    # no temporary folder left behind, only the entry and its lock file
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name, folder.name + ".lock"]
     with caplog.at_level(logging.INFO, logger="lightning_distill"):
         data.prepare_data()
     assert "found: nothing to tokenize" in caplog.text
@@ -149,3 +156,71 @@ def test_length_grouped_batches_take_a_distributed_share() -> None:
     assert set(shares[0]) | set(shares[1]) == set(range(101))
     dropped = list(LengthGroupedBatches(sampler, 4, drop_last=True, lengths=lengths, group_size=5))
     assert all(len(b) == 4 for b in dropped) and len(dropped) == 12
+
+
+def _arrow(entry: Path) -> Path:
+    (path,) = (entry / "train").glob("*.arrow")
+    return path
+
+
+def _overwrite_same_size(entry: Path) -> None:
+    path = _arrow(entry)
+    data = path.read_bytes()
+    path.write_bytes(data[:-64] + bytes(64))
+
+
+TOKEN_DAMAGES = {
+    "truncated": (lambda e: _arrow(e).write_bytes(_arrow(e).read_bytes()[:100]), r"\.arrow has 100 bytes where"),
+    "overwritten": (_overwrite_same_size, r"\.arrow does not match the checksum"),
+    "deleted": (lambda e: _arrow(e).unlink(), r"\.arrow is missing"),
+    "meta_emptied": (lambda e: (e / "meta.json").write_text(""), r"meta.json is unreadable"),
+    "meta_deleted": (lambda e: (e / "meta.json").unlink(), r"meta.json is missing"),
+}
+
+
+@pytest.mark.parametrize("damage", list(TOKEN_DAMAGES))
+def test_a_damaged_token_cache_is_tokenized_again_with_a_warning(tmp_path: Path, tokenizer: str, damage: str) -> None:
+    files = write_data(tmp_path / "data")
+    first = _data(tokenizer, files, tmp_path / "cache")
+    first.prepare_data()
+    entry = first.token_cache_folder()
+    written = {p.relative_to(entry): p.read_bytes() for p in sorted(entry.rglob("*")) if p.is_file()}
+    damaged, message = TOKEN_DAMAGES[damage]
+    damaged(entry)
+    second = _data(tokenizer, files, tmp_path / "cache")
+    with pytest.warns(UserWarning, match=f"token cache: .*{message}.*; tokenizing again"):
+        second.setup("fit")
+    assert {p.relative_to(entry): p.read_bytes() for p in sorted(entry.rglob("*")) if p.is_file()} == written
+    expected = first.dataset("train")
+    assert second.dataset("train").labels[:] == expected.labels[:]
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(second.dataset("train").columns["input_ids"], expected.columns["input_ids"], strict=True)
+    )
+
+
+def test_a_token_cache_build_waits_for_the_lock_and_then_reads_the_entry(
+    tmp_path: Path, tokenizer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process holding the entry's lock builds it; another that asks meanwhile waits, then finds it built."""
+    import threading
+
+    from lightning_distill.cache_files import entry_lock
+
+    files = write_data(tmp_path / "data")
+    waiting = _data(tokenizer, files, tmp_path / "cache")
+    entry = waiting.token_cache_folder()
+    lock = entry_lock(entry)
+    lock.acquire()
+    caplog.set_level(logging.INFO, logger="lightning_distill")
+    thread = threading.Thread(target=waiting.prepare_data)
+    thread.start()
+    thread.join(timeout=2)
+    assert thread.is_alive() and not entry.exists()  # waiting for the lock, nothing written
+    _data(tokenizer, files, tmp_path / "other").prepare_data()  # "the other process" builds the entry ...
+    shutil.copytree(_data(tokenizer, files, tmp_path / "other").token_cache_folder(), entry)
+    lock.release()  # ... and lets go
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert "was built by another process meanwhile" in caplog.text  # it tokenized nothing itself
+    assert waiting.dataset("train").labels[:] == _data(tokenizer, files, tmp_path / "other").dataset("train").labels[:]
