@@ -83,10 +83,11 @@ def save_student(model: nn.Module, source: str, out: Path, pruned: bool) -> None
     ``save_pretrained``), with ``source``'s tokenizer."""
     from transformers import AutoTokenizer
 
+    from lightning_distill.models.pretrained import from_pretrained
     from lightning_distill.pruning import save_pruned
 
     if pruned:
         save_pruned(model, out)
     else:
         model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
+    from_pretrained(AutoTokenizer, source, "tokenizer source").save_pretrained(str(out))
