@@ -1,8 +1,9 @@
 """The model card (``README.md``) of an export folder, rendered from ``export_info.json`` beside it.
 
 ``export_info.json`` records how the folder was made (title, provenance, quantization settings, ``max_length``,
-``last_layer``: how the last encoder layer was computed) and, once measured, each graph's benchmark row, so the card
-can be rewritten when measurements arrive later.
+``last_layer``: how the last encoder layer was computed), what ties its files together (``format``, ``export_id`` and
+the sha256 of each file, see :mod:`~lightning_distill.export.integrity`) and, once measured, each graph's benchmark
+row, so the card can be rewritten when measurements arrive later.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.atomic import write_json, write_text
 from lightning_distill.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES
 
 __all__ = ["EXPORT_INFO", "add_measurements", "read_export_info", "write_model_card"]
@@ -28,10 +30,8 @@ def read_export_info(folder: str | Path) -> dict[str, Any]:
 def write_model_card(folder: str | Path, info: Mapping[str, Any]) -> Path:
     """Write ``info`` to ``export_info.json`` and the model card it describes to ``README.md``; returns the card."""
     folder = Path(folder)
-    (folder / EXPORT_INFO).write_text(json.dumps(dict(info), indent=2) + "\n")
-    card = folder / "README.md"
-    card.write_text(_render(folder, info))
-    return card
+    write_json(folder / EXPORT_INFO, dict(info))
+    return write_text(folder / "README.md", _render(folder, info))
 
 
 def add_measurements(folder: str | Path, rows: Mapping[str, Mapping[str, Any]]) -> Path:
