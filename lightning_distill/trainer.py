@@ -113,6 +113,7 @@ class DistillTrainer(pl.Trainer):
         split: str = "test",
         iterations: int = 100,
         num_threads: int | None = None,
+        overwrite: bool = False,
     ) -> None:
         """Write a trained text classifier to a folder that optimum, transformers and ``load_exported`` load.
 
@@ -126,7 +127,7 @@ class DistillTrainer(pl.Trainer):
                 export's example) go into the folder.
             ckpt_path: Checkpoint whose weights are exported (a structurally pruned one resizes the layers);
                 required unless ``weights`` is ``config``.
-            folder: Output folder.
+            folder: Output folder: new, empty or a previous export (replaced as a whole, so no graph of it remains).
             graphs: Which graphs to write (``fp32``, ``optimized``, ``int8``, ``int8_emb4``); None: all four.
             quantization: ONNX Runtime int8 settings: ``default`` (per-tensor int8 weights) or a CPU family's preset
                 as optimum's ``AutoQuantizationConfig`` has it (``avx2``, ``avx512``, ``avx512_vnni``, ``arm64``).
@@ -135,11 +136,13 @@ class DistillTrainer(pl.Trainer):
             split: Data split of ``measure``.
             iterations: Timed batch-1 calls of ``measure``.
             num_threads: Intra-op threads of ``measure``; None takes the process's count (the CLI's ``--num_threads``).
+            overwrite: Replace ``folder`` even where it holds other files than a previous export (all are deleted).
         """
-        from lightning_distill.benchmark import benchmark_exported
-        from lightning_distill.export import GRAPH_FILES, OrtQuantConfig, add_measurements, export_text_classifier
+        from lightning_distill.export import GRAPH_FILES, OrtQuantConfig, export_text_classifier
+        from lightning_distill.export.integrity import check_export_target
 
         check_benchmark_weights(ckpt_path, weights, command="export")
+        check_export_target(folder, overwrite)  # before the checkpoint is loaded
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is None:
             raise ValueError(
@@ -162,24 +165,29 @@ class DistillTrainer(pl.Trainer):
                 "weights": ckpt_path or "loaded by the config's classes (--weights config)",
                 "exported by": "lightning-distill export",
             },
+            overwrite=overwrite,
         )
         if measure:
-            threads = torch.get_num_threads() if num_threads is None else num_threads
-            rows = {
-                path.name: benchmark_exported(
-                    folder,
-                    datamodule,
-                    name=path.name,
-                    graph=path.name,
-                    split=split,
-                    iterations=iterations,
-                    num_threads=threads,
-                ).to_dict()
-                for path in written.values()
-            }
-            add_measurements(folder, rows)
-            print(markdown_table(list(rows.values())))
+            _measure_export(folder, datamodule, [p.name for p in written.values()], split, iterations, num_threads)
         print(f"wrote {', '.join(p.name for p in written.values())}, config.json, tokenizer and README.md to {folder}")
+
+
+def _measure_export(
+    folder: str, datamodule: pl.LightningDataModule, graphs: list[str], split: str, iterations: int, threads: int | None
+) -> None:
+    """Benchmark each of ``graphs`` of the export ``folder`` on ``split`` and put the rows in its model card."""
+    from lightning_distill.benchmark import benchmark_exported
+    from lightning_distill.export import add_measurements
+
+    threads = torch.get_num_threads() if threads is None else threads
+    rows = {
+        graph: benchmark_exported(
+            folder, datamodule, name=graph, graph=graph, split=split, iterations=iterations, num_threads=threads
+        ).to_dict()
+        for graph in graphs
+    }
+    add_measurements(folder, rows)
+    print(markdown_table(list(rows.values())))
 
 
 def check_artifact(artifact: str) -> None:

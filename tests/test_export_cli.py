@@ -94,3 +94,27 @@ def test_export_and_artifact_benchmark_refuse_bad_arguments_before_building(
         main([*bench, "--artifact", str(tmp_path / "model.bin")])
     assert "an artifact is an export folder, an .onnx file or a .pt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "b.json").exists()
+
+
+def test_export_refuses_a_foreign_folder_before_loading_and_overwrite_replaces_it(trained, tmp_path: Path) -> None:
+    config, ckpt = trained
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"my": "settings"}')
+    export = [
+        "export",
+        "--config",
+        str(config),
+        "--ckpt_path",
+        str(ckpt),
+        "--folder",
+        str(folder),
+        "--graphs",
+        "[fp32]",
+    ]
+    with pytest.raises(FileExistsError, match=r"mine' is not empty \(config\.json\).*--overwrite true"):
+        main(export)
+    assert (folder / "config.json").read_text() == '{"my": "settings"}'
+    main([*export, "--overwrite", "true"])
+    assert sorted(p.name for p in folder.glob("*.onnx")) == ["model.onnx"]
+    assert "id2label" in json.loads((folder / "config.json").read_text())

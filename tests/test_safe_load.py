@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 import os
+import pickle
 import random
+import re
+import subprocess
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,7 +21,7 @@ from lightning_distill.models import MLP
 from lightning_distill.modules import DistillationModule
 from lightning_distill.quantization import load_quantized
 from lightning_distill.recipe import load_trained
-from lightning_distill.safe_load import UnsafeFileError, load_file
+from lightning_distill.safe_load import UnsafeFileError, load_file, refused_globals
 
 
 class _Payload:
@@ -143,3 +149,76 @@ def test_every_artifact_of_a_fit_loads_weights_only(tmp_path: Path, monkeypatch:
     assert checkpoints
     for checkpoint in checkpoints:
         assert "state_dict" in load_file(checkpoint)
+
+
+class _NoPython2Names(pickle.Pickler):
+    """Pickles globals under their own module names (protocol 2 would write ``subprocess.call`` as ``commands``)."""
+
+    def __init__(self, file: Any, protocol: int) -> None:
+        super().__init__(file, protocol, fix_imports=False)
+
+
+class _Call:
+    """Pickles as a call of ``function`` with ``args``: a crafted file that would run it when unpickled."""
+
+    def __init__(self, function: Any, args: tuple) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return (self.function, self.args)
+
+
+_CRAFTED = {
+    "subprocess.call": (subprocess.call, (["touch", "{marker}"],)),
+    "builtins.exec": (builtins.exec, ("open({marker!r}, 'w').close()",)),
+    "posix.system": (os.system, ("touch {marker}",)),
+}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("name", list(_CRAFTED))
+def test_a_crafted_pickle_of_any_global_is_refused_by_name(tmp_path: Path, name: str, legacy: bool) -> None:
+    """Torch words each refusal differently (blocked module; ``Unsupported global: GLOBAL exec`` without ``builtins``);
+    every one is refused as unsafe, with the global's full name, in the zip and the legacy format."""
+    marker = tmp_path / "payload-ran"
+    function, args = _CRAFTED[name]
+    args = tuple(
+        a.format(marker=str(marker)) if isinstance(a, str) else [x.format(marker=marker) for x in a] for a in args
+    )
+    path = tmp_path / "crafted.pt"
+    module = types.SimpleNamespace(__name__="pickle", Pickler=_NoPython2Names, dump=pickle.dump)
+    torch.save(
+        {"w": torch.ones(2), "x": _Call(function, args)},
+        path,
+        pickle_module=module,
+        _use_new_zipfile_serialization=not legacy,
+    )
+    with pytest.raises(UnsafeFileError, match=rf"crafted\.pt' asks to unpickle {re.escape(name)}, ") as caught:
+        load_file(path)
+    assert caught.value.refused == (name,)
+    assert not marker.exists()
+
+
+_WORDINGS = {
+    "blocked module": "Weights only load failed. \n\nTrying to load unsupported GLOBAL {full} whose module {module} is "
+    "blocked.\n\nCheck the documentation of torch.load",
+    "unsupported global": "Weights only load failed. This file can still be loaded, to do so you have two options\n\t"
+    "WeightsUnpickler error: Unsupported global: GLOBAL {printed} was not an allowed global by default. Please use "
+    "`torch.serialization.add_safe_globals([{printed}])` or the `torch.serialization.safe_globals([{printed}])` "
+    "context manager to allowlist this global if you trust this class/function.",
+    "bare opcode": "WeightsUnpickler error: GLOBAL {full} is not allowed",
+}
+
+
+@pytest.mark.parametrize("wording", list(_WORDINGS))
+@pytest.mark.parametrize("name", list(_CRAFTED))
+def test_every_wording_of_a_refusal_names_the_global(name: str, wording: str) -> None:
+    """What torch prints: the full name where the module is blocked, the name without ``builtins.`` otherwise."""
+    module = name.split(".")[0]
+    printed = name.removeprefix("builtins.")
+    message = _WORDINGS[wording].format(full=name, module=module, printed=printed)
+    assert refused_globals(message) == (name,)
+
+
+def test_a_corrupted_file_names_no_global() -> None:
+    assert refused_globals("Weights only load failed.\n\nWeightsUnpickler error: Unsupported operand 149") == ()

@@ -211,8 +211,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def _load_tokenizer(self, name: str, what: str) -> Any:
         from transformers import AutoTokenizer
 
+        from lightning_distill.models.pretrained import from_pretrained
+
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name)
+            tokenizer = from_pretrained(AutoTokenizer, name, what)
         except OSError as error:
             raise OSError(f"could not load {what} {name!r}: {error}") from error
         if tokenizer.pad_token_id is None:

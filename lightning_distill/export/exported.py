@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lightning_distill.export.config import OrtSessionConfig
+from lightning_distill.export.integrity import verify_export
 from lightning_distill.export.runtime import create_session, onnx_predictor
 from lightning_distill.text_encoding import TextEncoder
 
@@ -62,11 +63,21 @@ def load_exported(
         session_config: Threads, providers (``providers=["CUDAExecutionProvider", "CPUExecutionProvider"]``) and
             optimization of the ONNX Runtime session; None: one thread on the CPU.
 
+    The graph, ``config.json`` and the tokenizer's files are checked against the sha256s ``export_info.json``
+    records, so a graph of another export is never served with this folder's labels (a folder that optimum wrote,
+    without ``export_info.json``, is not checked). The tokenizer is loaded with ``trust_remote_code=False``.
+
     Raises:
         FileNotFoundError: no such folder, no ``config.json`` in it, or no such graph (the message lists the graphs
             the folder holds).
+        ExportMismatchError: the graph (or ``config.json``, or a tokenizer file) is not the one the folder's export
+            wrote; the message names the file.
+        RemoteCodeError: ``config.json`` or ``tokenizer_config.json`` asks to run code shipped with the folder
+            (``auto_map``); nothing of the folder was loaded.
     """
     from transformers import AutoTokenizer
+
+    from lightning_distill.models.pretrained import check_no_remote_code, from_pretrained
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -78,10 +89,12 @@ def load_exported(
     if not path.is_file():
         present = sorted(p.name for p in folder.glob("*.onnx"))
         raise FileNotFoundError(f"{str(folder)!r} holds no graph {graph!r}; it holds {present}: pass one as graph")
+    check_no_remote_code(folder, "export folder")
+    verify_export(folder, graph)
     config = json.loads((folder / "config.json").read_text())
     id2label = {int(k): str(v) for k, v in config.get("id2label", {}).items()}
     session = create_session(path, session_config or OrtSessionConfig())
     outputs = session.get_outputs()[0].shape
     if isinstance(outputs[-1], int) and outputs[-1] != len(id2label):
         raise ValueError(f"{graph} predicts {outputs[-1]} classes but config.json names {len(id2label)}")
-    return ExportedClassifier(session, AutoTokenizer.from_pretrained(str(folder)), id2label, path)
+    return ExportedClassifier(session, from_pretrained(AutoTokenizer, folder, "export folder"), id2label, path)

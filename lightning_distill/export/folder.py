@@ -17,8 +17,10 @@ from typing import Any
 
 from torch import nn
 
+from lightning_distill.atomic import replace_folder
 from lightning_distill.export.config import OnnxExportConfig, OrtQuantConfig
 from lightning_distill.export.first_token import cut_for_export
+from lightning_distill.export.integrity import check_export_target, export_record
 from lightning_distill.export.layout import GRAPH_FILES, GraphKind
 from lightning_distill.export.metadata import label_names_of
 from lightning_distill.export.model_card import write_model_card
@@ -97,6 +99,32 @@ def _save_tokenizer(tokenizer: Any, folder: Path, max_length: int | None) -> Non
     tokenizer.save_pretrained(str(folder))
 
 
+def _write_graphs(
+    model: nn.Module,
+    example: dict[str, Any],
+    folder: Path,
+    graphs: Sequence[str],
+    quantization: OrtQuantConfig,
+    export_config: OnnxExportConfig,
+) -> dict[str, Path]:
+    """The ONNX graphs of ``graphs`` in ``folder``; both int8 graphs are quantized from ``model.onnx``."""
+    from lightning_distill.export.onnx import export_onnx
+    from lightning_distill.export.ort_quantization import quantize_onnx
+    from lightning_distill.export.runtime import optimize_onnx
+
+    written = {"fp32": export_onnx(model, export_config, example, folder / GRAPH_FILES["fp32"])}
+    if "optimized" in graphs:
+        written["optimized"] = optimize_onnx(written["fp32"], folder / GRAPH_FILES["optimized"])
+    if "int8" in graphs:
+        written["int8"] = quantize_onnx(written["fp32"], folder / GRAPH_FILES["int8"], quantization)
+    if "int8_emb4" in graphs:
+        emb4 = replace(quantization, embedding_bits=4)
+        written["int8_emb4"] = quantize_onnx(written["fp32"], folder / GRAPH_FILES["int8_emb4"], emb4)
+    if "fp32" not in graphs:
+        written.pop("fp32").unlink()
+    return written
+
+
 def export_text_classifier(
     model: nn.Module,
     tokenizer: Any,
@@ -111,6 +139,7 @@ def export_text_classifier(
     title: str | None = None,
     provenance: Mapping[str, str] | None = None,
     first_token_only: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write ``model`` and ``tokenizer`` to ``folder`` as ``optimum`` lays out an exported text classifier.
 
@@ -121,10 +150,15 @@ def export_text_classifier(
     graphs are quantized from ``model.onnx`` (ONNX Runtime's quantizer cannot type the fused optimized graph), so
     ``fp32`` is always written.
 
+    The folder is written whole beside ``folder`` and swapped in by rename, so it never mixes two exports (a
+    re-export with fewer graphs leaves none of the previous ones). ``folder`` may be new, empty, or hold a previous
+    export of this package; any other folder is refused unless ``overwrite``. ``export_info.json`` records an export
+    id and the sha256 of each file, which :func:`~lightning_distill.export.load_exported` checks.
+
     Args:
         model: A Hugging Face sequence classifier or a wrapper with its ``config`` (``TransformerClassifier``).
         tokenizer: Its tokenizer.
-        folder: Output folder (created; files of the same names are replaced).
+        folder: Output folder: new, empty, or a previous export of this package; replaced as a whole.
         example_texts: A few raw texts to trace the export with and to check the fp32 graph against PyTorch.
         graphs: Which graphs to write.
         id2label: Label names by class id; None takes the model config's.
@@ -138,6 +172,8 @@ def export_text_classifier(
             (:mod:`~lightning_distill.export.first_token`): the same logits, less work. Where the model does not
             allow it (no BERT-style layers, or a head that reads other tokens: logits on ``example_texts`` differ),
             every layer is exported whole, with a warning that says why, as with False; the card records which.
+        overwrite: Replace ``folder`` even where it is not empty and holds no export of this package (everything
+            in it is deleted).
 
     Returns:
         The path of each written graph, by kind.
@@ -145,35 +181,27 @@ def export_text_classifier(
     Raises:
         ValueError: an unknown graph kind, no Hugging Face config, label names that do not fit the model, or an
             empty ``example_texts`` (all before anything is written).
+        FileExistsError: ``folder`` is a file, or a non-empty folder that holds no export of this package and
+            ``overwrite`` is False (before anything is written).
     """
-    from lightning_distill.export.onnx import export_onnx
-    from lightning_distill.export.ort_quantization import quantize_onnx
-    from lightning_distill.export.runtime import optimize_onnx
-
     quantization = _check_graphs(graphs, quantization or OrtQuantConfig())
     config = _folder_config(model, id2label)
     example = _example_inputs(model, tokenizer, example_texts, max_length)
-    model, last_layer = cut_for_export(model, example, first_token_only)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {"fp32": export_onnx(model, export_config or OnnxExportConfig(), example, folder / GRAPH_FILES["fp32"])}
-    if "optimized" in graphs:
-        written["optimized"] = optimize_onnx(written["fp32"], folder / GRAPH_FILES["optimized"])
-    if "int8" in graphs:
-        written["int8"] = quantize_onnx(written["fp32"], folder / GRAPH_FILES["int8"], quantization)
-    if "int8_emb4" in graphs:
-        emb4 = replace(quantization, embedding_bits=4)
-        written["int8_emb4"] = quantize_onnx(written["fp32"], folder / GRAPH_FILES["int8_emb4"], emb4)
-    if "fp32" not in graphs:
-        written.pop("fp32").unlink()
-    config.save_pretrained(str(folder))
-    _save_tokenizer(tokenizer, folder, max_length)
-    card = {
-        "title": title or f"{config.architectures[0] if config.architectures else config.model_type} text classifier",
-        "provenance": dict(provenance or {}),
-        "quantization": asdict(quantization),
-        "max_length": max_length,
-        "last_layer": last_layer,
-    }
-    write_model_card(folder, card)
-    return {kind: written[kind] for kind in graphs}
+    check_export_target(folder, overwrite)
+    model, last_layer = cut_for_export(model, example, first_token_only)
+    architecture = config.architectures[0] if config.architectures else config.model_type
+    with replace_folder(folder.resolve() if folder.is_symlink() else folder) as temporary:
+        written = _write_graphs(model, example, temporary, graphs, quantization, export_config or OnnxExportConfig())
+        config.save_pretrained(str(temporary))
+        _save_tokenizer(tokenizer, temporary, max_length)
+        card = {
+            "title": title or f"{architecture} text classifier",
+            "provenance": dict(provenance or {}),
+            "quantization": asdict(quantization),
+            "max_length": max_length,
+            "last_layer": last_layer,
+            **export_record(temporary),
+        }
+        write_model_card(temporary, card)
+    return {kind: folder / written[kind].name for kind in graphs}

@@ -1,8 +1,9 @@
 """The model card (``README.md``) of an export folder, rendered from ``export_info.json`` beside it.
 
 ``export_info.json`` records how the folder was made (title, provenance, quantization settings, ``max_length``,
-``last_layer``: how the last encoder layer was computed) and, once measured, each graph's benchmark row, so the card
-can be rewritten when measurements arrive later.
+``last_layer``: how the last encoder layer was computed), what ties its files together (``format``, ``export_id`` and
+the sha256 of each file, see :mod:`~lightning_distill.export.integrity`) and, once measured, each graph's benchmark
+row, so the card can be rewritten when measurements arrive later.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ def write_model_card(folder: str | Path, info: Mapping[str, Any]) -> Path:
     """Write ``info`` to ``export_info.json`` and the model card it describes to ``README.md``; returns the card."""
     folder = Path(folder)
     write_json(folder / EXPORT_INFO, dict(info))
-    card = folder / "README.md"
-    write_text(card, _render(folder, info))
-    return card
+    return write_text(folder / "README.md", _render(folder, info))
 
 
 def add_measurements(folder: str | Path, rows: Mapping[str, Mapping[str, Any]]) -> Path:

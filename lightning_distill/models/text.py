@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from lightning_distill.models.pretrained import from_pretrained
+
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
@@ -119,7 +121,7 @@ class TransformerClassifier(nn.Module):
         if num_classes is None and id2label is not None:
             num_classes = len(id2label)
         try:
-            config = AutoConfig.from_pretrained(checkpoint)
+            config = from_pretrained(AutoConfig, checkpoint, "checkpoint")
         except OSError as error:
             hint = "" if Path(checkpoint).exists() else " (offline, pass a local folder such as ../shared/models/...)"
             raise OSError(f"could not load the config of checkpoint {checkpoint!r}{hint}: {error}") from error
@@ -139,7 +141,9 @@ class TransformerClassifier(nn.Module):
                     raise ValueError(problem)
                 config.id2label = id2label
                 config.label2id = {name: i for i, name in id2label.items()}
-            model = AutoModelForSequenceClassification.from_pretrained(checkpoint, config=config, **kwargs)
+            model = from_pretrained(
+                AutoModelForSequenceClassification, checkpoint, "checkpoint", config=config, **kwargs
+            )
         else:
             if num_classes is None:
                 raise ValueError(
@@ -147,8 +151,10 @@ class TransformerClassifier(nn.Module):
                     "links it from data.num_classes)"
                 )
             id2label = id2label or {i: f"LABEL_{i}" for i in range(num_classes)}
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = from_pretrained(
+                AutoModelForSequenceClassification,
                 checkpoint,
+                "checkpoint",
                 num_labels=num_classes,
                 id2label=id2label,
                 label2id={name: i for i, name in id2label.items()},

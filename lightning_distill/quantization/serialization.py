@@ -133,9 +133,10 @@ def _read(path: str | Path) -> dict[str, Any]:
     try:
         payload = load_file(path, "quantized model")
     except UnsafeFileError as error:
-        if "torchao." not in str(error):
+        if not error.refused or not all(name.startswith("torchao.") for name in error.refused):
             raise
-        # torchao int8 weights: importing torchao registers their classes as safe for weights_only loading.
+        # torchao int8 weights: importing torchao registers their classes as safe for weights_only loading. Only
+        # torchao's own classes are let through this way; a file that also asks for anything else stays refused.
         require("torchao", f"loading the torchao-quantized model {str(path)!r}")
         payload = load_file(path, "quantized model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

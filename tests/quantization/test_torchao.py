@@ -160,6 +160,33 @@ def test_round_trips_in_a_fresh_process_give_identical_outputs(trained_mlp, cali
         assert int(outputs[name + "/report"]) == len(model.quantization_report.quantized) > 0
 
 
+_RELOAD_WITHOUT_TORCHAO = """
+import sys, torch
+from torch import nn
+from lightning_distill.quantization import load_quantized
+assert "torchao" not in sys.modules, "the test must load without importing torchao first"
+torch.manual_seed(1)
+model = load_quantized({path!r}, nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)))
+with torch.no_grad():
+    torch.save(model(torch.load({inputs!r}, weights_only=True)), {out!r})
+"""
+
+
+def test_a_dynamic_file_reloads_in_a_process_that_never_imported_torchao(tmp_path):
+    """The file's int8 tensors are torchao classes; ``load_quantized`` itself imports torchao to read them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    quantized = quantize(model, DynamicQuantConfig(engine="torchao"))
+    path = save_quantized(quantized, tmp_path / "dynamic.pt")
+    inputs = torch.randn(5, 16, generator=torch.Generator().manual_seed(2))
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = _RELOAD_WITHOUT_TORCHAO.format(path=str(path), inputs=str(tmp_path / "inputs.pt"), out=str(tmp_path / "o"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "o", weights_only=True), quantized(inputs))
+
+
 def test_wrong_engine_dtype_and_backend_are_refused_by_name(trained_mlp, calibration):
     with pytest.raises(ValueError, match=r"engine must be one of 'eager', 'torchao'; got 'ao'"):
         StaticQuantConfig(engine="ao")

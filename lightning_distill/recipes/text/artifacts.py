@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from lightning_distill.atomic import replace_folder
+from lightning_distill.models.pretrained import from_pretrained
 
 __all__ = [
     "FirstExamples",
@@ -47,7 +48,7 @@ def load_classifier(folder: str | Path) -> nn.Module:
     """A Hugging Face sequence classifier saved with ``save_pretrained``."""
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    return from_pretrained(AutoModelForSequenceClassification, folder, "saved classifier").eval()
 
 
 def load_pruned_classifier(folder: str | Path) -> nn.Module:
@@ -56,7 +57,7 @@ def load_pruned_classifier(folder: str | Path) -> nn.Module:
 
     from lightning_distill.pruning import load_pruned
 
-    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
+    model = AutoModelForSequenceClassification.from_config(from_pretrained(AutoConfig, folder, "saved classifier"))
     return load_pruned(model, folder).eval()
 
 

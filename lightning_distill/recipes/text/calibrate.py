@@ -83,6 +83,7 @@ def save_student(model: nn.Module, source: str, out: Path, pruned: bool) -> None
     ``save_pretrained``), with ``source``'s tokenizer; ``out`` is replaced whole, or kept as it was on failure."""
     from transformers import AutoTokenizer
 
+    from lightning_distill.models.pretrained import from_pretrained
     from lightning_distill.recipes.text.artifacts import save_classifier
 
-    save_classifier(model, AutoTokenizer.from_pretrained(source), out, pruned=pruned)
+    save_classifier(model, from_pretrained(AutoTokenizer, source, "tokenizer source"), out, pruned=pruned)

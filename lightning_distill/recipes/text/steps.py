@@ -211,9 +211,9 @@ class TextRecipeSteps:
         else:
             from transformers import AutoTokenizer
 
-            from lightning_distill.models import TransformerClassifier
+            from lightning_distill.models import TransformerClassifier, from_pretrained
 
-            model, tokenizer = TransformerClassifier(source), AutoTokenizer.from_pretrained(source)
+            model, tokenizer = TransformerClassifier(source), from_pretrained(AutoTokenizer, source, "--teacher")
             result = {"source": f"Hub model {source}, saved locally"}
         save_classifier(model, tokenizer, step_dir / "model")
         return {"model": str(step_dir / "model"), **result}
