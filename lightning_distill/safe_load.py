@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
+from lightning_distill.errors import UserError
+
 __all__ = ["UnsafeFileError", "load_file"]
 
 
-class UnsafeFileError(ValueError):
+class UnsafeFileError(UserError, ValueError):
     """A file asked to unpickle an object other than tensors and plain containers; it was not loaded."""
 
 
