@@ -173,18 +173,24 @@ class DistillCLI(LightningCLI):
                 parser.error(str(error))
         try:
             check_ckpt_path(ckpt_path)
-            if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
-                load_file(ckpt_path, "ckpt_path")
-        except (ValueError, OSError) as error:
+        except OSError as error:
             parser.error(str(error))
+        if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
+            try:
+                load_file(ckpt_path, "ckpt_path")
+            except ValueError as error:  # empty or unreadable: the user's file, as an unsafe one (a UserError) is
+                if isinstance(error, UserError):
+                    raise
+                raise ConfigValueError(str(error)) from error
 
     @override
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
         except ValueError as error:  # a class of the config refused an argument (``batch_size: 0``)
-            if isinstance(error, UserError):
-                raise
+            cause = _user_error_in(error)
+            if cause is not None:
+                raise cause from None
             raise ConfigValueError(condense_argument_error(str(error))) from error
 
     @override
@@ -204,6 +210,18 @@ class DistillCLI(LightningCLI):
         self.parser.add_instantiator(
             _LinkTolerantInstantiator(cli=self, key="data"), pl.LightningDataModule, subclasses=self.subclass_mode_data
         )
+
+
+def _user_error_in(error: BaseException) -> UserError | None:
+    """The first :class:`UserError` among ``error`` and the errors it was raised from (jsonargparse wraps them)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def check_ckpt_path(ckpt_path: str | None) -> None:

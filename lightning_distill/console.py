@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import warnings
+from argparse import ArgumentError
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -107,8 +108,6 @@ def user_error_message(error: BaseException) -> str | None:
     class of the config refused when it was built), a file or folder that is not there or not of the expected kind,
     and Lightning's ``MisconfigurationException`` (e.g. ``accelerator: gpu`` on a machine without one).
     """
-    from argparse import ArgumentError
-
     if isinstance(error, ArgumentError):
         return condense_argument_error(str(error))
     if isinstance(error, UserError | FileNotFoundError | IsADirectoryError | NotADirectoryError):
@@ -123,7 +122,8 @@ def user_error_message(error: BaseException) -> str | None:
 
 @contextmanager
 def user_errors_in_brief(command: str) -> Iterator[None]:
-    """Print a user error raised inside as ``COMMAND: error: MESSAGE`` and a hint line, and exit with code 2.
+    """Print a user error raised inside as ``COMMAND: error: MESSAGE`` (a parser error) or ``COMMAND: ErrorType:
+    MESSAGE`` and a hint line, and exit with code 2.
 
     Other exceptions, and every exception in debug mode, propagate with their traceback.
 
@@ -136,13 +136,14 @@ def user_errors_in_brief(command: str) -> Iterator[None]:
         message = None if debug_enabled() else user_error_message(error)
         if message is None:
             raise
-        print(_brief(command, message), file=sys.stderr)
+        kind = "error" if isinstance(error, ArgumentError) else type(error).__name__
+        print(_brief(f"{command}: {kind}", message, command), file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 
-def _brief(command: str, message: str) -> str:
+def _brief(prefix: str, message: str, command: str) -> str:
     lines = [line.rstrip() for line in message.strip().splitlines() if line.strip()] or ["(no message)"]
     if len(lines) > MAX_MESSAGE_LINES:
         lines = [*lines[: MAX_MESSAGE_LINES - 1], f"{lines[MAX_MESSAGE_LINES - 1]} [...]"]
     hint = f"({command} --help lists the options; {DEBUG_FLAG} or {DEBUG_ENV}=1 shows the traceback)"
-    return "\n".join([f"{command}: error: {lines[0]}", *lines[1:], hint])
+    return "\n".join([f"{prefix}: {lines[0]}", *lines[1:], hint])

@@ -17,7 +17,8 @@ class UserError(Exception):
 
 
 class ConfigValueError(UserError, ValueError):
-    """A class of the config refused one of its arguments when it was built (e.g. ``batch_size: 0``)."""
+    """A value of the config is wrong: a class refused it when it was built (``batch_size: 0``), or a file it names
+    is empty or unreadable."""
 
 
 class DownloadError(UserError, RuntimeError):

@@ -120,7 +120,7 @@ def test_a_user_error_is_a_short_message_without_traceback(case: str, tmp_path: 
     lines = [line for line in output.splitlines() if line.strip()]
     assert run.returncode == 2, output[-3000:]
     assert "Traceback" not in output and len(lines) <= 5, output[-3000:]
-    message = " ".join(line for line in lines if "error:" in line)
+    message = " ".join(line for line in lines if line.startswith("lightning-distill "))
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
     assert "--debug" in output and DEBUG_ENV in output
@@ -150,7 +150,8 @@ def test_a_bug_keeps_its_traceback(capsys: pytest.CaptureFixture) -> None:
         with user_errors_in_brief("lightning-distill test"):
             raise FileNotFoundError("--ckpt_path x.ckpt does not exist")
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("lightning-distill test: error: --ckpt_path x.ckpt does not exist\n")
+    err = capsys.readouterr().err
+    assert err.startswith("lightning-distill test: FileNotFoundError: --ckpt_path x.ckpt does not exist\n")
 
 
 def test_a_missing_extra_is_a_user_error() -> None:
