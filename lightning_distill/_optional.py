@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from lightning_distill.errors import MissingExtraError
+
 # Top-level package -> the extra of pyproject.toml that installs it.
 EXTRAS = {
     "onnx": "onnx",
@@ -18,7 +20,8 @@ EXTRAS = {
 
 
 def require(module: str, feature: str) -> ModuleType:
-    """Import ``module``, or raise an ImportError naming ``feature`` and the extra that installs the package.
+    """Import ``module``, or raise a :class:`~lightning_distill.errors.MissingExtraError` (an ImportError) naming
+    ``feature`` and the extra that installs the package.
 
     Args:
         module: The module to import, e.g. ``"onnxruntime"`` or ``"onnxruntime.quantization"``.
@@ -29,7 +32,7 @@ def require(module: str, feature: str) -> ModuleType:
     except ImportError as error:
         package = module.split(".")[0]
         extra = EXTRAS.get(package, "all")
-        raise ImportError(
+        raise MissingExtraError(
             f"{feature} needs the '{package}' package, which is not installed; install it with the [{extra}] extra: "
             f"pip install 'lightning-distill[{extra}]' (or [all] for every optional feature)"
         ) from error

@@ -26,6 +26,8 @@ from typing_extensions import override
 # among the imported subclasses of the expected type, so every class a config may name is imported before parsing. A
 # name two imported classes share (``MLP``: also ``torchvision.ops.MLP``) is refused with both full paths to choose.
 from lightning_distill import callbacks, data, losses, models, modules
+from lightning_distill._argument_errors import condense_argument_error
+from lightning_distill.errors import ConfigValueError, UserError
 from lightning_distill.safe_load import load_file
 from lightning_distill.trainer import DistillTrainer, check_artifact, check_benchmark_weights
 
@@ -169,8 +171,27 @@ class DistillCLI(LightningCLI):
                     check_artifact(artifact)
             except (ValueError, FileNotFoundError) as error:
                 parser.error(str(error))
+        try:
+            check_ckpt_path(ckpt_path)
+        except OSError as error:
+            parser.error(str(error))
         if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
-            load_file(ckpt_path, "ckpt_path")
+            try:
+                load_file(ckpt_path, "ckpt_path")
+            except ValueError as error:  # empty or unreadable: the user's file, as an unsafe one (a UserError) is
+                if isinstance(error, UserError):
+                    raise
+                raise ConfigValueError(str(error)) from error
+
+    @override
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:  # a class of the config refused an argument (``batch_size: 0``)
+            cause = _user_error_in(error)
+            if cause is not None:
+                raise cause from None
+            raise ConfigValueError(condense_argument_error(str(error))) from error
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -189,6 +210,56 @@ class DistillCLI(LightningCLI):
         self.parser.add_instantiator(
             _LinkTolerantInstantiator(cli=self, key="data"), pl.LightningDataModule, subclasses=self.subclass_mode_data
         )
+
+
+def _user_error_in(error: BaseException) -> UserError | None:
+    """The first :class:`UserError` among ``error`` and the errors it was raised from (jsonargparse wraps them)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def check_ckpt_path(ckpt_path: str | None) -> None:
+    """Refuse a ``--ckpt_path`` that names no file, before anything is built; the message lists the ``.ckpt`` files
+    the folder it names (or the folder of the missing file) holds.
+
+    Lightning's own values (``best``, ``last``, ``hpc``, ``registry[:...]``) and remote URLs (``s3://...``) pass.
+
+    Raises:
+        IsADirectoryError: ``ckpt_path`` is a folder.
+        FileNotFoundError: nothing is at ``ckpt_path``.
+    """
+    if ckpt_path is None or ckpt_path in _LIGHTNING_CKPT_VALUES or ckpt_path.startswith("registry:"):
+        return
+    if "://" in ckpt_path:
+        return
+    path = Path(ckpt_path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"--ckpt_path {ckpt_path} is a folder; pass a .ckpt file{_checkpoints_in(path, recursive=True)}"
+        )
+    if not path.exists():
+        where = _checkpoints_in(path.parent, recursive=False) if path.parent.is_dir() else ""
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path} does not exist; pass a .ckpt file{where}")
+
+
+_LIGHTNING_CKPT_VALUES = ("best", "last", "hpc", "registry")
+_LISTED_CHECKPOINTS = 5
+
+
+def _checkpoints_in(folder: Path, recursive: bool) -> str:
+    """``", such as A, B"`` for the ``.ckpt`` files under ``folder`` (the first few), or why there are none."""
+    found = sorted(folder.rglob("*.ckpt") if recursive else folder.glob("*.ckpt"))
+    if not found:
+        return f" ({folder} holds none: `lightning-distill fit` writes them under the run's checkpoints/ folder)"
+    shown = ", ".join(str(path) for path in found[:_LISTED_CHECKPOINTS])
+    more = f" and {len(found) - _LISTED_CHECKPOINTS} more" if len(found) > _LISTED_CHECKPOINTS else ""
+    return f", such as {shown}{more}"
 
 
 def _data_attribute(attribute: str) -> Any:

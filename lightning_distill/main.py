@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from lightning_distill._optional import require
 from lightning_distill.cli import DistillCLI
+from lightning_distill.console import DEBUG_ENV, DEBUG_FLAG, quiet_console, take_debug_flag, user_errors_in_brief
 
 __all__ = ["LightningDistillCLI", "main", "tune_command", "tune_main", "tune_parser"]
 
@@ -118,16 +119,42 @@ class LightningDistillCLI(DistillCLI):
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lightning-distill`` and ``python -m lightning_distill``; ``args`` as on the command line
     (None reads ``sys.argv``).
+
+    Lightning's tips and libraries' internal deprecation warnings are left out, and a user error (an unknown class or
+    option, a bad value, a missing file or download) is printed as one message without a traceback, exit code 2;
+    ``--debug`` (anywhere on the command line) or ``LIGHTNING_DISTILL_DEBUG=1`` shows all of it
+    (:mod:`lightning_distill.console`).
     """
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["tune"]:
-        tune_main(argv[1:])
-        return
-    if args is None:
-        LightningDistillCLI()
-        return
-    script_argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it gets args and a command line both
-    try:
-        LightningDistillCLI(args=argv)
-    finally:
-        sys.argv = script_argv
+    argv = take_debug_flag(sys.argv[1:] if args is None else list(args))
+    if args is None:  # DDP starts its workers with sys.argv; the environment tells them to debug
+        sys.argv[1:] = argv
+    quiet_console()  # Lightning, imported with this module, puts its own warnings filter first: come before it
+    with user_errors_in_brief(_command(argv)):
+        if argv[:1] == ["tune"]:
+            tune_main(argv[1:])
+            return
+        parser_kwargs = {"prog": PROG, "exit_on_error": False, "description": _DESCRIPTION}
+        if args is None:
+            LightningDistillCLI(parser_kwargs=parser_kwargs)
+            return
+        script_argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it gets args and a command line both
+        try:
+            LightningDistillCLI(args=argv, parser_kwargs=parser_kwargs)
+        finally:
+            sys.argv = script_argv
+
+
+_DESCRIPTION = (
+    "Knowledge distillation, pruning, quantization and ONNX export with PyTorch Lightning. A mistake in the command "
+    f"(an unknown class or option, a bad value, a missing file) is told in one message: {DEBUG_FLAG} or {DEBUG_ENV}=1 "
+    "shows its traceback, and Lightning's tips and deprecation warnings."
+)
+
+
+def _command(argv: list[str]) -> str:
+    """``lightning-distill SUBCOMMAND`` as typed, for messages; ``lightning-distill`` before a subcommand is known."""
+    subcommand = next((arg for arg in argv if arg in _SUBCOMMANDS), None)
+    return f"{PROG} {subcommand}" if subcommand else PROG
+
+
+_SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark", "export", "tune")

@@ -371,7 +371,14 @@ def recipe_arguments(description: str) -> argparse.ArgumentParser:
 
 
 def main_guard(run: Callable[[], Any]) -> None:
-    """Run a recipe's main function and turn a failed step into a short message and exit code 1."""
+    """Run a recipe's main function and turn a failed step into a short message and exit code 1.
+
+    Lightning's tips and libraries' internal deprecation warnings are left out, as by the ``lightning-distill``
+    command (``LIGHTNING_DISTILL_DEBUG=1`` keeps them).
+    """
+    from lightning_distill.console import quiet_console
+
+    quiet_console()
     try:
         run()
     except StepFailed as error:

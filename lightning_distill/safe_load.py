@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from lightning_distill.errors import UserError
+
 __all__ = ["UnsafeFileError", "load_file", "refused_globals"]
 
 # Every wording of a weights-only refusal that names what was refused (torch 2.9 to 2.14); the GLOBAL ones first.
@@ -40,7 +42,7 @@ _OTHER_REFUSALS = (
 )
 
 
-class UnsafeFileError(ValueError):
+class UnsafeFileError(UserError, ValueError):
     """A file asked to unpickle an object other than tensors and plain containers; it was not loaded.
 
     Attributes:

@@ -16,10 +16,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_distill"
 CORE = (
-    "models", "losses", "pruning", "quantization", "export", "benchmark", "batch", "safe_load", "cpu_features", "atomic"
+    "models", "losses", "pruning", "quantization", "export", "benchmark", "batch", "safe_load", "cpu_features",
+    "atomic", "errors", "cache_files",
 )
 LIGHTNING_LAYER = (
-    "modules", "callbacks", "data", "cli", "trainer", "checkpoint_io", "main", "__main__", "tuning", "recipes"
+    "modules", "callbacks", "data", "cli", "trainer", "checkpoint_io", "main", "__main__", "tuning", "recipes",
+    "console",
 )
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80

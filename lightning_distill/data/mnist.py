@@ -9,6 +9,7 @@ from torch.utils.data import TensorDataset
 
 from lightning_distill.data._split import check_fraction, check_positive, split_indices
 from lightning_distill.data._tensor import TensorBenchmarkMixin
+from lightning_distill.errors import DownloadError
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -79,8 +80,8 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
             for train in (True, False):
                 MNIST(self.root, train=train, download=True)
         except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
-            raise RuntimeError(
-                f"could not download MNIST into root={self.root!r} ({error}). Expected the files "
+            raise DownloadError(
+                f"could not download MNIST into root={self.root!r} ({_short(error)}). Expected the files "
                 f"{', '.join(_RAW_FILES)} under {Path(self.root) / 'MNIST' / 'raw'}; offline, point --data.root at a "
                 "local copy such as ../shared/data/mnist10k and pass --data.download false."
             ) from error
@@ -107,3 +108,11 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         if split not in self._splits:
             self.setup("fit" if split in ("train", "val") else "test")
         return self._splits[split]
+
+
+def _short(error: BaseException) -> str:
+    """torchvision's download error on one line: what it downloaded and the last mirror's answer."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
