@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from _train import quiet_trainer
 from lightning.pytorch.loggers import CSVLogger
 
@@ -122,9 +123,7 @@ def record(results: dict[str, Any], key: str, row: dict[str, Any]) -> None:
 
 
 def write(results: dict[str, Any]) -> None:
-    output = Path(results["settings"]["output"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write_result(results["settings"]["output"], results)
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CLINC = SHARED / "data" / "clinc_oos" / "plus"
@@ -175,8 +177,7 @@ def main() -> None:
             "setup_limit_s": 3.0,
         },
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    write_result(args.output, report)
     print(f"wrote {args.output}")
 
 

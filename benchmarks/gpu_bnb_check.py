@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from _results import write_result
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -73,18 +74,13 @@ def main() -> None:
     import bitsandbytes
 
     out_dir = Path(os.environ.get("OUT", "benchmarks/results"))
-    (out_dir / "gpu_bnb_check.json").write_text(
-        json.dumps(
-            {
-                "device": torch.cuda.get_device_name(0),
-                "torch": torch.__version__,
-                "bitsandbytes": bitsandbytes.__version__,
-                "rows": rows,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+    record = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "bitsandbytes": bitsandbytes.__version__,
+        "rows": rows,
+    }
+    write_result(out_dir / "gpu_bnb_check.json", record, indent=1)
 
 
 if __name__ == "__main__":

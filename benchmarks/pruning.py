@@ -40,6 +40,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from _train import quiet_trainer
 from torch import nn
 
@@ -320,8 +321,7 @@ def main() -> None:
                 "speedup_70": speedups.get(0.7),
                 "speedup_70_at_least_2_5x": (speedups.get(0.7) or 0) >= 2.5,
             }
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2) + "\n")
+        write_result(output, results)
     print(table(results["rows"]))
     print(json.dumps(results.get("target", {}), indent=2))
 

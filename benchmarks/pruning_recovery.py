@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import write_result
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lightning_distill.losses import distillation_loss
@@ -326,8 +327,7 @@ def main() -> None:
             "unpruned": unpruned,
             "rows": rows,
         }
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.output, result, indent=1)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from _train import quiet_trainer
 from torch import nn
 
@@ -376,8 +377,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, started: 
         "targets": targets(all_rows),
         "rows": all_rows,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(output, report)
     return report
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import write_result
 from transformers import BertConfig, BertForSequenceClassification
 
 from lightning_distill.data import TextClassificationDataModule
@@ -107,8 +108,7 @@ def main() -> None:
                 row |= measure(teacher, data, storage, args.batch_size)
                 rows.append(row)
                 print(json.dumps(row))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
+    write_result(args.output, rows)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ Writes benchmarks/results/text_accuracy.json (one row per folder) and prints the
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import write_result
 from transformers import AutoTokenizer
 
 from lightning_distill.pruning.serialization import SHAPES_FILE
@@ -63,9 +63,7 @@ def main() -> None:
         row = {"folder": folder, **scores(predictions(folder, texts, 256), labels, args.out_of_scope)}
         rows.append({**row, "examples": len(texts)})
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(rows, indent=2) + "\n")
+    write_result(args.output, rows)
 
 
 if __name__ == "__main__":
