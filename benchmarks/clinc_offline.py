@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from _train import quiet_trainer
 from lightning.pytorch.loggers import CSVLogger
 
@@ -116,7 +117,7 @@ def record(results: dict[str, Any], key: str, row: dict[str, Any]) -> None:
 
 
 def write(results: dict[str, Any]) -> None:
-    write_json(results["settings"]["output"], results)
+    write_result(results["settings"]["output"], results)
 
 
 def main() -> None:

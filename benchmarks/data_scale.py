@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CLINC = SHARED / "data" / "clinc_oos" / "plus"
@@ -175,9 +177,7 @@ def main() -> None:
             "setup_limit_s": 3.0,
         },
     }
-    from lightning_distill.atomic import write_json  # here: the measured children import the code they measure
-
-    write_json(args.output, report)
+    write_result(args.output, report)
     print(f"wrote {args.output}")
 
 

@@ -17,10 +17,10 @@ import traceback
 from pathlib import Path
 
 import torch
+from _results import write_result
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.atomic import write_json
 from lightning_distill.quantization import BitsAndBytesConfig, load_quantized, quantize, save_quantized
 
 
@@ -74,16 +74,13 @@ def main() -> None:
     import bitsandbytes
 
     out_dir = Path(os.environ.get("OUT", "benchmarks/results"))
-    write_json(
-        out_dir / "gpu_bnb_check.json",
-        {
-            "device": torch.cuda.get_device_name(0),
-            "torch": torch.__version__,
-            "bitsandbytes": bitsandbytes.__version__,
-            "rows": rows,
-        },
-        indent=1,
-    )
+    record = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "bitsandbytes": bitsandbytes.__version__,
+        "rows": rows,
+    }
+    write_result(out_dir / "gpu_bnb_check.json", record, indent=1)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ import tempfile
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.atomic import write_json
 from lightning_distill.losses import KDLoss
 from lightning_distill.modules import DistillationModule
 
@@ -140,13 +140,10 @@ if __name__ == "__main__":
             traceback.print_exc()
             rows.append({"check": name, "error": f"{type(error).__name__}: {error}"[:2000]})
             print(json.dumps(rows[-1]), flush=True)
-    write_json(
-        os.path.join(os.environ.get("OUT", "benchmarks/results"), "gpu_checks.json"),
-        {
-            "torch": torch.__version__,
-            "lightning": pl.__version__,
-            "device": torch.cuda.get_device_name(0),
-            "rows": rows,
-        },
-        indent=1,
-    )
+    record = {
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "device": torch.cuda.get_device_name(0),
+        "rows": rows,
+    }
+    write_result(os.path.join(os.environ.get("OUT", "benchmarks/results"), "gpu_checks.json"), record, indent=1)

@@ -28,8 +28,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-
-from lightning_distill.atomic import write_json
+from _results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -165,7 +164,7 @@ def main() -> None:
         work = Path(folder)
         results = {name: compare(python, name, m, t, work) for name, (m, t) in build_models(work, args.minilm).items()}
     report = {"requirement": REQUIREMENT, "texts": TEXTS, "models": results}
-    write_json(args.output, report)
+    write_result(args.output, report)
     for name, result in results.items():
         print(f"{name}: loaded by optimum {result['loaded']}, labels equal {result.get('all_equal')}")
     print(f"wrote {args.output}")

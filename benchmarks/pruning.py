@@ -40,10 +40,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from _train import quiet_trainer
 from torch import nn
 
-from lightning_distill.atomic import replace_folder, write_json
+from lightning_distill.atomic import replace_folder
 from lightning_distill.benchmark import benchmark_module, file_size_mb, module_predictor
 from lightning_distill.benchmark.measure import latency_ms, summarize_latency, torch_threads
 from lightning_distill.callbacks import MagnitudePruning, StructuredPruning
@@ -322,7 +323,7 @@ def main() -> None:
                 "speedup_70": speedups.get(0.7),
                 "speedup_70_at_least_2_5x": (speedups.get(0.7) or 0) >= 2.5,
             }
-        write_json(output, results)
+        write_result(output, results)
     print(table(results["rows"]))
     print(json.dumps(results.get("target", {}), indent=2))
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import write_result
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from lightning_distill.atomic import write_json
 from lightning_distill.losses import distillation_loss
 from lightning_distill.pruning.structured import (
     find_unit_groups,
@@ -327,7 +327,7 @@ def main() -> None:
             "unpruned": unpruned,
             "rows": rows,
         }
-        write_json(args.output, result, indent=1)
+        write_result(args.output, result, indent=1)
 
 
 if __name__ == "__main__":

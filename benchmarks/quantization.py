@@ -38,10 +38,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from _results import write_result
 from _train import quiet_trainer
 from torch import nn
 
-from lightning_distill.atomic import replace_folder, write_json, write_torch
+from lightning_distill.atomic import replace_folder, write_torch
 from lightning_distill.benchmark import BenchmarkResult, benchmark, count_parameters, file_size_mb, markdown_table
 from lightning_distill.benchmark.measure import module_predictor
 from lightning_distill.export import (
@@ -378,7 +379,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, started: 
         "targets": targets(all_rows),
         "rows": all_rows,
     }
-    write_json(output, report)
+    write_result(output, report)
     return report
 
 

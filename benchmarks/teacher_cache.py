@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import write_result
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.atomic import write_json
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.models import TransformerClassifier
 from lightning_distill.modules._teacher_cache import load_or_compute, model_digest, plan_cache
@@ -108,7 +108,7 @@ def main() -> None:
                 row |= measure(teacher, data, storage, args.batch_size)
                 rows.append(row)
                 print(json.dumps(row))
-    write_json(args.output, rows)
+    write_result(args.output, rows)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import write_result
 from transformers import AutoTokenizer
 
-from lightning_distill.atomic import write_json
 from lightning_distill.pruning.serialization import SHAPES_FILE
 from lightning_distill.recipes.text.artifacts import load_classifier, load_pruned_classifier, model_inputs
 
@@ -63,7 +63,7 @@ def main() -> None:
         row = {"folder": folder, **scores(predictions(folder, texts, 256), labels, args.out_of_scope)}
         rows.append({**row, "examples": len(texts)})
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
-    write_json(args.output, rows)
+    write_result(args.output, rows)
 
 
 if __name__ == "__main__":

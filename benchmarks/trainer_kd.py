@@ -25,7 +25,7 @@ its layers ``--layers`` (0 2 4, the issue's setting; the CLINC recipe now keeps 
 ``--max-grad-norm`` (1.0, the Trainer's default), and both run the teacher on the validation split each epoch (the
 Trainer's evaluation calls ``compute_loss``; the module logs teacher agreement). Needs ``accelerate``
 (``pip install -e ".[dev]"``).
-Writes benchmarks/results/trainer_kd.json and prints one row per contender.
+Writes benchmarks/results/trainer_kd_seed<seed>.json (or --output) and prints one row per contender.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 import transformers
+from _results import write_result
 from datasets import load_dataset
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from lightning_distill.atomic import write_json
 from lightning_distill.data import TextClassificationDataModule
 from lightning_distill.losses import KDLoss
 from lightning_distill.models import StudentFromTeacher, TransformerClassifier
@@ -245,7 +245,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     result["comparison"] = _comparison(result)
     print(json.dumps(result["comparison"], indent=2))
-    write_json(args.output, result)
+    write_result(args.output or ROOT / "benchmarks" / "results" / f"trainer_kd_seed{args.seed}.json", result)
 
 
 def _fit(name: str, args: argparse.Namespace, student: nn.Module, teacher: nn.Module, hf_data: Any, tokenizer: Any,
@@ -316,7 +316,7 @@ def _arguments() -> argparse.Namespace:
         help="whole-epoch KD fits scored on validation (project_kd_ungrouped: the cache without length grouping)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "trainer_kd.json"))
+    parser.add_argument("--output", help="result file (default: benchmarks/results/trainer_kd_seed<seed>.json)")
     return parser.parse_args()
 
 

@@ -1,12 +1,11 @@
 """Raw texts to a tokenizer's model inputs at serving speed: the Rust tokenizer called directly.
 
 A Hugging Face fast tokenizer spends most of a one-query call in Python (argument checks, ``BatchEncoding``, tensor
-conversion): a CLINC query took 0.22-0.26 ms through the call and 0.07-0.09 ms through the Rust tokenizer (torch
-tensors; 1 thread, the AMD EPYC of README's CLINC results), the difference being about a third of a layer of the
-pruned int8 student. :class:`TextEncoder` builds the same encoding (truncation to ``max_length``, padding to
-the longest text, the tokenizer's special tokens, pad id and side) with the ``tokenizers`` object the fast tokenizer
-wraps, and checks on probe texts that both agree before using it; where they do not (a tokenizer with Python-side
-steps), or for a slow tokenizer, it calls the tokenizer itself.
+conversion), several times what the Rust tokenizer itself takes for a short query, which is a noticeable share of a
+small int8 student's latency (measured figures: ``docs/results.md``). :class:`TextEncoder` builds the same encoding
+(truncation to ``max_length``, padding to the longest text, the tokenizer's special tokens, pad id and side) with the
+``tokenizers`` object the fast tokenizer wraps, and checks on probe texts that both agree before using it; where they
+do not (a tokenizer with Python-side steps), or for a slow tokenizer, it calls the tokenizer itself.
 """
 
 from __future__ import annotations

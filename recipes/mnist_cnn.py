@@ -153,7 +153,7 @@ def fully_pruned(best: str, last: str) -> dict[str, Any]:
 
 
 def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The recipe's targets (issue #12), each with the measured value and whether it holds.
+    """The recipe's checks of what each step should buy, each with the measured value and whether it holds.
 
     "The fp32 student" is the distilled SmallCNN before pruning; the int8 size is also given against the pruned fp32
     student, for what quantization alone buys.

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert export["embedding_int8"] is True  # ORT quantized the embedding's Gather
     markdown = (folder / "report.md").read_text()
     assert markdown.startswith("# CLINC150 offline")
-    assert "Target of issue 14" in markdown and "--teacher-epochs 2" in markdown
+    assert "No target given" in markdown and "--teacher-epochs 2" in markdown
     assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((folder / "report_settings.json").read_text())
     assert settings["settings"]["epochs"] == 1
@@ -128,7 +129,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     machine = json.loads((folder / "benchmark" / "done.json").read_text())["result"]["machine"]
     assert settings["machine"] == machine and machine["torch_cpu_capability"]
     assert f"Measured on: {machine['cpu']}, {machine['logical_cpus']} CPUs" in markdown
-    # the final artifact: the first candidate (most compressed first) meeting all three targets, else the first
+    # no target given: the final artifact is the first candidate, the most compressed
     target = settings["target"]
     candidates = target["candidates"]
     assert [c["artifact"] for c in candidates] == [
@@ -136,8 +137,8 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
         "student pruned ONNX int8 (ORT dynamic)",
         "student ONNX int8 + 4-bit embeddings",
     ]
-    met = [c for c in candidates if c["speedup_met"] and c["size_met"] and c["accuracy_met"]]
-    assert target["artifact"] == (met[0] if met else candidates[0])["artifact"]
+    assert target["artifact"] == candidates[0]["artifact"] and all(c["met"] for c in candidates)
+    assert "speedup_met" not in candidates[0]
     assert "| student ONNX int8 + 4-bit embeddings |" in markdown
     for step in ("teacher", "distill", "prune"):
         assert (folder / step / "checkpoints" / "best.ckpt").is_file()
@@ -178,7 +179,14 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     teacher_result = json.loads((folder / "teacher" / "done.json").read_text())["result"]
     report_settings = json.loads((folder / "report_settings.json").read_text())
     assert report_settings["settings"]["teacher_epochs"] == 3
-    assert report_settings["steps"]["teacher"] == teacher_result
+    # the kept record holds paths relative to the folder the recipe ran from, never the machine's absolute ones
+    relative = {
+        key: os.path.relpath(value, Path.cwd()) if key != "source" else value
+        for key, value in teacher_result.items()
+        if isinstance(value, str)
+    }
+    assert report_settings["steps"]["teacher"] == {**teacher_result, **relative}
+    assert not any(str(v).startswith("/") for v in report_settings["steps"]["teacher"].values())
 
     # calibration turned off: the steps that used the calibrated students read distill and prune instead, so redo
     recipe.main([*longer, "--no-calibrate", "--only", "quantize"])

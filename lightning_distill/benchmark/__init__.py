@@ -18,6 +18,7 @@ from lightning_distill.benchmark.measure import (
     state_dict_size_mb,
 )
 from lightning_distill.benchmark.plot import plot_accuracy_latency
+from lightning_distill.benchmark.portable import relative_paths
 from lightning_distill.benchmark.report import markdown_table, report_markdown, with_ratios, write_report, write_rows
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "module_predictor",
     "onnx_parameter_count",
     "plot_accuracy_latency",
+    "relative_paths",
     "report_markdown",
     "state_dict_size_mb",
     "with_ratios",

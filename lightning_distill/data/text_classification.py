@@ -79,11 +79,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
             ``length_group_size`` batches), so dynamic padding adds few pad tokens. On by default; under DDP each
             process groups its own share of the examples. False draws every batch uniformly at random
             (``shuffle=True``).
-        length_group_size: Batches per sorted group. Larger groups pad less but make batches less random. Measured
-            on CLINC150 (``benchmarks/trainer_kd.py``, 4 epochs of cached KD, batch 48, ``max_length`` 128): 50
-            batches ended 0.32 points under the ``transformers.Trainer`` recipe's validation accuracy (mean of 3
-            seeds), 8 batches 0.05 points under; in seed 2, 50 batches took 241 s, 8 batches 275 s, no grouping
-            324 s, the Trainer 449 s.
+        length_group_size: Batches per sorted group. Larger groups pad less but make batches less random. The
+            default, 8, was chosen on CLINC150 (``benchmarks/trainer_kd.py``, 4 epochs of cached KD): groups of 50
+            batches were faster but ended further under the ``transformers.Trainer`` recipe's validation accuracy
+            than groups of 8, and no grouping was slowest (figures in ``docs/results.md``).
         cache_dir: Cache folder of ``datasets`` (default: its own).
         token_cache_dir: Folder of the token cache. Default: ``$LIGHTNING_DISTILL_CACHE/tokenized`` where that is
             set, else ``~/.cache/lightning_distill/tokenized`` (not the data's folder, which may be read-only or, for

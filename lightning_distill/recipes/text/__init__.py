@@ -6,7 +6,7 @@
   benchmark, report), and :func:`build`, which adds them to a :class:`~lightning_distill.recipe.Recipe`.
 - :mod:`.calibrate`: the calibrate step's reject-class offset of each student.
 - :mod:`.fit`: a config as a dict, changed and run by the LightningCLI; the prune step's schedule.
-- :mod:`.report`: the report and the target it checks.
+- :mod:`.report`: the report and the targets it checks (the user's ``--target-*`` options).
 - :mod:`.artifacts`: loading what the steps saved. :mod:`.inputs`: checks of the inputs before any training.
 """
 
@@ -21,7 +21,7 @@ from lightning_distill.recipes.text.artifacts import (
 )
 from lightning_distill.recipes.text.fit import PRUNING_POINTS, gradual_pruning, train_batches
 from lightning_distill.recipes.text.inputs import hub_problem, is_local, missing_paths
-from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, TARGET, UNCALIBRATED
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, UNCALIBRATED
 from lightning_distill.recipes.text.settings import (
     STEP_OPTIONS,
     TextRecipeSettings,
@@ -38,7 +38,6 @@ __all__ = [
     "PRUNING_POINTS",
     "REFERENCE",
     "STEP_OPTIONS",
-    "TARGET",
     "UNCALIBRATED",
     "FirstExamples",
     "TextRecipeSettings",

@@ -148,8 +148,8 @@ def gradual_pruning(settings: TextRecipeSettings, batches_per_epoch: int) -> dic
     of the optimizer steps (fewer when there are fewer than ``2 * PRUNING_POINTS`` steps).
 
     On CLINC150 (3-layer MiniLM student, half the heads and FFN neurons) this schedule with 8 epochs of distillation
-    lost 0.9 to 1.3 points of test accuracy where one-shot L1 pruning with 5 epochs of recovery lost 1.9
-    (``benchmarks/pruning_recovery.py``).
+    kept more test accuracy than one-shot L1 pruning with 5 epochs of recovery (``benchmarks/pruning_recovery.py``;
+    figures in ``docs/results.md``).
     """
     limit = settings.limit_train_batches
     if isinstance(limit, int) or (limit is not None and limit > 1):

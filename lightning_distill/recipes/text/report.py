@@ -1,5 +1,6 @@
-"""The text recipe's report: ``report.{json,md,png}`` with ratios against the fp32 teacher, the issue's target checked
-for each candidate artifact, the options and the steps' results (``report_settings.json``)."""
+"""The text recipe's report: ``report.{json,md,png}`` with ratios against the fp32 teacher, each candidate final
+artifact checked against the targets the user gave (``--target-*``), the options and the steps' results
+(``report_settings.json``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning_distill.atomic import write_json
+from lightning_distill.benchmark.portable import relative_paths
 from lightning_distill.recipe import Recipe
 from lightning_distill.recipes.text.settings import TextRecipeSettings
 
-__all__ = ["EMB4", "INT8", "ONNX_ARTIFACTS", "REFERENCE", "TARGET", "UNCALIBRATED", "target_check", "write_text_report"]
+__all__ = ["EMB4", "INT8", "ONNX_ARTIFACTS", "REFERENCE", "UNCALIBRATED", "target_check", "write_text_report"]
 
 REFERENCE = "teacher fp32"
 INT8 = "ONNX int8 (ORT dynamic)"
@@ -25,8 +27,6 @@ ONNX_ARTIFACTS = (
     ("onnx_int8", INT8),
     ("onnx_int8_emb4", EMB4),
 )
-# Issue 14's target for the final artifact against the fp32 PyTorch teacher (issue 6's was 8x, 1/6 and 1.5 points).
-TARGET = {"speedup_at_least": 15.0, "size_fraction_at_most": 1 / 8, "accuracy_drop_at_most": 0.005}
 
 
 def write_text_report(
@@ -40,40 +40,53 @@ def write_text_report(
 
     Args:
         candidates: Row names of the candidates for the final artifact, most compressed first: the final artifact is
-            the first that meets :data:`TARGET` (the first when none does).
+            the first that meets every target of ``settings`` (the first when none does, or no target is given).
         machine: :func:`~lightning_distill.benchmark.machine_info` of the process that measured the rows; the
-            report names it above the target, whose speed-up depends on it.
+            report names it above the candidates, whose speed-ups depend on it.
 
     Returns:
-        The report's path and the target check of the final artifact (with every candidate's under ``candidates``).
+        The report's path and the check of the final artifact (with every candidate's under ``candidates``).
     """
     from lightning_distill.benchmark import with_ratios, write_report
 
     rows = json.loads(rows_file.read_text())
     ratios = {r["name"]: r for r in with_ratios(rows, REFERENCE)}
-    checks = [target_check(ratios[name]) for name in candidates]
+    checks = [target_check(ratios[name], settings) for name in candidates]
     target = dict(next((c for c in checks if c["met"]), checks[0]))
     target["candidates"] = checks
-    notes = _machine_markdown(machine) + _target_markdown(target) + _settings_markdown(recipe, settings)
+    notes = _machine_markdown(machine) + _target_markdown(target, settings) + _settings_markdown(recipe, settings)
     folder = write_report(rows, recipe.folder, title=settings.title, reference=REFERENCE, notes=notes)
     record = {"settings": asdict(settings), "machine": machine, "target": target, "steps": _step_results(recipe)}
-    write_json(folder / "report_settings.json", record)
+    # Relative to the folder the recipe ran from, so the record can be kept (benchmarks/results/) and read anywhere.
+    write_json(folder / "report_settings.json", relative_paths(record, Path.cwd()))
     print((folder / "report.md").read_text())
     return {"report": str(folder / "report.md"), "target": target}
 
 
-def target_check(row: dict[str, Any]) -> dict[str, Any]:
-    """How a benchmark row (with its ratios against :data:`REFERENCE`) stands against :data:`TARGET`."""
-    check = {
+def target_check(row: dict[str, Any], settings: TextRecipeSettings) -> dict[str, Any]:
+    """How a benchmark row (with its ratios against :data:`REFERENCE`) stands against the targets of ``settings``.
+
+    Returns:
+        The row's ``speedup``, ``size_fraction`` and ``accuracy_delta``; ``speedup_met``, ``size_met`` and
+        ``accuracy_met`` for each target given (absent for one not given); ``met``: every given target met (True
+        when none is given).
+    """
+    check: dict[str, Any] = {
         "artifact": row["name"],
         "speedup": row["speedup_vs_reference"],
         "size_fraction": row["size_fraction_of_reference"],
         "accuracy_delta": row["accuracy_delta_vs_reference"],
-        "speedup_met": row["speedup_vs_reference"] >= TARGET["speedup_at_least"],
-        "size_met": row["size_fraction_of_reference"] <= TARGET["size_fraction_at_most"],
-        "accuracy_met": row["accuracy_delta_vs_reference"] >= -TARGET["accuracy_drop_at_most"],
     }
-    return {**check, "met": check["speedup_met"] and check["size_met"] and check["accuracy_met"]}
+    if settings.target_speedup is not None:
+        check["speedup_met"] = check["speedup"] >= settings.target_speedup
+    if settings.target_size_fraction is not None:
+        check["size_met"] = check["size_fraction"] <= settings.target_size_fraction
+    if settings.target_accuracy_drop is not None:
+        check["accuracy_met"] = 100 * check["accuracy_delta"] >= -settings.target_accuracy_drop
+    return {**check, "met": all(check[key] for key in _MET_KEYS if key in check)}
+
+
+_MET_KEYS = ("speedup_met", "size_met", "accuracy_met")
 
 
 def _step_results(recipe: Recipe) -> dict[str, Any]:
@@ -88,24 +101,38 @@ def _machine_markdown(machine: dict[str, Any] | None) -> str:
     return f"\nMeasured on: {machine_summary(machine)}.\n"
 
 
-def _target_markdown(target: dict[str, Any]) -> str:
-    def mark(met: bool) -> str:
-        return "met" if met else "**not met**"
+def _target_markdown(target: dict[str, Any], settings: TextRecipeSettings) -> str:
+    def mark(key: str) -> str:
+        return "met" if target[key] else "**not met**"
 
+    lines = []
+    if settings.target_speedup is not None:
+        lines.append(
+            f"- speed-up at batch 1 (p50) >= {settings.target_speedup:g}x: {target['speedup']:.2f}x, "
+            f"{mark('speedup_met')}"
+        )
+    if settings.target_size_fraction is not None:
+        lines.append(
+            f"- size <= {settings.target_size_fraction:g} of the teacher's: {target['size_fraction']:.3f} "
+            f"({1 / max(target['size_fraction'], 1e-9):.2f}x smaller), {mark('size_met')}"
+        )
+    if settings.target_accuracy_drop is not None:
+        lines.append(
+            f"- accuracy within {settings.target_accuracy_drop:g} points: {100 * target['accuracy_delta']:+.2f} "
+            f"points, {mark('accuracy_met')}"
+        )
+    if lines:
+        head = f"\nTargets for the final artifact, `{target['artifact']}`, against `{REFERENCE}`:\n\n"
+        rule = "the first candidate, most compressed first, that meets every target (the first when none does)"
+    else:
+        head = "\nNo target given (`--target-speedup`, `--target-size-fraction`, `--target-accuracy-drop`).\n"
+        rule = f"the first of these candidates, the most compressed: `{target['artifact']}`"
     return (
-        f"\nTarget of issue 14 for the final artifact, `{target['artifact']}`, against `{REFERENCE}`:\n\n"
-        f"- speed-up at batch 1 (p50) >= {TARGET['speedup_at_least']:.0f}x: {target['speedup']:.2f}x, "
-        f"{mark(target['speedup_met'])}\n"
-        f"- size <= 1/{1 / TARGET['size_fraction_at_most']:.0f} of the teacher's: {target['size_fraction']:.3f} "
-        f"({1 / max(target['size_fraction'], 1e-9):.2f}x smaller), {mark(target['size_met'])}\n"
-        f"- accuracy within {100 * TARGET['accuracy_drop_at_most']:.1f} points: "
-        f"{100 * target['accuracy_delta']:+.2f} points, {mark(target['accuracy_met'])}\n"
-        "\nThe final artifact is the first of these candidates, most compressed first, that meets all three "
-        "(the first when none does):\n\n"
-        "| candidate | speed-up | size fraction | accuracy delta (points) | all met |\n|---|---|---|---|---|\n"
+        head + "".join(line + "\n" for line in lines) + f"\nThe final artifact is {rule}:\n\n"
+        "| candidate | speed-up | size fraction | accuracy delta (points) | all targets met |\n|---|---|---|---|---|\n"
         + "".join(
             f"| {c['artifact']} | {c['speedup']:.2f}x | {c['size_fraction']:.3f} | {100 * c['accuracy_delta']:+.2f} "
-            f"| {'yes' if c['met'] else 'no'} |\n"
+            f"| {('yes' if c['met'] else 'no') if lines else '-'} |\n"
             for c in target.get("candidates", [])
         )
     )

@@ -51,6 +51,13 @@ class TextRecipeSettings:
         dropout: Dropout of the student in the distill and prune fits (``DistillationModule(dropout=...)``); None
             keeps the config's.
         seed: ``seed_everything`` of every fit (teacher, distill, prune); None keeps the configs' (0).
+        target_speedup: The least speed-up (batch-1 p50 latency) over the fp32 teacher the final artifact should
+            reach; None: no speed target.
+        target_size_fraction: The largest fraction of the teacher's size the final artifact may take (0.125: 8x
+            smaller); None: no size target.
+        target_accuracy_drop: The most accuracy, in points, the final artifact may lose against the teacher; None: no
+            accuracy target. The report checks every candidate against the targets given, and the final artifact is
+            the first (most compressed) candidate that meets them all; with none given, the most compressed one.
         command: The command line that ran the recipe, shown in the report (not compared).
     """
 
@@ -79,6 +86,9 @@ class TextRecipeSettings:
     teacher_dropout: float | None = None
     dropout: float | None = None
     seed: int | None = None
+    target_speedup: float | None = None
+    target_size_fraction: float | None = None
+    target_accuracy_drop: float | None = None
     command: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +112,14 @@ class TextRecipeSettings:
                 raise ValueError(f"{name} must be > 0 (a fraction of the batches, or a count), got {value}")
         if self.seed is not None and not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.target_speedup is not None and not self.target_speedup > 0:
+            raise ValueError(f"target_speedup must be > 0 (e.g. 8 for 8x faster), got {self.target_speedup}")
+        if self.target_size_fraction is not None and not 0 < self.target_size_fraction <= 1:
+            raise ValueError(
+                f"target_size_fraction must be in (0, 1] (e.g. 0.125 for 8x smaller), got {self.target_size_fraction}"
+            )
+        if self.target_accuracy_drop is not None and not self.target_accuracy_drop >= 0:
+            raise ValueError(f"target_accuracy_drop must be >= 0 points, got {self.target_accuracy_drop}")
         for name in ("teacher_dropout", "dropout"):  # before any fit, rather than when the fit builds its module
             check_dropout(getattr(self, name), name)
 
@@ -148,6 +166,21 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher-dropout", type=float, help="dropout of the teacher fit (default: the config's)")
     parser.add_argument("--dropout", type=float, help="dropout of the student while distilled (default: the config's)")
     parser.add_argument("--seed", type=int, help="seed_everything of every fit (default: the configs', 0)")
+    parser.add_argument(
+        "--target-speedup", type=float, metavar="X", help="report: least speed-up over the teacher (default: none)"
+    )
+    parser.add_argument(
+        "--target-size-fraction",
+        type=float,
+        metavar="F",
+        help="report: largest fraction of the teacher's size, e.g. 0.125 (default: none)",
+    )
+    parser.add_argument(
+        "--target-accuracy-drop",
+        type=float,
+        metavar="POINTS",
+        help="report: most accuracy points lost against the teacher (default: none)",
+    )
 
 
 _COMMON = (
@@ -167,6 +200,9 @@ _COMMON = (
     "teacher_dropout",
     "dropout",
     "seed",
+    "target_speedup",
+    "target_size_fraction",
+    "target_accuracy_drop",
 )
 
 

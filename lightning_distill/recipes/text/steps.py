@@ -20,8 +20,8 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
    quantizes their ``Gather``) and as int8 with 4-bit embedding tables, with ``config.json``, the tokenizer and a
    model card; with pruning, the unpruned student as int8 with 4-bit embeddings too.
 7. ``benchmark``: every artifact reloaded from disk, measured on raw test texts (tokenization in every latency).
-8. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the issue's target,
-   checked for each ONNX candidate; the final artifact is the most compressed candidate that meets it.
+8. ``report``: ``report.{json,md,png}`` with ratios against the fp32 teacher, the options and the ``--target-*`` given,
+   checked for each ONNX candidate; the final artifact is the most compressed candidate that meets them all.
 """
 
 from __future__ import annotations
