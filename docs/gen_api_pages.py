@@ -68,7 +68,7 @@ def pages(modules: dict[str, object]) -> dict[str, dict[str, list[str]]]:
         # A name that is also a submodule's (quantization.quantize) resolves to the submodule in mkdocstrings: the
         # submodule's directive shows the object of that name.
         for name in exported(modules[package]):
-            if f"{package}.{name}" in modules and name in exported(modules[f"{package}.{name}"]):
+            if f"{package}.{name}" in modules and hasattr(modules[f"{package}.{name}"], name):
                 result[package][f"{package}.{name}"] = [name]
     for name, module in modules.items():
         if hasattr(module, "__path__") or not exported(module) or name in result[owning_package(name, modules)]:

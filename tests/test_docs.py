@@ -1,9 +1,10 @@
 """The documentation is tested: every Python block of README.md and docs/ runs, and the API reference is complete.
 
 A block is left out only when the line before its fence says why, e.g. ``<!-- no-test: needs the Hub -->``; each such
-block is reported as a skipped test with that reason (``pytest -rs`` lists them). The blocks of one file run in order
-in one fresh interpreter, sharing a namespace, in a scratch copy of the repository root (links to its folders, so
-``configs/`` and ``../shared/`` resolve, while ``runs/`` and caches are written in the scratch folder).
+block is reported as a skipped test with that reason (``pytest -rs`` lists them). The blocks of one file run in order,
+sharing a namespace of their own, in a scratch copy of the repository root (links to its folders, so ``configs/`` and
+``../shared/`` resolve, while ``runs/`` and caches are written in the scratch folder); all files run in one
+interpreter besides pytest's, so torch and Lightning are imported once.
 """
 
 from __future__ import annotations
@@ -28,18 +29,22 @@ FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,})(?P<lang>[\w+-]*)\s*$")
 NO_TEST = re.compile(r"^\s*<!--\s*no-test:\s*(?P<reason>.+?)\s*-->\s*$")
 TOP = "lightning_distill"
 
-# Runs the blocks of one file in order in one namespace; the first failing block is named by file and line.
+# Runs each file's blocks in order in a namespace of its own, in the file's scratch folder, all files in one
+# interpreter (importing torch and Lightning once); writes, per file, None or the failing block's traceback.
 DRIVER = """
-import json, sys, traceback
-blocks = json.loads(sys.stdin.read())
-namespace = {"__name__": "__main__"}
-for block in blocks:
-    try:
-        exec(compile(block["code"], block["where"], "exec"), namespace)
-    except BaseException:
-        traceback.print_exc()
-        print(f"FAILED: the block at {block['where']}", file=sys.stderr)
-        sys.exit(1)
+import json, os, sys, traceback
+files, results = json.loads(sys.stdin.read()), {}
+for file in files:
+    os.chdir(file["cwd"])
+    namespace, results[file["name"]] = {"__name__": "__main__"}, None
+    for block in file["blocks"]:
+        try:
+            exec(compile(block["code"], block["where"], "exec"), namespace)
+        except BaseException:
+            results[file["name"]] = f"the block at {block['where']} failed:\\n{traceback.format_exc()}"
+            break
+with open(sys.argv[1], "w") as out:
+    json.dump(results, out)
 """
 
 
@@ -114,29 +119,42 @@ FILES_WITH_BLOCKS = [path for path in DOC_FILES if any(b.skip_reason is None for
 SKIPPED_BLOCKS = [block for path in DOC_FILES for block in python_blocks(path) if block.skip_reason]
 
 
-@pytest.mark.parametrize("path", FILES_WITH_BLOCKS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_blocks_run(path: Path, tmp_path: Path) -> None:
-    blocks = [{"where": b.where, "code": b.code} for b in python_blocks(path) if b.skip_reason is None]
+@pytest.fixture(scope="session")
+def block_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
+    """Every file's blocks run (see DRIVER): for each file, None or what failed."""
+    files = []
+    for path in FILES_WITH_BLOCKS:
+        blocks = [{"where": b.where, "code": b.code} for b in python_blocks(path) if b.skip_reason is None]
+        cwd = scratch_root(tmp_path_factory.mktemp("docs"))
+        files.append({"name": shown(path), "cwd": str(cwd), "blocks": blocks})
+    scratch = tmp_path_factory.mktemp("docs_env")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "LIGHTNING_DISTILL_CACHE": str(tmp_path / "cache"),
+        "LIGHTNING_DISTILL_CACHE": str(scratch / "cache"),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HOME": str(scratch / "hf"),
         "MPLBACKEND": "Agg",
     }
+    out = scratch / "results.json"
     result = subprocess.run(
-        [sys.executable, "-c", DRIVER],
-        input=json.dumps(blocks),
-        cwd=scratch_root(tmp_path),
+        [sys.executable, "-c", DRIVER, str(out)],
+        input=json.dumps(files),
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0 and out.exists(), f"the block runner itself failed:\n{result.stderr[-6000:]}"
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("path", FILES_WITH_BLOCKS, ids=shown)
+def test_python_blocks_run(path: Path, block_runs: dict[str, str | None]) -> None:
+    failure = block_runs[shown(path)]
+    assert failure is None, failure
 
 
 @pytest.mark.parametrize("block", SKIPPED_BLOCKS, ids=lambda b: b.where)
