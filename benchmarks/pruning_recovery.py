@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from lightning_distill.losses import distillation_loss
-from lightning_distill.pruning.structured import (
+from lightning_distill.core.losses import distillation_loss
+from lightning_distill.core.pruning.structured import (
     find_unit_groups,
     keep_indices,
     l1_importance,

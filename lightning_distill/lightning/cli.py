@@ -1,6 +1,8 @@
 """``DistillCLI``: LightningCLI with ``fit``/``validate``/``test``/``predict``, ``benchmark`` and ``export`` (methods of
-:class:`~lightning_distill.trainer.DistillTrainer`). The ``lightning-distill`` command adds ``tune`` on top of it
-(:mod:`lightning_distill.main`), so this module never imports the tuning package that runs ``DistillCLI`` trials.
+:class:`~lightning_distill.lightning.trainer.DistillTrainer`). The ``lightning-distill`` command adds ``tune`` on top
+of it
+(:mod:`lightning_distill.lightning.main`), so this module never imports the tuning package that runs ``DistillCLI``
+trials.
 
 Models, data modules, losses and callbacks are chosen in YAML with ``class_path``/``init_args``, or by their short
 class name (``--model DistillationModule``, ``--trainer.callbacks+=MagnitudePruning``). Values that belong to the data
@@ -25,9 +27,10 @@ from typing_extensions import override
 # jsonargparse resolves a short class name (``DistillationModule``, ``MagnitudePruning``, ``TinyMNIST``, ``KDLoss``)
 # among the imported subclasses of the expected type, so every class a config may name is imported before parsing. A
 # name two imported classes share (``MLP``: also ``torchvision.ops.MLP``) is refused with both full paths to choose.
-from lightning_distill import callbacks, data, losses, models, modules
-from lightning_distill.safe_load import load_file
-from lightning_distill.trainer import DistillTrainer, check_artifact, check_benchmark_weights
+from lightning_distill.core import losses, models
+from lightning_distill.core.safe_load import load_file
+from lightning_distill.lightning import callbacks, data, modules
+from lightning_distill.lightning.trainer import DistillTrainer, check_artifact, check_benchmark_weights
 
 SHORT_NAME_PACKAGES = (callbacks, data, losses, models, modules)
 

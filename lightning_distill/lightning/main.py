@@ -1,7 +1,7 @@
 """The ``lightning-distill`` command (and ``python -m lightning_distill``): ``DistillCLI`` plus ``tune``.
 
 ``fit``, ``validate``, ``test``, ``predict``, ``benchmark`` and ``export`` are
-:class:`~lightning_distill.cli.DistillCLI`'s.
+:class:`~lightning_distill.lightning.cli.DistillCLI`'s.
 ``tune`` builds no model, data or trainer and its ``--config`` is a tune YAML, so it is no LightningCLI run: the
 command's parser lists it beside the others (``--help``), and :func:`main` hands ``tune ...`` to :func:`tune_main`.
 Dependencies run one way: this module imports ``cli`` and ``tuning``; ``tuning`` runs its trials through ``cli``.
@@ -16,8 +16,8 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser
 from typing_extensions import override
 
-from lightning_distill._optional import require
-from lightning_distill.cli import DistillCLI
+from lightning_distill.core._optional import require
+from lightning_distill.lightning.cli import DistillCLI
 
 __all__ = ["LightningDistillCLI", "main", "tune_command", "tune_main", "tune_parser"]
 
@@ -42,7 +42,7 @@ def tune_command(
         TuneConfigError: The tune YAML or its base config is wrong (before any trial runs).
     """
     require("optuna", f"{PROG} tune")
-    from lightning_distill.tuning import TuneConfigError, load_tune_config, tune
+    from lightning_distill.lightning.tuning import TuneConfigError, load_tune_config, tune
 
     try:
         spec = load_tune_config(config, n_trials=n_trials, max_epochs=max_epochs, output=output)
@@ -72,7 +72,7 @@ def tune_main(argv: list[str]) -> None:
         require("optuna", f"{PROG} tune")  # before the tuning package, which imports it, is loaded
     except ImportError as error:
         parser.error(str(error))
-    from lightning_distill.tuning import TuneConfigError
+    from lightning_distill.lightning.tuning import TuneConfigError
 
     # The trials' in-process LightningCLIs must not see tune's own options on the command line.
     script_argv, sys.argv = sys.argv, sys.argv[:1]
@@ -101,7 +101,8 @@ class _ParserWithTune(LightningArgumentParser):
 
 
 class LightningDistillCLI(DistillCLI):
-    """:class:`~lightning_distill.cli.DistillCLI` whose subcommands include ``tune`` (see the module docstring)."""
+    """:class:`~lightning_distill.lightning.cli.DistillCLI` whose subcommands include ``tune`` (see the module
+    docstring)."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("parser_class", _ParserWithTune)

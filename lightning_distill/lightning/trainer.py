@@ -14,8 +14,8 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 
-from lightning_distill.benchmark import benchmark_artifact, benchmark_module, markdown_table, write_rows
-from lightning_distill.modules.deployable import load_deployable
+from lightning_distill.core.benchmark import benchmark_artifact, benchmark_module, markdown_table, write_rows
+from lightning_distill.lightning.modules.deployable import load_deployable
 
 __all__ = ["DistillTrainer", "check_artifact", "check_benchmark_weights"]
 
@@ -126,15 +126,15 @@ class DistillTrainer(pl.Trainer):
             iterations: Timed batch-1 calls of ``measure``.
             num_threads: Intra-op threads of ``measure``; None takes the process's count (the CLI's ``--num_threads``).
         """
-        from lightning_distill.benchmark import benchmark_exported
-        from lightning_distill.export import GRAPH_FILES, OrtQuantConfig, add_measurements, export_text_classifier
+        from lightning_distill.core.benchmark import benchmark_exported
+        from lightning_distill.core.export import GRAPH_FILES, OrtQuantConfig, add_measurements, export_text_classifier
 
         check_benchmark_weights(ckpt_path, weights, command="export")
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is None:
             raise ValueError(
                 f"export writes a text classifier with its tokenizer, but {type(datamodule).__name__} has no "
-                "tokenizer; export other models with lightning_distill.export.export_onnx"
+                "tokenizer; export other models with lightning_distill.core.export.export_onnx"
             )
         deployable = load_deployable(model, ckpt_path, what="ckpt_path")
         texts = datamodule.benchmark_data(split)[0][:8]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
+from lightning_distill.recipes.engine import Recipe, main_guard, recipe_arguments
 from lightning_distill.recipes.text import (
     TextRecipeSettings,
     add_common_options,
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="clinc_oos", help="Hub dataset (default clinc_oos), or a local folder")
     parser.add_argument("--dataset-config", default="plus", help="its configuration (default plus; none: no config)")
     add_common_options(parser)
-    parser.set_defaults(prune=True, calibrate_class="oos")
+    parser.set_defaults(prune=True, offset_class="oos")
     args = parser.parse_args(argv)
 
     teacher = None if args.fit_teacher else args.teacher

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
+from lightning_distill.recipes.engine import Recipe, main_guard, recipe_arguments
 from lightning_distill.recipes.text import (
     TextRecipeSettings,
     add_common_options,
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         help="folder with the teacher.yaml and distill.yaml the fits start from (default: configs/clinc/offline)",
     )
     add_common_options(parser)
-    parser.set_defaults(prune=True, calibrate_class="oos")
+    parser.set_defaults(prune=True, offset_class="oos")
     args = parser.parse_args(argv)
 
     data_files = {split: str(Path(args.data) / f"{split}.parquet") for split in SPLITS}

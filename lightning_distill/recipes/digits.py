@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from lightning_distill.benchmark import write_report
-from lightning_distill.cli import cli_main, output_arguments
-from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
+from lightning_distill.core.benchmark import write_report
+from lightning_distill.lightning.cli import cli_main, output_arguments
+from lightning_distill.recipes.engine import Recipe, main_guard, recipe_arguments
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "digits"
 # Models this small run 4x faster on one intra-op thread than on two (thread hand-offs cost more than the math); each

@@ -359,8 +359,8 @@ def load_trained(config: str | Path, checkpoint: str | Path, overrides: list[str
 
     ``overrides`` are command-line style arguments such as ``["--data.root", "../shared/data/mnist10k"]``.
     """
-    from lightning_distill.cli import cli_main
-    from lightning_distill.modules.deployable import load_deployable
+    from lightning_distill.lightning.cli import cli_main
+    from lightning_distill.lightning.modules.deployable import load_deployable
 
     cli = cli_main(["--config", str(config), *(overrides or [])], run=False)
     return load_deployable(cli.model, checkpoint), cli.datamodule

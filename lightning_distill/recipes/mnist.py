@@ -16,13 +16,19 @@ from pathlib import Path
 
 import yaml
 
-from lightning_distill.benchmark import benchmark_module, benchmark_onnx, benchmark_quantized, write_report, write_rows
-from lightning_distill.cli import cli_main, output_arguments
-from lightning_distill.data.mnist import MNISTDataModule
-from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
-from lightning_distill.models import TinyMNIST
-from lightning_distill.quantization import DynamicQuantConfig, StaticQuantConfig, quantize, save_quantized
-from lightning_distill.recipe import Recipe, load_trained, main_guard, recipe_arguments
+from lightning_distill.core.benchmark import (
+    benchmark_module,
+    benchmark_onnx,
+    benchmark_quantized,
+    write_report,
+    write_rows,
+)
+from lightning_distill.core.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
+from lightning_distill.core.models import TinyMNIST
+from lightning_distill.core.quantization import DynamicQuantConfig, StaticQuantConfig, quantize, save_quantized
+from lightning_distill.lightning.cli import cli_main, output_arguments
+from lightning_distill.lightning.data.mnist import MNISTDataModule
+from lightning_distill.recipes.engine import Recipe, load_trained, main_guard, recipe_arguments
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mnist"
 

@@ -22,11 +22,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.benchmark import benchmark_module, benchmark_onnx, benchmark_quantized, write_report, write_rows
-from lightning_distill.data.mnist import MNISTDataModule
-from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
-from lightning_distill.quantization import StaticQuantConfig, quantize, save_quantized
-from lightning_distill.recipe import Recipe, main_guard, recipe_arguments
+from lightning_distill.core.benchmark import (
+    benchmark_module,
+    benchmark_onnx,
+    benchmark_quantized,
+    write_report,
+    write_rows,
+)
+from lightning_distill.core.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
+from lightning_distill.core.quantization import StaticQuantConfig, quantize, save_quantized
+from lightning_distill.lightning.data.mnist import MNISTDataModule
+from lightning_distill.recipes.engine import Recipe, main_guard, recipe_arguments
 from lightning_distill.recipes.text.fit import build_fit, checkpoint_callback, init_args, load_config, run_fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mnist_cnn"
@@ -75,7 +81,7 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
 
     def trained(step: str) -> tuple[Any, Any]:
         """The step's deployable model with its kept weights (pruned shapes included) and its data module."""
-        from lightning_distill.modules.deployable import load_deployable
+        from lightning_distill.lightning.modules.deployable import load_deployable
 
         cli = build_fit(fit_config(recipe, step, data, limits))
         return load_deployable(cli.model, recipe.result(step)["checkpoint"]), cli.datamodule
@@ -141,7 +147,7 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
 def fully_pruned(best: str, last: str) -> dict[str, Any]:
     """The prune step keeps the best ``val/acc`` checkpoint only if it holds the final, fully pruned shapes (the best
     epoch may come before the schedule ends); otherwise the last one, and says so."""
-    from lightning_distill.safe_load import load_file
+    from lightning_distill.core.safe_load import load_file
 
     def shapes(path: str) -> dict[str, tuple]:
         return {k: tuple(v.shape) for k, v in load_file(path)["state_dict"].items()}

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from lightning_distill import atomic
-from lightning_distill.atomic import WriteError, atomic_path, clean_temporaries, replace_folder, write_json, write_text
+from lightning_distill.core import atomic
+from lightning_distill.core.atomic import (
+    WriteError,
+    atomic_path,
+    clean_temporaries,
+    replace_folder,
+    write_json,
+    write_text,
+)
 
 
 def _full_disk(*args, **kwargs):

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from lightning_distill.benchmark import write_report
-from lightning_distill.export import OnnxExportConfig, create_session, export_onnx
-from lightning_distill.models import MLP
-from lightning_distill.quantization import BitsAndBytesConfig, quantize
+from lightning_distill.core.benchmark import write_report
+from lightning_distill.core.export import OnnxExportConfig, create_session, export_onnx
+from lightning_distill.core.models import MLP
+from lightning_distill.core.quantization import BitsAndBytesConfig, quantize
 
 
 @pytest.fixture
@@ -48,10 +48,10 @@ def test_tune_without_optuna_names_the_tune_extra_while_help_and_fit_work(
 ) -> None:
     from conftest import ROOT
 
-    from lightning_distill.main import main
+    from lightning_distill.lightning.main import main
 
     without("optuna")
-    for loaded in [m for m in sys.modules if m.startswith("lightning_distill.tuning")]:
+    for loaded in [m for m in sys.modules if m.startswith("lightning_distill.lightning.tuning")]:
         monkeypatch.delitem(sys.modules, loaded)  # imported again, without optuna, when tune needs it
     with pytest.raises(SystemExit) as exit_info:
         main(["tune", "--config", str(ROOT / "configs/digits/tune.yaml")])
@@ -60,7 +60,7 @@ def test_tune_without_optuna_names_the_tune_extra_while_help_and_fit_work(
         r"lightning-distill tune needs the 'optuna' package.*lightning-distill\[tune\]", capsys.readouterr().err
     )
     with pytest.raises(ImportError, match=r"lightning-distill\[tune\]"):
-        import lightning_distill.tuning  # noqa: F401
+        import lightning_distill.lightning.tuning  # noqa: F401
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -81,8 +81,8 @@ def test_onnx_export_without_onnxruntime_fails_before_training(without, tmp_path
     from conftest import tiny_trainer
     from torch.utils.data import DataLoader, TensorDataset
 
-    from lightning_distill.callbacks import OnnxExport
-    from lightning_distill.modules import ClassifierModule
+    from lightning_distill.lightning.callbacks import OnnxExport
+    from lightning_distill.lightning.modules import ClassifierModule
 
     without("onnxruntime")
     model = MLP(in_features=4, hidden_sizes=[3], num_classes=2)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import ROOT
 
-from lightning_distill.cli import cli_main
-from lightning_distill.models import MLP
-from lightning_distill.modules import DistillationModule
-from lightning_distill.quantization import load_quantized
-from lightning_distill.recipe import load_trained
-from lightning_distill.safe_load import UnsafeFileError, load_file
+from lightning_distill.core.models import MLP
+from lightning_distill.core.quantization import load_quantized
+from lightning_distill.core.safe_load import UnsafeFileError, load_file
+from lightning_distill.lightning.cli import cli_main
+from lightning_distill.lightning.modules import DistillationModule
+from lightning_distill.recipes.engine import load_trained
 
 
 class _Payload:

@@ -10,7 +10,7 @@ from conftest import SHARED
 from tiny_text import write_tokenizer
 from transformers import AutoTokenizer
 
-from lightning_distill.text_encoding import PROBES, TextEncoder
+from lightning_distill.core.text_encoding import PROBES, TextEncoder
 
 MINILM = SHARED / "models" / "minilm-l6-h384-uncased"
 CLINC_TEST = SHARED / "data" / "clinc_oos" / "plus" / "test.parquet"

@@ -1,6 +1,7 @@
-"""Distillation with cached teacher logits, run by tests/test_ddp.py in 1 process or under DDP in 2 (gloo, CPU).
+"""Distillation with cached teacher logits, run by tests/lightning/test_ddp.py in 1 process or under DDP in 2 (gloo,
+CPU).
 
-Usage: python tests/ddp_distill.py FOLDER DEVICES OUT [CACHE_DIR|- [DTYPE]]
+Usage: python tests/lightning/ddp_distill.py FOLDER DEVICES OUT [CACHE_DIR|- [DTYPE]]
 FOLDER holds the tiny tokenizer, data and teacher written by tiny_text.py. CACHE_DIR is the teacher_cache_dir ("-" or
 left out: none), DTYPE the teacher_cache_dtype (default float32); the cache is built in blocks of 8 examples. Each rank
 writes OUT/rank<r>.pt with the cached logits, the number of examples the teacher ran on while the cache was built, the
@@ -17,11 +18,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_distill.batch import student_inputs
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.batch import student_inputs
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.data import TextClassificationDataModule
+from lightning_distill.lightning.modules import DistillationModule
 
 
 class Record(Callback):

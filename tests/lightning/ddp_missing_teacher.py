@@ -1,6 +1,6 @@
-"""Distillation under DDP where rank 1 cannot find the teacher checkpoint; run by tests/test_ddp.py.
+"""Distillation under DDP where rank 1 cannot find the teacher checkpoint; run by tests/lightning/test_ddp.py.
 
-Usage: python tests/ddp_missing_teacher.py TEACHER_STATE_DICT
+Usage: python tests/lightning/ddp_missing_teacher.py TEACHER_STATE_DICT
 Rank 0 gets the path of a real file; rank 1 gets a path that does not exist on its file system, as a node without the
 shared storage would. Both ranks must stop with the same clear error instead of waiting for each other.
 """
@@ -12,9 +12,9 @@ import sys
 
 import lightning.pytorch as pl
 
-from lightning_distill.data import DigitsDataModule
-from lightning_distill.models import MLP
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.models import MLP
+from lightning_distill.lightning.data import DigitsDataModule
+from lightning_distill.lightning.modules import DistillationModule
 
 
 def main() -> None:

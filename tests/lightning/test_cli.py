@@ -9,11 +9,11 @@ import torch
 import yaml
 from conftest import ROOT
 
-from lightning_distill.cli import DistillCLI, cli_main
-from lightning_distill.data import DigitsDataModule
-from lightning_distill.main import main
-from lightning_distill.pruning import prune_structured
-from lightning_distill.trainer import DistillTrainer
+from lightning_distill.core.pruning import prune_structured
+from lightning_distill.lightning.cli import DistillCLI, cli_main
+from lightning_distill.lightning.data import DigitsDataModule
+from lightning_distill.lightning.main import main
+from lightning_distill.lightning.trainer import DistillTrainer
 
 BENCHMARK_KEYS = {
     "name",
@@ -142,7 +142,7 @@ _SHORT_NAME_HELP = {
 # already imported the classes, and jsonargparse would find them whatever the CLI imports.
 _HELP_SCRIPT = """
 import sys
-from lightning_distill.cli import cli_main
+from lightning_distill.lightning.cli import cli_main
 for args in sys.argv[1:]:
     try:
         cli_main(["fit", *args.split()])

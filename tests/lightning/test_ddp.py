@@ -87,7 +87,7 @@ def test_ddp_ranks_write_their_shards_of_one_cache_folder(single: tuple[Path, di
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_teacher_checkpoint_missing_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
-    from lightning_distill.models import MLP
+    from lightning_distill.core.models import MLP
 
     path = tmp_path / "teacher.pt"
     torch.save(MLP(num_classes=10, in_features=64, hidden_sizes=[16]).state_dict(), path)

@@ -9,8 +9,8 @@ import yaml
 from conftest import tiny_trainer
 from tiny_text import INTENTS, write_bert, write_data, write_tokenizer
 
-from lightning_distill.cli import DistillCLI
-from lightning_distill.main import main
+from lightning_distill.lightning.cli import DistillCLI
+from lightning_distill.lightning.main import main
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +21,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = {
         "seed_everything": 0,
         "model": {
-            "class_path": "lightning_distill.modules.ClassifierModule",
+            "class_path": "lightning_distill.lightning.modules.ClassifierModule",
             "init_args": {
                 "model": {
-                    "class_path": "lightning_distill.models.TransformerClassifier",
+                    "class_path": "lightning_distill.core.models.TransformerClassifier",
                     "init_args": {"checkpoint": write_bert(root / "bert", labels=INTENTS)},
                 },
                 "learning_rate": 0.01,
             },
         },
         "data": {
-            "class_path": "lightning_distill.data.TextClassificationDataModule",
+            "class_path": "lightning_distill.lightning.data.TextClassificationDataModule",
             "init_args": {
                 "tokenizer": write_tokenizer(root / "tokenizer"),
                 "data_files": files,

@@ -9,9 +9,9 @@ import yaml
 from conftest import ROOT
 from optuna.trial import TrialState
 
-from lightning_distill.cli import cli_main
-from lightning_distill.main import main
-from lightning_distill.tuning import (
+from lightning_distill.lightning.cli import cli_main
+from lightning_distill.lightning.main import main
+from lightning_distill.lightning.tuning import (
     OptunaPruning,
     TuneConfig,
     TuneConfigError,

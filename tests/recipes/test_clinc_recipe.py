@@ -42,7 +42,7 @@ def tiny_inputs(tmp_path: Path) -> list[str]:
         "1",
         "--bench-iterations",
         "5",
-        "--calibrate-class",
+        "--offset-class",
         "music",
     ]
 
@@ -83,7 +83,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     import torch
     from transformers import AutoTokenizer
 
-    from lightning_distill.export import create_session
+    from lightning_distill.core.export import create_session
     from lightning_distill.recipes.text import load_pruned_classifier
 
     # the calibrate step: each student predicts "music" on as many validation texts as the teacher, its logit of
@@ -109,7 +109,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     feed = {i.name: encoded[i.name].numpy() for i in session.get_inputs()}
     np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4)
     # the export folder holds these graphs, loaded back with the pruned student's labels
-    from lightning_distill.export import load_exported
+    from lightning_distill.core.export import load_exported
 
     assert Path(export["onnx"]) == Path(export["folder"]) / "model.onnx"
     labels = load_exported(export["folder"], "model.onnx")(texts)
@@ -181,7 +181,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert report_settings["steps"]["teacher"] == teacher_result
 
     # calibration turned off: the steps that used the calibrated students read distill and prune instead, so redo
-    recipe.main([*longer, "--no-calibrate", "--only", "quantize"])
+    recipe.main([*longer, "--no-offset", "--only", "quantize"])
     out = capsys.readouterr().out
     assert re.search(r"quantize: redone: it now reads step '(distill|prune)', which it did not", out)
 
@@ -198,10 +198,10 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
 def test_offline_recipe_names_a_calibrate_class_the_data_lacks_before_training(
     tiny_inputs: list[str], tmp_path: Path
 ) -> None:
-    from lightning_distill.recipe import StepFailed
+    from lightning_distill.recipes.engine import StepFailed
 
-    args = [*tiny_inputs[: tiny_inputs.index("--calibrate-class")], "--calibrate-class", "oos"]
-    with pytest.raises(StepFailed, match=r"calibrate_class 'oos' is not a label of the data \(3 labels: travel, w"):
+    args = [*tiny_inputs[: tiny_inputs.index("--offset-class")], "--offset-class", "oos"]
+    with pytest.raises(StepFailed, match=r"offset_class 'oos' is not a label of the data \(3 labels: travel, w"):
         _load_recipe("clinc_offline").main(args)
     assert not (tmp_path / "runs" / "clinc_offline" / "teacher" / "checkpoints").exists()
 
@@ -240,7 +240,7 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
     student = write_distilbert(tmp_path / "student", layers=2, hidden=32)
     args = ["--teacher", teacher, "--student", student, "--tokenizer", tokenizer, "--dataset", str(tmp_path / "data")]
     args += ["--dataset-config", "none", "--runs", str(tmp_path / "runs"), "--epochs", "1", "--no-prune"]
-    args += ["--calibrate-class", "weather"]
+    args += ["--offset-class", "weather"]
     _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "calibrate", "export"])
     folder = tmp_path / "runs" / "clinc_recipe"
     assert json.loads((folder / "teacher" / "done.json").read_text())["result"]["model"] == teacher
@@ -260,7 +260,7 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from lightning_distill.export import load_exported
+    from lightning_distill.core.export import load_exported
 
     texts = ["book a flight to the sun", "what is the weather", "play a song", "the rain", "hotel music"]
     student_folder = str(folder / "calibrate" / "student")
@@ -300,7 +300,7 @@ def test_hub_recipe_offline_fails_before_training_and_names_the_offline_recipe(
 def test_prune_step_schedules_twelve_taylor_points_over_the_first_half(
     prune_epochs: int, batches: int, limit: float | None, expected: tuple[int, int, int]
 ) -> None:
-    from lightning_distill.callbacks import StructuredPruning
+    from lightning_distill.lightning.callbacks import StructuredPruning
     from lightning_distill.recipes.text import PRUNING_POINTS, TextRecipeSettings, gradual_pruning
 
     settings = TextRecipeSettings(
@@ -333,7 +333,7 @@ def test_prune_step_refuses_a_run_too_short_to_prune_gradually() -> None:
 
 
 def test_prune_importance_reaches_the_callback_and_is_checked() -> None:
-    from lightning_distill.callbacks import StructuredPruning
+    from lightning_distill.lightning.callbacks import StructuredPruning
     from lightning_distill.recipes.text import TextRecipeSettings, gradual_pruning
 
     base = dict(configs="c", title="t", data={}, tokenizer="tok", teacher="teacher", teacher_base=None)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import MNIST10K, ROOT
 
-from lightning_distill.cli import cli_main
-from lightning_distill.recipe import Recipe, StepFailed, fingerprint
+from lightning_distill.lightning.cli import cli_main
+from lightning_distill.recipes.engine import Recipe, StepFailed, fingerprint
 
 
 def test_steps_are_skipped_when_done_and_redone_with_force(tmp_path: Path) -> None:
@@ -210,7 +210,7 @@ def test_a_step_recorded_without_inputs_is_redone_when_an_earlier_step_finished_
 
 
 def test_fingerprints_follow_content(tmp_path: Path, monkeypatch) -> None:
-    import lightning_distill.recipe as recipe_module
+    import lightning_distill.recipes.engine as recipe_module
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -1,14 +1,14 @@
 """Accuracy, size, latency and throughput of deployable models, and the reports built from them."""
 
-from lightning_distill.benchmark.artifacts import (
+from lightning_distill.core.benchmark.artifacts import (
     benchmark_artifact,
     benchmark_exported,
     benchmark_onnx,
     benchmark_quantized,
     onnx_parameter_count,
 )
-from lightning_distill.benchmark.machine import machine_info, machine_summary
-from lightning_distill.benchmark.measure import (
+from lightning_distill.core.benchmark.machine import machine_info, machine_summary
+from lightning_distill.core.benchmark.measure import (
     BenchmarkResult,
     benchmark,
     benchmark_module,
@@ -17,8 +17,14 @@ from lightning_distill.benchmark.measure import (
     module_predictor,
     state_dict_size_mb,
 )
-from lightning_distill.benchmark.plot import plot_accuracy_latency
-from lightning_distill.benchmark.report import markdown_table, report_markdown, with_ratios, write_report, write_rows
+from lightning_distill.core.benchmark.plot import plot_accuracy_latency
+from lightning_distill.core.benchmark.report import (
+    markdown_table,
+    report_markdown,
+    with_ratios,
+    write_report,
+    write_rows,
+)
 
 __all__ = [
     "BenchmarkResult",

@@ -12,16 +12,16 @@ from typing import Any
 
 from torch import nn
 
-from lightning_distill._optional import require
-from lightning_distill.benchmark.measure import BenchmarkResult, benchmark, benchmark_module, file_size_mb
-from lightning_distill.export.embedding_4bit import PACKED_SUFFIX, WIDEN_SUFFIX
+from lightning_distill.core._optional import require
+from lightning_distill.core.benchmark.measure import BenchmarkResult, benchmark, benchmark_module, file_size_mb
+from lightning_distill.core.export.embedding_4bit import PACKED_SUFFIX, WIDEN_SUFFIX
 
 
 def benchmark_quantized(
     path: str | Path, float_model: nn.Module, datamodule: Any, *, name: str, **kwargs: Any
 ) -> BenchmarkResult:
     """A PyTorch model saved by ``save_quantized``, rebuilt on ``float_model`` (same architecture)."""
-    from lightning_distill.quantization import load_quantized
+    from lightning_distill.core.quantization import load_quantized
 
     return benchmark_module(load_quantized(path, float_model), datamodule, name=name, artifact_path=path, **kwargs)
 
@@ -33,7 +33,8 @@ def onnx_parameter_count(path: str | Path) -> int:
     Scalars and one-element tensors (the scales and zero points of int8 graphs, constants of optimized ones) are not
     parameters and are left out, and neither are per-channel scales and zero points (``<weight>_scale``,
     ``<weight>_zero_point``) nor the per-block ones of block-quantized operators and of 4-bit embedding tables
-    (:mod:`lightning_distill.export.embedding_4bit`), nor int32/int64 tensors (shapes and position indices that ONNX
+    (:mod:`lightning_distill.core.export.embedding_4bit`), nor int32/int64 tensors (shapes and position indices that
+    ONNX
     Runtime's pre-processing folds into initializers).
     """
     import math
@@ -78,7 +79,7 @@ def benchmark_onnx(
 ) -> BenchmarkResult:
     """An ONNX graph in an ONNX Runtime session on ``providers`` with ``num_threads`` intra-op threads, fed by the
     data module's ``encode``."""
-    from lightning_distill.export import create_session, onnx_predictor
+    from lightning_distill.core.export import create_session, onnx_predictor
 
     session = create_session(path, _session_config(num_threads, providers))
     predict = onnx_predictor(session, datamodule.encode)
@@ -111,7 +112,7 @@ def _benchmark_graph(
 
 
 def _session_config(num_threads: int, providers: Sequence[str]) -> Any:
-    from lightning_distill.export import OrtSessionConfig
+    from lightning_distill.core.export import OrtSessionConfig
 
     return OrtSessionConfig(intra_op_num_threads=num_threads, inter_op_num_threads=1, providers=tuple(providers))
 
@@ -136,7 +137,7 @@ def benchmark_exported(
         ValueError: the folder's labels (``config.json``) differ from the data module's ``id2label``, so accuracy
             would compare different classes.
     """
-    from lightning_distill.export import load_exported
+    from lightning_distill.core.export import load_exported
 
     classifier = load_exported(folder, graph, _session_config(num_threads, providers))
     ours = getattr(datamodule, "id2label", None)

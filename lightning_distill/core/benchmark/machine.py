@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lightning_distill.cpu_features import cpu_model_and_flags, has_int8_dot_product
+from lightning_distill.core.cpu_features import cpu_model_and_flags, has_int8_dot_product
 
 __all__ = ["INT8_FLAGS", "machine_info", "machine_summary"]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.benchmark.measure import BenchmarkResult
+from lightning_distill.core.benchmark.measure import BenchmarkResult
 
 _COLUMNS = (
     ("name", "artifact", "{}"),
@@ -96,7 +96,7 @@ def write_report(
 
     Without matplotlib (the ``[plot]`` extra) the plot is left out with a warning that says so; the tables are written.
     """
-    from lightning_distill.benchmark.plot import plot_accuracy_latency
+    from lightning_distill.core.benchmark.plot import plot_accuracy_latency
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,8 @@ class OrtQuantConfig:
         calibration_batches: Static only: number of batches of calibration data.
         op_types: Operator types to quantize; ``None`` lets ONNX Runtime choose (MatMul, Gemm, Attention, ...).
         embedding_bits: Dynamic only: ``4`` stores the embedding tables (``Gather`` of a weight) block-wise in 4 bits
-            instead of int8, unpacking only the gathered rows (:mod:`lightning_distill.export.embedding_4bit`); in a
+            instead of int8, unpacking only the gathered rows (:mod:`lightning_distill.core.export.embedding_4bit`);
+            in a
             small transformer the word embeddings are most of the bytes (30,522 x 384 of a MiniLM's 17M
             parameters). ``None`` keeps them int8.
         embedding_block_size: Values per scale along the hidden dimension with ``embedding_bits``: smaller blocks

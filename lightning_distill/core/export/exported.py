@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from lightning_distill.export.config import OrtSessionConfig
-from lightning_distill.export.runtime import create_session, onnx_predictor
-from lightning_distill.text_encoding import TextEncoder
+from lightning_distill.core.export.config import OrtSessionConfig
+from lightning_distill.core.export.runtime import create_session, onnx_predictor
+from lightning_distill.core.text_encoding import TextEncoder
 
 __all__ = ["ExportedClassifier", "load_exported"]
 
@@ -53,7 +53,7 @@ class ExportedClassifier:
 def load_exported(
     folder: str | Path, graph: str = "model_quantized.onnx", session_config: OrtSessionConfig | None = None
 ) -> ExportedClassifier:
-    """Load an export folder written by :func:`~lightning_distill.export.export_text_classifier` (or optimum).
+    """Load an export folder written by :func:`~lightning_distill.core.export.export_text_classifier` (or optimum).
 
     Args:
         folder: The folder with ``config.json``, the tokenizer's files and the ``.onnx`` graphs.

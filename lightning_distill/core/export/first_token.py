@@ -142,7 +142,7 @@ def first_token_classifier(
         (:func:`first_token_unsupported`), the cut copy fails on the example, or its logits differ from the model's
         (a head that reads more than the first token, e.g. mean pooling, or a layer that is not a plain BERT one).
     """
-    from lightning_distill.batch import logits_of
+    from lightning_distill.core.batch import logits_of
 
     reason = first_token_unsupported(model)
     model = copy.deepcopy(model).float().eval()

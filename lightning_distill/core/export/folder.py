@@ -2,7 +2,7 @@
 
 ``optimum``'s ``ORTModelForSequenceClassification.from_pretrained(folder)`` loads ``model.onnx`` (or the graph named
 by ``file_name``) with ``config.json``; ``transformers.pipeline("text-classification", ...)`` then names the labels
-from its ``id2label``. :func:`lightning_distill.export.load_exported` loads the same folder without optimum.
+from its ``id2label``. :func:`lightning_distill.core.export.load_exported` loads the same folder without optimum.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from lightning_distill.export.config import OnnxExportConfig, OrtQuantConfig
-from lightning_distill.export.first_token import cut_for_export
-from lightning_distill.export.layout import GRAPH_FILES, GraphKind
-from lightning_distill.export.metadata import label_names_of
-from lightning_distill.export.model_card import write_model_card
+from lightning_distill.core.export.config import OnnxExportConfig, OrtQuantConfig
+from lightning_distill.core.export.first_token import cut_for_export
+from lightning_distill.core.export.layout import GRAPH_FILES, GraphKind
+from lightning_distill.core.export.metadata import label_names_of
+from lightning_distill.core.export.model_card import write_model_card
 
 __all__ = ["GRAPH_FILES", "GraphKind", "export_text_classifier", "hf_config_of"]
 
@@ -36,8 +36,8 @@ def hf_config_of(model: nn.Module) -> Any:
     if config is None or not hasattr(config, "to_json_string"):
         raise ValueError(
             f"{type(model).__name__} has no Hugging Face config (model.config), so no config.json can be written; "
-            "export a Hugging Face sequence classifier (e.g. lightning_distill.models.TransformerClassifier), or use "
-            "export_onnx for a bare ONNX file"
+            "export a Hugging Face sequence classifier (e.g. lightning_distill.core.models.TransformerClassifier), "
+            "or use export_onnx for a bare ONNX file"
         )
     return config
 
@@ -117,7 +117,7 @@ def export_text_classifier(
     The folder holds the ONNX graphs of ``graphs`` (file names in :data:`GRAPH_FILES`), ``config.json`` (the model's
     Hugging Face config with the real ``id2label``/``label2id``), the tokenizer's files (``save_pretrained``, with
     ``model_max_length`` set to ``max_length`` so every client truncates alike) and a model card ``README.md`` (sizes;
-    :func:`~lightning_distill.export.model_card.write_model_card` adds measured accuracy and latency). Both int8
+    :func:`~lightning_distill.core.export.model_card.write_model_card` adds measured accuracy and latency). Both int8
     graphs are quantized from ``model.onnx`` (ONNX Runtime's quantizer cannot type the fused optimized graph), so
     ``fp32`` is always written.
 
@@ -135,7 +135,7 @@ def export_text_classifier(
         title: First line of the model card; None names the architecture.
         provenance: How the model was made (e.g. ``{"checkpoint": ..., "config": ...}``), listed in the card.
         first_token_only: Compute the last encoder layer for the first token only, the one the head reads
-            (:mod:`~lightning_distill.export.first_token`): the same logits, less work. Where the model does not
+            (:mod:`~lightning_distill.core.export.first_token`): the same logits, less work. Where the model does not
             allow it (no BERT-style layers, or a head that reads other tokens: logits on ``example_texts`` differ),
             every layer is exported whole, with a warning that says why, as with False; the card records which.
 
@@ -146,9 +146,9 @@ def export_text_classifier(
         ValueError: an unknown graph kind, no Hugging Face config, label names that do not fit the model, or an
             empty ``example_texts`` (all before anything is written).
     """
-    from lightning_distill.export.onnx import export_onnx
-    from lightning_distill.export.ort_quantization import quantize_onnx
-    from lightning_distill.export.runtime import optimize_onnx
+    from lightning_distill.core.export.onnx import export_onnx
+    from lightning_distill.core.export.ort_quantization import quantize_onnx
+    from lightning_distill.core.export.runtime import optimize_onnx
 
     quantization = _check_graphs(graphs, quantization or OrtQuantConfig())
     config = _folder_config(model, id2label)

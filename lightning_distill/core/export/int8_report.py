@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning_distill._optional import require
-from lightning_distill.export.config import OrtQuantConfig
-from lightning_distill.quantization.report import LayerOutcome, QuantizationReport
+from lightning_distill.core._optional import require
+from lightning_distill.core.export.config import OrtQuantConfig
+from lightning_distill.core.quantization.report import LayerOutcome, QuantizationReport
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from lightning_distill._optional import require
+from lightning_distill.core._optional import require
 
 LABELS_KEY = "id2label"
 

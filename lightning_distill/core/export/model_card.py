@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES
+from lightning_distill.core.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES
 
 __all__ = ["EXPORT_INFO", "add_measurements", "read_export_info", "write_model_card"]
 
@@ -106,7 +106,7 @@ def _usage(graph: str) -> list[str]:
         "## Use",
         "",
         "```python",
-        "from lightning_distill.export import load_exported",
+        "from lightning_distill.core.export import load_exported",
         "",
         f'classify = load_exported("path/to/this/folder", graph="{graph}")',
         'print(classify(["what is the weather like tomorrow"]))  # label names',

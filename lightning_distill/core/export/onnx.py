@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill._optional import require
-from lightning_distill.batch import output_logits
-from lightning_distill.export.config import OnnxExportConfig
-from lightning_distill.export.metadata import LABELS_KEY, label_names_of, write_metadata
-from lightning_distill.export.parity import check_parity
+from lightning_distill.core._optional import require
+from lightning_distill.core.batch import output_logits
+from lightning_distill.core.export.config import OnnxExportConfig
+from lightning_distill.core.export.metadata import LABELS_KEY, label_names_of, write_metadata
+from lightning_distill.core.export.parity import check_parity
 
 
 class _Logits(nn.Module):

@@ -10,11 +10,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from lightning_distill._optional import require
-from lightning_distill.batch import model_inputs
-from lightning_distill.export.config import OrtQuantConfig
-from lightning_distill.export.metadata import read_metadata, write_metadata
-from lightning_distill.export.runtime import numpy_feed
+from lightning_distill.core._optional import require
+from lightning_distill.core.batch import model_inputs
+from lightning_distill.core.export.config import OrtQuantConfig
+from lightning_distill.core.export.metadata import read_metadata, write_metadata
+from lightning_distill.core.export.runtime import numpy_feed
 
 
 @contextmanager
@@ -33,7 +33,7 @@ def _quantize_embeddings(path: Path, output_path: Path, block_size: int) -> None
     """Store every embedding table (a float initializer read by ``Gather``) of ``path`` in 4 bits, block-wise."""
     import onnx
 
-    from lightning_distill.export.embedding_4bit import quantize_embedding_tables
+    from lightning_distill.core.export.embedding_4bit import quantize_embedding_tables
 
     model = onnx.load(str(path))
     quantize_embedding_tables(model, block_size)
@@ -146,7 +146,7 @@ def _name_gathers(prepared: Path, block_size: int) -> list[str]:
     """Name the unnamed ``Gather`` nodes of ``prepared`` (rewritten in place) and return those of 4-bit tables."""
     import onnx
 
-    from lightning_distill.export.embedding_4bit import four_bit_gathers
+    from lightning_distill.core.export.embedding_4bit import four_bit_gathers
 
     model = onnx.load(str(prepared))
     unnamed = [n for n in model.graph.node if n.op_type == "Gather" and not n.name]

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_distill.batch import logits_of, model_inputs
-from lightning_distill.export.config import OrtSessionConfig
-from lightning_distill.export.runtime import create_session, numpy_feed
+from lightning_distill.core.batch import logits_of, model_inputs
+from lightning_distill.core.export.config import OrtSessionConfig
+from lightning_distill.core.export.runtime import create_session, numpy_feed
 
 
 class OnnxParityError(AssertionError):

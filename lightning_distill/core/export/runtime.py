@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from lightning_distill._optional import require
-from lightning_distill.export.config import OrtSessionConfig
-from lightning_distill.export.metadata import read_metadata, write_metadata
+from lightning_distill.core._optional import require
+from lightning_distill.core.export.config import OrtSessionConfig
+from lightning_distill.core.export.metadata import read_metadata, write_metadata
 
 _LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -80,7 +80,7 @@ def _copy_metadata(source: str | Path, target: str | Path) -> None:
 
 
 def onnx_predictor(session: Any, encode: Callable[[Any], Any] | None = None) -> Callable[[Any], np.ndarray]:
-    """A predict function for :func:`lightning_distill.benchmark.benchmark`: raw inputs -> logits (numpy).
+    """A predict function for :func:`lightning_distill.core.benchmark.benchmark`: raw inputs -> logits (numpy).
 
     Args:
         session: An ``onnxruntime.InferenceSession`` (see :func:`create_session`).

@@ -13,7 +13,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_distill.losses._module_names import find_module, output_width
+from lightning_distill.core.losses._module_names import find_module, output_width
 
 
 def channel_dim(feature: Tensor) -> int:

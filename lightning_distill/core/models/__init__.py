@@ -1,11 +1,16 @@
 """Plain ``nn.Module`` models. None of them imports Lightning."""
 
-from lightning_distill.models.calibration import class_logit_offset, offset_class_logit, output_layer
-from lightning_distill.models.dropout import set_dropout
-from lightning_distill.models.mlp import MLP, MNISTClassifier, TinyMNIST
-from lightning_distill.models.text import StudentFromTeacher, TransformerClassifier, check_tokenizer_fits, keep_layers
-from lightning_distill.models.vision import SmallCNN, TorchvisionClassifier
-from lightning_distill.models.weights import load_teacher_weights
+from lightning_distill.core.models.class_offset import class_logit_offset, offset_class_logit, output_layer
+from lightning_distill.core.models.dropout import set_dropout
+from lightning_distill.core.models.mlp import MLP, MNISTClassifier, TinyMNIST
+from lightning_distill.core.models.text import (
+    StudentFromTeacher,
+    TransformerClassifier,
+    check_tokenizer_fits,
+    keep_layers,
+)
+from lightning_distill.core.models.vision import SmallCNN, TorchvisionClassifier
+from lightning_distill.core.models.weights import load_teacher_weights
 
 __all__ = [
     "MLP",

@@ -270,7 +270,7 @@ class StudentFromTeacher(TransformerClassifier):
     ) -> None:
         super().__init__(checkpoint, num_classes, id2label, reinitialize_head, attn_implementation)
         if teacher_weights is not None:
-            from lightning_distill.models.weights import load_teacher_weights
+            from lightning_distill.core.models.weights import load_teacher_weights
 
             load_teacher_weights(self, teacher_weights, argument="teacher_weights")
         keep_layers(self.model, list(layers))

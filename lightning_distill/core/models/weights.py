@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from lightning_distill.safe_load import load_file
+from lightning_distill.core.safe_load import load_file
 
 # Keys under which our LightningModules hold the deployable model.
 _PREFIXES = ("model.", "student.", "")

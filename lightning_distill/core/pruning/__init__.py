@@ -1,17 +1,17 @@
 """Pruning without Lightning: schedules, unstructured magnitude masks, structured removal of units, save/load."""
 
-from lightning_distill.pruning.graph import UNIT_TYPES, UnitGroup
-from lightning_distill.pruning.importance import l1_importance, taylor_importance
-from lightning_distill.pruning.schedule import PruningSchedule
-from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, select_weights
-from lightning_distill.pruning.serialization import (
+from lightning_distill.core.pruning.graph import UNIT_TYPES, UnitGroup
+from lightning_distill.core.pruning.importance import l1_importance, taylor_importance
+from lightning_distill.core.pruning.schedule import PruningSchedule
+from lightning_distill.core.pruning.selection import DEFAULT_EXCLUDE, select_weights
+from lightning_distill.core.pruning.serialization import (
     load_pruned,
     pruned_shapes,
     resize_to_shapes,
     resize_to_state_dict,
     save_pruned,
 )
-from lightning_distill.pruning.structured import (
+from lightning_distill.core.pruning.structured import (
     SliceRecord,
     find_unit_groups,
     keep_indices,
@@ -20,7 +20,7 @@ from lightning_distill.pruning.structured import (
     slice_optimizer_states,
     units_to_keep,
 )
-from lightning_distill.pruning.unstructured import (
+from lightning_distill.core.pruning.unstructured import (
     apply_masks,
     magnitude_masks,
     prune_magnitude,

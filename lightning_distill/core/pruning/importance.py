@@ -1,4 +1,4 @@
-"""Importance of each unit of a :class:`~lightning_distill.pruning.graph.UnitGroup`, over every parameter it owns.
+"""Importance of each unit of a :class:`~lightning_distill.core.pruning.graph.UnitGroup`, over every parameter it owns.
 
 A unit owns, in every layer of its group, the slice that goes when it is removed: rows (weight and bias) of the
 layers that produce it, columns of the layers that consume it, and the entries of the normalisation layers between.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.pruning.graph import _CONV, UnitGroup
+from lightning_distill.core.pruning.graph import _CONV, UnitGroup
 
 Values = Callable[[nn.Parameter], Tensor | None]
 

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.pruning.graph import HEAD_COUNTS, HEAD_SIZES, PRUNABLE, default_example_inputs
-from lightning_distill.pruning.structured import _networks, find_unit_groups, set_head_count
-from lightning_distill.safe_load import load_file
+from lightning_distill.core.pruning.graph import HEAD_COUNTS, HEAD_SIZES, PRUNABLE, default_example_inputs
+from lightning_distill.core.pruning.structured import _networks, find_unit_groups, set_head_count
+from lightning_distill.core.safe_load import load_file
 
 FORMAT = "lightning-distill-pruned"
 VERSION = 1

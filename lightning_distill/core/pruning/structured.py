@@ -1,7 +1,8 @@
 """Structured pruning: remove whole units and rewire their neighbours so the model is physically smaller.
 
 Unit groups (convolution channels, Linear neurons, attention heads) are found by one dependency analysis of the
-traced network (see :mod:`lightning_distill.pruning.graph`), scored by :mod:`lightning_distill.pruning.importance`
+traced network (see :mod:`lightning_distill.core.pruning.graph`), scored by
+:mod:`lightning_distill.core.pruning.importance`
 and removed with torch-pruning, which cuts every coupled layer (BatchNorm, residual additions, concatenations,
 depthwise and grouped convolutions, consumers). Parameters keep their identity: optimizers keep their references and
 :func:`slice_optimizer_states` cuts their per-parameter states the same way, so training goes on without a restart.
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.pruning.graph import (
+from lightning_distill.core.pruning.graph import (
     EXAMPLE_HINT,
     PRUNABLE,
     UNIT_TYPES,
@@ -25,8 +26,8 @@ from lightning_distill.pruning.graph import (
     default_example_inputs,
     graph_groups,
 )
-from lightning_distill.pruning.importance import l1_importance
-from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, exclusion_reason
+from lightning_distill.core.pruning.importance import l1_importance
+from lightning_distill.core.pruning.selection import DEFAULT_EXCLUDE, exclusion_reason
 
 _HEAD_ATTRIBUTES = ("num_attention_heads", "n_heads", "num_heads")
 
@@ -269,7 +270,7 @@ def prune_structured(
     """One-shot structured pruning of ``model`` in place, without Lightning.
 
     Each chosen group loses ``round(sparsity * units)`` of its units, the least important first (L1 norm, or the
-    given ``scores`` by group name, e.g. accumulated :func:`~lightning_distill.pruning.taylor_importance`).
+    given ``scores`` by group name, e.g. accumulated :func:`~lightning_distill.core.pruning.taylor_importance`).
 
     Example:
         ``prune_structured(resnet, 0.5, example_inputs=torch.randn(1, 3, 224, 224))`` halves every convolution's

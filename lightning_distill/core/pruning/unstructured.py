@@ -1,7 +1,7 @@
 """Unstructured L1 magnitude pruning with masks: the smallest weights become exact zeros and stay zero.
 
 Unstructured sparsity keeps every tensor's shape: the model is not smaller in memory or on disk (unless compressed)
-and dense kernels run no faster. Use :mod:`lightning_distill.pruning.structured` for a model that is physically
+and dense kernels run no faster. Use :mod:`lightning_distill.core.pruning.structured` for a model that is physically
 smaller and faster.
 """
 
@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, select_weights
+from lightning_distill.core.pruning.selection import DEFAULT_EXCLUDE, select_weights
 
 Scope = Literal["global", "layer"]
 

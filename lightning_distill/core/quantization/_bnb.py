@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_distill._optional import require
-from lightning_distill.quantization.config import BitsAndBytesConfig
+from lightning_distill.core._optional import require
+from lightning_distill.core.quantization.config import BitsAndBytesConfig
 
 
 def _bnb() -> Any:

@@ -22,8 +22,8 @@ with warnings.catch_warnings():
     import torch.ao.nn.intrinsic.qat as nniqat
     from torch.ao import quantization as tq
 
-from lightning_distill.cpu_features import has_int8_dot_product, is_x86
-from lightning_distill.quantization.config import BACKENDS, DynamicQuantConfig, QATConfig, StaticQuantConfig
+from lightning_distill.core.cpu_features import has_int8_dot_product, is_x86
+from lightning_distill.core.quantization.config import BACKENDS, DynamicQuantConfig, QATConfig, StaticQuantConfig
 
 # Leaf modules with eager int8 kernels (or that pass quantized tensors through unchanged).
 _QUANTIZABLE = (nn.Linear, nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity, nn.BatchNorm1d, tq.QuantStub, tq.DeQuantStub)
@@ -191,7 +191,7 @@ def default_qconfig(backend: str, qat: bool = False) -> Any:
     default uses all 8, which is right with VNNI or AMX. Without them (AVX2 or AVX-512 alone) oneDNN multiplies with
     ``VPMADDUBSW``, whose 16-bit sums of uint8 x int8 products saturate: on an AVX2 AMD EPYC an MNIST MLP's int8
     predictions agreed with the float model's on 96.8% of the test images with 8 bits, under the 97% that
-    ``tests/quantization/test_quantize.py`` asks of every int8 backend, and passed with 7.
+    ``tests/core/quantization/test_quantize.py`` asks of every int8 backend, and passed with 7.
     """
     return for_this_cpu(backend, tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend))
 

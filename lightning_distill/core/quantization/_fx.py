@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from lightning_distill.quantization._eager import _quiet, _skipped, for_this_cpu, set_engine
-from lightning_distill.quantization.config import QATConfig, StaticQuantConfig
+from lightning_distill.core.quantization._eager import _quiet, _skipped, for_this_cpu, set_engine
+from lightning_distill.core.quantization.config import QATConfig, StaticQuantConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

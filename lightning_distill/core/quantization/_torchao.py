@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from lightning_distill._optional import require
-from lightning_distill.quantization._eager import _skipped
-from lightning_distill.quantization.config import DynamicQuantConfig, QATConfig, StaticQuantConfig
+from lightning_distill.core._optional import require
+from lightning_distill.core.quantization._eager import _skipped
+from lightning_distill.core.quantization.config import DynamicQuantConfig, QATConfig, StaticQuantConfig
 
 # Backend -> the PT2E quantizer that targets it.
 X86_BACKENDS = ("x86", "fbgemm", "onednn")

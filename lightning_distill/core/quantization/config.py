@@ -164,7 +164,7 @@ class BitsAndBytesConfig:
             then moved to a GPU fails at its first forward ("Expected a cuda device, but got: cpu", seen on an H200
             with bitsandbytes 0.50.2; 4-bit layers move fine): for int8 on a GPU, quantize with ``device="cuda"``
             (checked there: ``benchmarks/gpu_bnb_check.py``).
-            :func:`~lightning_distill.quantization.load_quantized` always rebuilds on CPU.
+            :func:`~lightning_distill.core.quantization.load_quantized` always rebuilds on CPU.
     """
 
     weights: Literal["int8", "nf4", "fp4"] = "int8"

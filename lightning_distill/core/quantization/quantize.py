@@ -10,16 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_distill.batch import logits_of, model_inputs
-from lightning_distill.quantization import _bnb, _eager, _fx, _torchao
-from lightning_distill.quantization.config import (
+from lightning_distill.core.batch import logits_of, model_inputs
+from lightning_distill.core.quantization import _bnb, _eager, _fx, _torchao
+from lightning_distill.core.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,
     QuantConfig,
     StaticQuantConfig,
 )
-from lightning_distill.quantization.report import REPORT_ATTRIBUTE, build_report, weight_layers
+from lightning_distill.core.quantization.report import REPORT_ATTRIBUTE, build_report, weight_layers
 
 CONFIG_ATTRIBUTE = "quantization_config"
 # PT2E graphs (engine="torchao") keep the shapes and dtypes of the inputs they were exported with, to rebuild them.
@@ -49,7 +49,8 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
     Returns:
         The quantized model, in eval mode (train mode after ``QATConfig(step="prepare")``), with the config stored as
         its ``quantization_config`` attribute so :func:`save_quantized` can rebuild it, and a per-layer
-        :class:`~lightning_distill.quantization.QuantizationReport` (which weight layers were quantized, which stayed
+        :class:`~lightning_distill.core.quantization.QuantizationReport` (which weight layers were quantized, which
+        stayed
         float and why) as its ``quantization_report`` attribute.
 
     Raises:

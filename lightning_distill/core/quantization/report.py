@@ -1,7 +1,7 @@
 """What a quantize call did to each weight layer: quantized, or left in float and why.
 
-Every model returned by :func:`~lightning_distill.quantization.quantize` (and by
-:func:`~lightning_distill.quantization.load_quantized`) carries a :class:`QuantizationReport` as its
+Every model returned by :func:`~lightning_distill.core.quantization.quantize` (and by
+:func:`~lightning_distill.core.quantization.load_quantized`) carries a :class:`QuantizationReport` as its
 ``quantization_report`` attribute. A *weight layer* is a module owning a weight matrix or kernel (a ``weight``
 parameter of two or more dimensions: ``Linear``, ``Conv*d``, ``Embedding``, ...); norms and biases are not counted.
 """
@@ -187,7 +187,7 @@ def _float_reason(
 
 def _torchao_outcome(name: str, module: nn.Module, quantized: nn.Module, config: Any) -> LayerOutcome:
     """One layer after torchao: an int8 tensor-subclass weight (``quantize_``), or int8 in the PT2E graph."""
-    from lightning_distill.quantization import _torchao
+    from lightning_distill.core.quantization import _torchao
 
     layer = type(module).__name__
     matched = next((p for p in getattr(config, "skip_modules", ()) if fnmatch(name, p)), None)

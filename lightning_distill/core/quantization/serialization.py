@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_distill._optional import require
-from lightning_distill.quantization import _bnb, _eager, _fx, _torchao
-from lightning_distill.quantization.config import (
+from lightning_distill.core._optional import require
+from lightning_distill.core.quantization import _bnb, _eager, _fx, _torchao
+from lightning_distill.core.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,
@@ -40,9 +40,9 @@ from lightning_distill.quantization.config import (
     config_from_dict,
     config_to_dict,
 )
-from lightning_distill.quantization.quantize import CONFIG_ATTRIBUTE, INPUT_SPEC_ATTRIBUTE
-from lightning_distill.quantization.report import REPORT_ATTRIBUTE, build_report
-from lightning_distill.safe_load import UnsafeFileError, load_file
+from lightning_distill.core.quantization.quantize import CONFIG_ATTRIBUTE, INPUT_SPEC_ATTRIBUTE
+from lightning_distill.core.quantization.report import REPORT_ATTRIBUTE, build_report
+from lightning_distill.core.safe_load import UnsafeFileError, load_file
 
 FORMAT = "lightning-distill/quantized"
 VERSION = 1

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_distill.batch import logits_of, teacher_inputs
-from lightning_distill.modules._teacher_logits import (
+from lightning_distill.core.batch import logits_of, teacher_inputs
+from lightning_distill.core.teacher_cache.logits import (
     Part,
     StorageFormat,
     TeacherLogits,

@@ -14,12 +14,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from lightning_distill.batch import logits_of, model_inputs
-from lightning_distill.modules._attribute import check_model_attribute, resolve_model_attribute
-from lightning_distill.modules.deployable import load_deployable
-from lightning_distill.quantization import load_quantized, save_quantized
-from lightning_distill.quantization.report import REPORT_ATTRIBUTE
-from lightning_distill.safe_load import load_file
+from lightning_distill.core.batch import logits_of, model_inputs
+from lightning_distill.core.quantization import load_quantized, save_quantized
+from lightning_distill.core.quantization.report import REPORT_ATTRIBUTE
+from lightning_distill.core.safe_load import load_file
+from lightning_distill.lightning.modules._attribute import check_model_attribute, resolve_model_attribute
+from lightning_distill.lightning.modules.deployable import load_deployable
 
 Checkpoint = Literal["best", "last"]
 

@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lightning_distill.pruning.schedule import PruningSchedule, ScheduleShape, ScheduleUnit
-from lightning_distill.pruning.selection import DEFAULT_EXCLUDE, check_patterns
+from lightning_distill.core.pruning.schedule import PruningSchedule, ScheduleShape, ScheduleUnit
+from lightning_distill.core.pruning.selection import DEFAULT_EXCLUDE, check_patterns
 
 
 class ScheduledPruning(Callback):

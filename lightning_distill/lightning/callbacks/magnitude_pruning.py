@@ -10,15 +10,15 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_distill.callbacks._scheduled_pruning import ScheduledPruning
-from lightning_distill.pruning.selection import LayerType, check_layer_types, select_weights
-from lightning_distill.pruning.unstructured import apply_masks, magnitude_masks, sparsity, sparsity_report
+from lightning_distill.core.pruning.selection import LayerType, check_layer_types, select_weights
+from lightning_distill.core.pruning.unstructured import apply_masks, magnitude_masks, sparsity, sparsity_report
+from lightning_distill.lightning.callbacks._scheduled_pruning import ScheduledPruning
 
 
 class MagnitudePruning(ScheduledPruning):
     """Prunes the smallest weights of the chosen layers to a target sparsity, in one shot or gradually.
 
-    At each pruning point of the schedule (see :class:`~lightning_distill.pruning.PruningSchedule`) a boolean mask
+    At each pruning point of the schedule (see :class:`~lightning_distill.core.pruning.PruningSchedule`) a boolean mask
     per weight is computed from ``|w|``; masked weights are set to zero, their gradients are zeroed before every
     optimizer step and the weights are zeroed again after it, so they stay exactly zero while the rest fine-tunes.
     Masks only grow: a pruned weight is never revived. At the end of fit the zeros are final (the model's

@@ -15,9 +15,21 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lightning_distill._optional import require
-from lightning_distill.batch import logits_of
-from lightning_distill.callbacks._post_fit import (
+from lightning_distill.core._optional import require
+from lightning_distill.core.batch import logits_of
+from lightning_distill.core.export import (
+    OnnxExportConfig,
+    OrtQuantConfig,
+    check_parity,
+    create_session,
+    export_onnx,
+    onnx_predictor,
+    optimize_onnx,
+    quantize_onnx,
+)
+from lightning_distill.core.export.int8_report import onnx_int8_report
+from lightning_distill.core.quantization import QuantizationReport
+from lightning_distill.lightning.callbacks._post_fit import (
     Checkpoint,
     artifact_dir,
     check_choices,
@@ -31,18 +43,6 @@ from lightning_distill.callbacks._post_fit import (
     validation_batches,
     verify_artifact,
 )
-from lightning_distill.export import (
-    OnnxExportConfig,
-    OrtQuantConfig,
-    check_parity,
-    create_session,
-    export_onnx,
-    onnx_predictor,
-    optimize_onnx,
-    quantize_onnx,
-)
-from lightning_distill.export.int8_report import onnx_int8_report
-from lightning_distill.quantization import QuantizationReport
 
 # Frozen dataclasses: one shared default instance is safe.
 _DEFAULT_EXPORT = OnnxExportConfig()
@@ -55,7 +55,7 @@ class OnnxExport(Callback):
     Writes, under ``<log dir>/<dirname>``: ``model.onnx`` (float), ``model.optimized.onnx`` (ONNX Runtime's
     ``extended`` graph optimizations, where ``optimize``), ``model.int8.onnx`` (ONNX Runtime int8, where
     ``quantization`` is set) and ``export.json`` (the parity report and the files). The export fails with
-    :class:`~lightning_distill.export.OnnxParityError` when ONNX Runtime and PyTorch differ by more than
+    :class:`~lightning_distill.core.export.OnnxParityError` when ONNX Runtime and PyTorch differ by more than
     ``config.parity_atol`` on the checked batches. The trained LightningModule and its checkpoints are not changed.
     Class names come from the data module's ``id2label`` (or a Hugging Face model's config) and are stored in the
     ONNX metadata.

@@ -9,8 +9,16 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lightning_distill.benchmark import file_size_mb
-from lightning_distill.callbacks._post_fit import (
+from lightning_distill.core.benchmark import file_size_mb
+from lightning_distill.core.quantization import (
+    BitsAndBytesConfig,
+    DynamicQuantConfig,
+    QuantizationReport,
+    StaticQuantConfig,
+    check_quantizable,
+    quantize,
+)
+from lightning_distill.lightning.callbacks._post_fit import (
     Checkpoint,
     artifact_dir,
     check_batch,
@@ -23,14 +31,6 @@ from lightning_distill.callbacks._post_fit import (
     submodel,
     trained_copy,
     validation_batches,
-)
-from lightning_distill.quantization import (
-    BitsAndBytesConfig,
-    DynamicQuantConfig,
-    QuantizationReport,
-    StaticQuantConfig,
-    check_quantizable,
-    quantize,
 )
 
 

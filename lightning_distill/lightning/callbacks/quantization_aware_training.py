@@ -14,8 +14,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
-from lightning_distill.benchmark import file_size_mb
-from lightning_distill.callbacks._post_fit import (
+from lightning_distill.core.benchmark import file_size_mb
+from lightning_distill.core.quantization import (
+    QATConfig,
+    QuantizationReport,
+    freeze_qat_batchnorm,
+    prepare_qat_,
+    quantize,
+    set_qat_observers,
+)
+from lightning_distill.lightning.callbacks._post_fit import (
     Checkpoint,
     artifact_dir,
     best_checkpoint_path,
@@ -27,14 +35,6 @@ from lightning_distill.callbacks._post_fit import (
     save_checked_quantized,
     submodel,
     submodule_state,
-)
-from lightning_distill.quantization import (
-    QATConfig,
-    QuantizationReport,
-    freeze_qat_batchnorm,
-    prepare_qat_,
-    quantize,
-    set_qat_observers,
 )
 
 _QAT_KEYS = "_qat_state_keys"

@@ -10,12 +10,11 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from lightning_distill.batch import model_inputs
-from lightning_distill.callbacks._scheduled_pruning import ScheduledPruning
-from lightning_distill.pruning.graph import UNIT_TYPES, UnitGroup
-from lightning_distill.pruning.importance import l1_importance, taylor_importance
-from lightning_distill.pruning.serialization import resize_to_state_dict
-from lightning_distill.pruning.structured import (
+from lightning_distill.core.batch import model_inputs
+from lightning_distill.core.pruning.graph import UNIT_TYPES, UnitGroup
+from lightning_distill.core.pruning.importance import l1_importance, taylor_importance
+from lightning_distill.core.pruning.serialization import resize_to_state_dict
+from lightning_distill.core.pruning.structured import (
     describe_skipped,
     find_unit_groups,
     keep_indices,
@@ -23,6 +22,7 @@ from lightning_distill.pruning.structured import (
     slice_optimizer_states,
     units_to_keep,
 )
+from lightning_distill.lightning.callbacks._scheduled_pruning import ScheduledPruning
 
 _TRACE_EXAMPLES = 2  # examples of the first training batch the network is traced with
 
@@ -31,7 +31,8 @@ class StructuredPruning(ScheduledPruning):
     """Removes the least important channels, neurons and attention heads on a schedule and rewires their neighbours.
 
     Unit groups are found by one dependency analysis of the network, traced on the first examples of the first
-    training batch (see :mod:`lightning_distill.pruning.graph`): convolution channels (with their BatchNorm, residual
+    training batch (see :mod:`lightning_distill.core.pruning.graph`): convolution channels (with their BatchNorm,
+    residual
     additions, concatenations, grouped and depthwise convolutions), Linear neurons (MLPs, transformer feed-forward
     blocks) and attention heads of Hugging Face encoders. Groups are named after their first layer (heads: after the
     attention module) and chosen by ``include``/``exclude``. The first batch comes before any pruning point (pruning
@@ -43,7 +44,7 @@ class StructuredPruning(ScheduledPruning):
     Checkpoints hold the smaller weights. ``ClassifierModule`` and ``DistillationModule`` load them into a freshly
     built model by themselves (``validate``/``test(ckpt_path=...)`` need no callback); for a LightningModule of your
     own, keep this callback in the trainer: it shrinks the model's Linears to the checkpoint's shapes when the state
-    dict is loaded. To deploy, save the network with :func:`lightning_distill.pruning.save_pruned`.
+    dict is loaded. To deploy, save the network with :func:`lightning_distill.core.pruning.save_pruned`.
 
     Logged at each pruning point: ``pruning/parameters`` (of the LightningModule's trainable parameters),
     ``pruning/units/<group>`` and ``pruning/sparsity`` (fraction of the chosen units removed). :meth:`summary` lists,

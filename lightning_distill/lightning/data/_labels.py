@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lightning_distill.data._split_rows import SplitRows
+from lightning_distill.lightning.data._split_rows import SplitRows
 
 
 def label_kind(rows: SplitRows, split: str) -> str:

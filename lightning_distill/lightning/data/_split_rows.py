@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lightning_distill.data._cells import describe_empty_cells, empty_cells, show_rows
-from lightning_distill.data._split import parse_split, slice_range, stratified_split
+from lightning_distill.lightning.data._cells import describe_empty_cells, empty_cells, show_rows
+from lightning_distill.lightning.data._split import parse_split, slice_range, stratified_split
 
 log = logging.getLogger(__name__)
 

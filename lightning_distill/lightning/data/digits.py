@@ -6,8 +6,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_distill.data._split import check_fraction, check_positive, split_indices
-from lightning_distill.data._tensor import TensorBenchmarkMixin
+from lightning_distill.lightning.data._split import check_fraction, check_positive, split_indices
+from lightning_distill.lightning.data._tensor import TensorBenchmarkMixin
 
 
 class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):

@@ -7,8 +7,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torch.utils.data import TensorDataset
 
-from lightning_distill.data._split import check_fraction, check_positive, split_indices
-from lightning_distill.data._tensor import TensorBenchmarkMixin
+from lightning_distill.lightning.data._split import check_fraction, check_positive, split_indices
+from lightning_distill.lightning.data._tensor import TensorBenchmarkMixin
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081

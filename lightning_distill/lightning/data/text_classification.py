@@ -16,13 +16,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
 
-from lightning_distill.batch import TEACHER_PREFIX
-from lightning_distill.data import _token_cache
-from lightning_distill.data._encoding import LengthGroupedBatches, PadCollator, TokenizedSplit, tokenizer_digest
-from lightning_distill.data._labels import label_ids, label_names
-from lightning_distill.data._split import check_positive, check_val_split
-from lightning_distill.data._split_rows import SplitRows
-from lightning_distill.text_encoding import TextEncoder
+from lightning_distill.core.batch import TEACHER_PREFIX
+from lightning_distill.core.text_encoding import TextEncoder
+from lightning_distill.lightning.data import _token_cache
+from lightning_distill.lightning.data._encoding import (
+    LengthGroupedBatches,
+    PadCollator,
+    TokenizedSplit,
+    tokenizer_digest,
+)
+from lightning_distill.lightning.data._labels import label_ids, label_names
+from lightning_distill.lightning.data._split import check_positive, check_val_split
+from lightning_distill.lightning.data._split_rows import SplitRows
 
 log = logging.getLogger(__name__)
 

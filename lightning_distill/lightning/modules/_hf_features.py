@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.batch import TEACHER_PREFIX, student_inputs, teacher_inputs
-from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
+from lightning_distill.core.batch import TEACHER_PREFIX, student_inputs, teacher_inputs
+from lightning_distill.core.losses.features import AttentionLoss, HiddenStateLoss
 
 
 def _feature_count(model: nn.Module, *names: str) -> int:

@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_info, rank_zero_warn
 
-from lightning_distill.batch import batch_labels, model_num_classes
+from lightning_distill.core.batch import batch_labels, model_num_classes
 
 
 def validation_loaders(trainer: pl.Trainer) -> tuple[list[Iterable], str | None]:

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.batch import teacher_inputs
-from lightning_distill.modules._teacher_cache import update_digest
+from lightning_distill.core.batch import teacher_inputs
+from lightning_distill.core.teacher_cache.cache import update_digest
 
 
 def _digest(batch: Mapping[str, Any]) -> bytes:

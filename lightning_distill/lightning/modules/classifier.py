@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_distill.batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
-from lightning_distill.models.dropout import check_dropout, set_dropout
-from lightning_distill.modules._metrics import TopOneMetrics, log_top1
-from lightning_distill.pruning.serialization import resize_to_state_dict
+from lightning_distill.core.batch import batch_labels, batch_size, logits_of, model_num_classes, student_inputs
+from lightning_distill.core.models.dropout import check_dropout, set_dropout
+from lightning_distill.core.pruning.serialization import resize_to_state_dict
+from lightning_distill.lightning.modules._metrics import TopOneMetrics, log_top1
 
 
 def check_num_classes(model: nn.Module, num_classes: int | None, what: str = "model") -> None:
@@ -43,7 +43,8 @@ class ClassifierModule(pl.LightningModule):
             arrives in (``from_pretrained`` returns it in eval mode), the module puts it in train mode when fitting
             starts, so dropout is this setting's choice, not an accident of how the model was loaded.
 
-    A checkpoint of a structurally pruned model (see :class:`~lightning_distill.callbacks.StructuredPruning`) loads
+    A checkpoint of a structurally pruned model (see
+    :class:`~lightning_distill.lightning.callbacks.StructuredPruning`) loads
     into the freshly built, unpruned model (``trainer.test(module, ckpt_path=...)``, ``load_state_dict``): its
     Linears are first shrunk to the checkpoint's sizes.
     """
@@ -86,7 +87,7 @@ class ClassifierModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         # A tokenizer larger than the model's embedding table fails deep inside the model; say so before any step.
-        from lightning_distill.models.text import check_tokenizer_fits
+        from lightning_distill.core.models.text import check_tokenizer_fits
 
         vocab_size = getattr(getattr(self.trainer, "datamodule", None), "vocab_size", None)
         if vocab_size is not None:

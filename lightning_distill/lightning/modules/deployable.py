@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import nn
 
-from lightning_distill.modules._attribute import resolve_model_attribute
-from lightning_distill.pruning.serialization import resize_to_state_dict
-from lightning_distill.safe_load import load_file
+from lightning_distill.core.pruning.serialization import resize_to_state_dict
+from lightning_distill.core.safe_load import load_file
+from lightning_distill.lightning.modules._attribute import resolve_model_attribute
 
 __all__ = ["deployable_model", "load_deployable"]
 
@@ -31,7 +31,7 @@ def load_deployable(
 ) -> nn.Module:
     """The deployable model of ``module`` with the weights of ``checkpoint``, in eval mode.
 
-    The model is found by ``model_attribute`` (see :func:`~lightning_distill.modules._attribute.
+    The model is found by ``model_attribute`` (see :func:`~lightning_distill.lightning.modules._attribute.
     resolve_model_attribute`: ``auto``, ``self`` or a dotted path); its weights are the checkpoint's entries under
     that path, loaded strictly after resizing the layers a structurally pruned checkpoint has made smaller. The
     model is changed in place (it is ``module``'s own submodule); pass a copy to keep ``module`` as it is.

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_distill.batch import (
+from lightning_distill.core.batch import (
     batch_labels,
     batch_size,
     logits_of,
@@ -23,19 +23,20 @@ from lightning_distill.batch import (
     student_inputs,
     teacher_inputs,
 )
-from lightning_distill.losses.features import AttentionLoss, HiddenStateLoss
-from lightning_distill.losses.kd import KDLoss
-from lightning_distill.losses.named_features import FeatureLoss
-from lightning_distill.models.dropout import check_dropout, set_dropout
-from lightning_distill.models.weights import load_teacher_weights
-from lightning_distill.modules import _teacher_cache, _teacher_check
-from lightning_distill.modules._feature_capture import capture_outputs, captured_output
-from lightning_distill.modules._hf_features import bind_hf_feature_losses, hf_feature_step
-from lightning_distill.modules._metrics import TopOneMetrics, log_top1
-from lightning_distill.modules._teacher_eval import TeacherEvalLogits
-from lightning_distill.modules._teacher_logits import CacheDtype, StorageFormat, TeacherLogits
-from lightning_distill.modules.classifier import build_optimizer, check_num_classes
-from lightning_distill.pruning.serialization import resize_to_state_dict
+from lightning_distill.core.losses.features import AttentionLoss, HiddenStateLoss
+from lightning_distill.core.losses.kd import KDLoss
+from lightning_distill.core.losses.named_features import FeatureLoss
+from lightning_distill.core.models.dropout import check_dropout, set_dropout
+from lightning_distill.core.models.weights import load_teacher_weights
+from lightning_distill.core.pruning.serialization import resize_to_state_dict
+from lightning_distill.core.teacher_cache import cache as _teacher_cache
+from lightning_distill.core.teacher_cache.logits import CacheDtype, StorageFormat, TeacherLogits
+from lightning_distill.lightning.modules import _teacher_check
+from lightning_distill.lightning.modules._feature_capture import capture_outputs, captured_output
+from lightning_distill.lightning.modules._hf_features import bind_hf_feature_losses, hf_feature_step
+from lightning_distill.lightning.modules._metrics import TopOneMetrics, log_top1
+from lightning_distill.lightning.modules._teacher_eval import TeacherEvalLogits
+from lightning_distill.lightning.modules.classifier import build_optimizer, check_num_classes
 
 TEACHER_KEY = "teacher."
 
@@ -81,7 +82,7 @@ class DistillationModule(pl.LightningModule):
         teacher_cache_dtype: Storage dtype of the cached logits. ``float16`` (the default) halves the bytes; its
             rounding (relative 2^-11) changes the KD loss by < 1e-5 on the tests' tiny BERT and < 1e-3 (relative
             < 3e-4) on 100-class logits of a trained classifier's size. Logits beyond 65504 are refused before
-            training. See :class:`~lightning_distill.modules._teacher_logits.StorageFormat`.
+            training. See :class:`~lightning_distill.core.teacher_cache.logits.StorageFormat`.
         teacher_cache_top_k: Store only each example's ``k`` largest logits, their class ids and one fill value for
             the other classes, chosen so that at the loss's ``temperature`` the top-k probabilities are exact and the
             others share the leftover probability equally. The soft-target gradient of the top-k classes is
@@ -89,7 +90,7 @@ class DistillationModule(pl.LightningModule):
             at T=2 (logits std 5): the KD loss changes by 10% at k=10, 3.6% at k=20, 0.3% at k=50; more at higher
             temperatures, which lift the tail. None (the default) stores every logit.
         hidden_state_loss: Optional hidden-state loss over a student -> teacher layer map (both models must return
-            ``hidden_states``, as :class:`~lightning_distill.models.TransformerClassifier` does); its ``weight``
+            ``hidden_states``, as :class:`~lightning_distill.core.models.TransformerClassifier` does); its ``weight``
             scales it in the total loss.
         attention_loss: Optional TinyBERT attention-map loss (both models need ``attn_implementation: eager``).
         dropout: Dropout probability of the student while it trains: None keeps the student's own (a Hugging Face
@@ -97,7 +98,7 @@ class DistillationModule(pl.LightningModule):
             Hugging Face config's). The student is put in train mode when fitting starts whatever mode it arrived in
             (``from_pretrained`` returns eval mode), so dropout is this setting's choice. The teacher never drops out.
         feature_losses: Losses between outputs of named modules of any two models (see
-            :class:`~lightning_distill.losses.FeatureLoss`): forward hooks capture them during the training step's
+            :class:`~lightning_distill.core.losses.FeatureLoss`): forward hooks capture them during the training step's
             one forward pass of each model (the teacher's without gradients) and are removed after it. Each is
             weighted by its ``weight`` and logged as ``train/feature_loss/<student_layer>_to_<teacher_layer>``; their
             projections are trained with the student and saved in checkpoints (under ``feature_losses.``). Layer
@@ -247,7 +248,7 @@ class DistillationModule(pl.LightningModule):
 
     def eval_teacher_logits(self, batch: Any) -> Tensor:
         """The teacher's logits for a validation or test batch: computed once per fit, then reused while the teacher
-        is unchanged (:class:`~lightning_distill.modules._teacher_eval.TeacherEvalLogits`)."""
+        is unchanged (:class:`~lightning_distill.lightning.modules._teacher_eval.TeacherEvalLogits`)."""
         return self.teacher_eval_logits(batch, self.teacher_logits)
 
     def _cached_logits(self, batch: Any) -> Tensor:
@@ -333,7 +334,7 @@ class DistillationModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         _teacher_check.check_checkpoint_on_every_rank(self._teacher_checkpoint_missing, self.hparams.teacher_checkpoint)
         # A tokenizer larger than a model's embedding table fails deep inside the model; say so before any step.
-        from lightning_distill.models.text import check_tokenizer_fits
+        from lightning_distill.core.models.text import check_tokenizer_fits
 
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         student_vocab = getattr(datamodule, "vocab_size", None)

@@ -3,9 +3,9 @@
 Needs the ``[tune]`` extra (optuna): importing this package without it raises an ImportError that names the extra.
 """
 
-from lightning_distill.tuning.config import SearchRange, TuneConfig, TuneConfigError, load_tune_config
-from lightning_distill.tuning.pruning import OptunaPruning
-from lightning_distill.tuning.search import (
+from lightning_distill.lightning.tuning.config import SearchRange, TuneConfig, TuneConfigError, load_tune_config
+from lightning_distill.lightning.tuning.pruning import OptunaPruning
+from lightning_distill.lightning.tuning.search import (
     check_search_keys,
     check_search_space,
     trial_arguments,

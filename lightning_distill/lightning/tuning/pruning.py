@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from lightning_distill._optional import require
+from lightning_distill.core._optional import require
 
 optuna = require("optuna", "lightning-distill tune")
 

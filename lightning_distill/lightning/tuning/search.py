@@ -1,6 +1,7 @@
 """``lightning-distill tune``: an Optuna search whose trials are ``lightning-distill fit`` runs of one base config.
 
-Each trial fits the base config in-process through :class:`~lightning_distill.cli.DistillCLI` with the trial's values
+Each trial fits the base config in-process through :class:`~lightning_distill.lightning.cli.DistillCLI` with the
+trial's values
 as ``--key=value`` overrides and its own output folder, reports the validation metric after every epoch to Optuna's
 median pruner, and scores the best value it reached (the score of its best checkpoint). The study lives in a SQLite
 file, so a stopped search resumes where it stopped; the best trial's values, written into a copy of the base
@@ -18,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lightning_distill._optional import require
-from lightning_distill.cli import DistillCLI, output_arguments
-from lightning_distill.tuning.config import TuneConfig, TuneConfigError
-from lightning_distill.tuning.pruning import OptunaPruning
+from lightning_distill.core._optional import require
+from lightning_distill.lightning.cli import DistillCLI, output_arguments
+from lightning_distill.lightning.tuning.config import TuneConfig, TuneConfigError
+from lightning_distill.lightning.tuning.pruning import OptunaPruning
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial

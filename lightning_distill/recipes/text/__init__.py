@@ -3,7 +3,7 @@
 - :mod:`.settings`: :class:`TextRecipeSettings`, the command-line options that fill them, and the settings each step
   depends on (:data:`STEP_OPTIONS`).
 - :mod:`.steps`: :class:`TextRecipeSteps`, one method per step (teacher, distill, prune, calibrate, quantize, export,
-  benchmark, report), and :func:`build`, which adds them to a :class:`~lightning_distill.recipe.Recipe`.
+  benchmark, report), and :func:`build`, which adds them to a :class:`~lightning_distill.recipes.engine.Recipe`.
 - :mod:`.calibrate`: the calibrate step's reject-class offset of each student.
 - :mod:`.fit`: a config as a dict, changed and run by the LightningCLI; the prune step's schedule.
 - :mod:`.report`: the report and the target it checks.
@@ -13,15 +13,15 @@
 from lightning_distill.recipes.text.artifacts import (
     FirstExamples,
     embedding_is_int8,
+    forward_inputs,
     has_tokenizer,
     load_classifier,
     load_pruned_classifier,
-    model_inputs,
     weights_file,
 )
 from lightning_distill.recipes.text.fit import PRUNING_POINTS, gradual_pruning, train_batches
 from lightning_distill.recipes.text.inputs import hub_problem, is_local, missing_paths
-from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, TARGET, UNCALIBRATED
+from lightning_distill.recipes.text.report import BEFORE_OFFSET, EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, TARGET
 from lightning_distill.recipes.text.settings import (
     STEP_OPTIONS,
     TextRecipeSettings,
@@ -32,6 +32,7 @@ from lightning_distill.recipes.text.settings import (
 from lightning_distill.recipes.text.steps import TextRecipeSteps, build
 
 __all__ = [
+    "BEFORE_OFFSET",
     "EMB4",
     "INT8",
     "ONNX_ARTIFACTS",
@@ -39,7 +40,6 @@ __all__ = [
     "REFERENCE",
     "STEP_OPTIONS",
     "TARGET",
-    "UNCALIBRATED",
     "FirstExamples",
     "TextRecipeSettings",
     "TextRecipeSteps",
@@ -47,6 +47,7 @@ __all__ = [
     "build",
     "common_settings",
     "embedding_is_int8",
+    "forward_inputs",
     "gradual_pruning",
     "has_tokenizer",
     "hub_problem",
@@ -54,7 +55,6 @@ __all__ = [
     "load_classifier",
     "load_pruned_classifier",
     "missing_paths",
-    "model_inputs",
     "step_options",
     "train_batches",
     "weights_file",

@@ -12,11 +12,11 @@ from torch import nn
 __all__ = [
     "FirstExamples",
     "embedding_is_int8",
+    "forward_inputs",
     "has_tokenizer",
     "load_classifier",
     "load_pruned_classifier",
     "load_student",
-    "model_inputs",
     "weights_file",
 ]
 
@@ -37,7 +37,7 @@ def load_pruned_classifier(folder: str | Path) -> nn.Module:
     """A Hugging Face sequence classifier saved with ``save_pruned`` (its config is that of the unpruned model)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from lightning_distill.pruning import load_pruned
+    from lightning_distill.core.pruning import load_pruned
 
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
     return load_pruned(model, folder).eval()
@@ -56,7 +56,7 @@ def weights_file(folder: str | Path) -> Path:
     raise FileNotFoundError(f"no model weights (model.safetensors, model.pt, pytorch_model.bin) in {folder}")
 
 
-def model_inputs(model: nn.Module, encoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def forward_inputs(model: nn.Module, encoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of a tokenizer's output that ``model.forward`` takes (DistilBERT takes no ``token_type_ids``)."""
     accepted = inspect.signature(model.forward).parameters
     return {k: v for k, v in encoded.items() if k in accepted}

@@ -1,5 +1,5 @@
 """The calibrate step's work: a reject class's logit offset in a student so that, on the validation texts, it predicts
-the class as often as the teacher (see :mod:`lightning_distill.models.calibration`)."""
+the class as often as the teacher (see :mod:`lightning_distill.core.models.class_offset`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.benchmark import module_predictor
-from lightning_distill.models.calibration import class_logit_offset, offset_class_logit
+from lightning_distill.core.benchmark import module_predictor
+from lightning_distill.core.models.class_offset import class_logit_offset, offset_class_logit
 
-__all__ = ["calibrate_student", "class_index", "logits_of", "save_student", "teacher_reference"]
+__all__ = ["class_index", "offset_student", "save_student", "teacher_reference", "texts_logits"]
 
 
 def class_index(data: Any, label: str) -> int:
@@ -20,13 +20,13 @@ def class_index(data: Any, label: str) -> int:
     if label not in data.label2id:
         shown = ", ".join(list(data.label2id)[:12]) + (", ..." if len(data.label2id) > 12 else "")
         raise ValueError(
-            f"calibrate_class {label!r} is not a label of the data ({len(data.label2id)} labels: {shown}); "
-            "give the reject class's label, or --no-calibrate to skip the calibrate step"
+            f"offset_class {label!r} is not a label of the data ({len(data.label2id)} labels: {shown}); "
+            "give the reject class's label, or --no-offset to skip the calibrate step"
         )
     return data.label2id[label]
 
 
-def logits_of(model: nn.Module, data: Any, texts: list[str], batch_size: int = 256) -> Tensor:
+def texts_logits(model: nn.Module, data: Any, texts: list[str], batch_size: int = 256) -> Tensor:
     """``model``'s logits of raw ``texts``, encoded by ``data.encode`` in batches (the benchmark's predictor), as
     float32 on the CPU."""
     predict = module_predictor(model, data.encode)
@@ -45,7 +45,7 @@ def teacher_reference(teacher: nn.Module, data: Any, label: str) -> tuple[list[s
     """
     index = class_index(data, label)
     texts, labels = data.benchmark_data("val")
-    logits = logits_of(teacher, data, texts)
+    logits = texts_logits(teacher, data, texts)
     record = {
         "class": label,
         "index": index,
@@ -56,7 +56,7 @@ def teacher_reference(teacher: nn.Module, data: Any, label: str) -> tuple[list[s
     return texts, labels, logits, record
 
 
-def calibrate_student(
+def offset_student(
     model: nn.Module, data: Any, texts: list[str], labels: Tensor, teacher_logits: Tensor, index: int
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``model`` with class ``index``'s logit offset to match the teacher's rate on ``texts``, and a record.
@@ -64,7 +64,7 @@ def calibrate_student(
     The record holds the offset, how many texts the student predicts as the class before and after, and its accuracy
     on the texts before and after (``labels`` are only measured, never fitted: the target is the teacher's count).
     """
-    logits = logits_of(model, data, texts)
+    logits = texts_logits(model, data, texts)
     offset = class_logit_offset(logits, teacher_logits, index)
     shifted = logits.clone()
     shifted[:, index] += offset
@@ -83,7 +83,7 @@ def save_student(model: nn.Module, source: str, out: Path, pruned: bool) -> None
     ``save_pretrained``), with ``source``'s tokenizer."""
     from transformers import AutoTokenizer
 
-    from lightning_distill.pruning import save_pruned
+    from lightning_distill.core.pruning import save_pruned
 
     if pruned:
         save_pruned(model, out)

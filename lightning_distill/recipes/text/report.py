@@ -8,15 +8,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.recipe import Recipe
+from lightning_distill.recipes.engine import Recipe
 from lightning_distill.recipes.text.settings import TextRecipeSettings
 
-__all__ = ["EMB4", "INT8", "ONNX_ARTIFACTS", "REFERENCE", "TARGET", "UNCALIBRATED", "target_check", "write_text_report"]
+__all__ = [
+    "BEFORE_OFFSET",
+    "EMB4",
+    "INT8",
+    "ONNX_ARTIFACTS",
+    "REFERENCE",
+    "TARGET",
+    "target_check",
+    "write_text_report",
+]
 
 REFERENCE = "teacher fp32"
 INT8 = "ONNX int8 (ORT dynamic)"
 EMB4 = "ONNX int8 + 4-bit embeddings"
-UNCALIBRATED = "(before calibration)"
+BEFORE_OFFSET = "(before calibration)"
 # The export step's result keys and the report's row labels of the final student's ONNX graphs.
 ONNX_ARTIFACTS = (
     ("onnx", "ONNX fp32"),
@@ -40,13 +49,13 @@ def write_text_report(
     Args:
         candidates: Row names of the candidates for the final artifact, most compressed first: the final artifact is
             the first that meets :data:`TARGET` (the first when none does).
-        machine: :func:`~lightning_distill.benchmark.machine_info` of the process that measured the rows; the
+        machine: :func:`~lightning_distill.core.benchmark.machine_info` of the process that measured the rows; the
             report names it above the target, whose speed-up depends on it.
 
     Returns:
         The report's path and the target check of the final artifact (with every candidate's under ``candidates``).
     """
-    from lightning_distill.benchmark import with_ratios, write_report
+    from lightning_distill.core.benchmark import with_ratios, write_report
 
     rows = json.loads(rows_file.read_text())
     folder = write_report(rows, recipe.folder, title=settings.title, reference=REFERENCE)
@@ -81,7 +90,7 @@ def _step_results(recipe: Recipe) -> dict[str, Any]:
 
 
 def _machine_markdown(machine: dict[str, Any] | None) -> str:
-    from lightning_distill.benchmark import machine_summary
+    from lightning_distill.core.benchmark import machine_summary
 
     if machine is None:
         return "\nMeasured on: not recorded (a benchmark step from before the machine was recorded).\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_distill.benchmark import machine_info, machine_summary
+from lightning_distill.core.benchmark import machine_info, machine_summary
 
 EPYC = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -1,6 +1,6 @@
 """The quantization tests' models, data and fixtures (a trained MNIST MLP, a tiny BERT), shared with the export tests.
 
-Imported by the export test modules; see ``tests/quantization/quant_helpers.py`` for why there is no conftest here.
+Imported by the export test modules; see ``tests/core/quantization/quant_helpers.py`` for why there is no conftest here.
 
 PYTEST_DONT_REWRITE: plain helpers, imported by the test modules before pytest registers them as plugins.
 """

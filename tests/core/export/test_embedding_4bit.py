@@ -5,8 +5,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from lightning_distill.export import create_session
-from lightning_distill.export.embedding_4bit import pack_4bit, quantize_embedding_tables
+from lightning_distill.core.export import create_session
+from lightning_distill.core.export.embedding_4bit import pack_4bit, quantize_embedding_tables
 
 
 def test_packing_keeps_every_value_within_half_a_step_of_its_block():
@@ -81,7 +81,7 @@ def test_tables_that_other_operators_read_and_odd_widths_are_kept_and_reported(t
 
 
 def test_quantize_onnx_stores_divisible_tables_in_4_bits_and_the_others_in_int8(tmp_path):
-    from lightning_distill.export import OrtQuantConfig, quantize_onnx
+    from lightning_distill.core.export import OrtQuantConfig, quantize_onnx
 
     rng = np.random.default_rng(2)
     shapes = {"words": (200, 32), "odd": (20, 24)}

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tiny_text import INTENTS, write_tokenizer
 
-from lightning_distill.export import export_text_classifier, first_token_classifier
-from lightning_distill.export.first_token import FirstTokenLayer, cut_for_export, first_token_unsupported
-from lightning_distill.recipes.text.artifacts import model_inputs
+from lightning_distill.core.export import export_text_classifier, first_token_classifier
+from lightning_distill.core.export.first_token import FirstTokenLayer, cut_for_export, first_token_unsupported
+from lightning_distill.recipes.text.artifacts import forward_inputs
 
 # Lengths 2 to 8 tokens once tokenized, so a padded batch masks most rows.
 TEXTS = ["book a flight to the sun hotel", "what is the weather", "play", "rain rain", "hotel music a the to is"]
@@ -54,7 +54,7 @@ def classifier(kind: str = "Bert", attn_implementation: str = "eager"):
 
 
 def encode(tokenizer, texts, model):
-    return model_inputs(model, tokenizer(texts, padding=True, return_tensors="pt"))
+    return forward_inputs(model, tokenizer(texts, padding=True, return_tensors="pt"))
 
 
 def encoder_of(model):
@@ -145,7 +145,7 @@ import numpy as np, onnx, onnxruntime as ort
 from onnx import helper
 
 folder, texts, last = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-from lightning_distill.export import load_exported
+from lightning_distill.core.export import load_exported
 logits = load_exported(folder, "model.onnx").logits(texts)
 # The feed-forward input of every layer as an extra output: how many positions each layer computed.
 graph = onnx.load(f"{folder}/model.onnx")

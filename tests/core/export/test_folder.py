@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tiny_text import INTENTS, write_bert, write_tokenizer
 
-from lightning_distill.export import (
+from lightning_distill.core.export import (
     GRAPH_FILES,
     OrtQuantConfig,
     OrtSessionConfig,

@@ -7,7 +7,7 @@ import torch
 from export_fixtures import BERT_LABELS, bert_logits
 from torch import Tensor, nn
 
-from lightning_distill.export import (
+from lightning_distill.core.export import (
     OnnxExportConfig,
     OnnxParityError,
     check_parity,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from export_fixtures import accuracy, bert_logits
 
-from lightning_distill.benchmark import benchmark, file_size_mb
-from lightning_distill.export import (
+from lightning_distill.core.benchmark import benchmark, file_size_mb
+from lightning_distill.core.export import (
     OnnxExportConfig,
     OrtQuantConfig,
     OrtSessionConfig,
@@ -72,7 +72,7 @@ def test_bert_int8_is_close_to_float(mode, bert_onnx, tiny_bert, bert_batches, t
 def test_bert_4bit_embeddings_are_smaller_than_int8_and_close_to_float(bert_onnx, tiny_bert, bert_batches, tmp_path):
     import onnx
 
-    from lightning_distill.benchmark import onnx_parameter_count
+    from lightning_distill.core.benchmark import onnx_parameter_count
 
     int8 = quantize_onnx(bert_onnx, tmp_path / "bert.int8.onnx", OrtQuantConfig())
     config = OrtQuantConfig(embedding_bits=4, embedding_block_size=16)

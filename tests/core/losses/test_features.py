@@ -3,7 +3,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
-from lightning_distill.losses import AttentionLoss, HiddenStateLoss, attention_map_loss, hidden_state_loss
+from lightning_distill.core.losses import AttentionLoss, HiddenStateLoss, attention_map_loss, hidden_state_loss
 
 
 def test_cosine_hidden_state_loss_is_one_minus_cosine_over_real_tokens() -> None:
@@ -80,7 +80,7 @@ def test_layer_map_is_written_in_yaml() -> None:
     config = yaml.safe_load(
         """
         loss:
-          class_path: lightning_distill.losses.HiddenStateLoss
+          class_path: lightning_distill.core.losses.HiddenStateLoss
           init_args: {layer_map: {0: 0, 1: 2, 2: 4, 3: 6}, kind: mse, weight: 0.5}
         """
     )

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_distill.losses import KDLoss, agreement, distillation_loss, kd_loss
+from lightning_distill.core.losses import KDLoss, agreement, distillation_loss, kd_loss
 
 
 def test_soft_weight_zero_is_plain_cross_entropy() -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_distill.losses import FeatureLoss, feature_loss, pool_to_common_size
+from lightning_distill.core.losses import FeatureLoss, feature_loss, pool_to_common_size
 
 
 class Block(nn.Module):

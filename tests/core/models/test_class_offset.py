@@ -5,7 +5,7 @@ import torch
 from tiny_text import INTENTS, write_bert
 from torch import nn
 
-from lightning_distill.models import TransformerClassifier, class_logit_offset, offset_class_logit
+from lightning_distill.core.models import TransformerClassifier, class_logit_offset, offset_class_logit
 
 
 def _logits(rows: int = 400, classes: int = 6, seed: int = 0) -> torch.Tensor:

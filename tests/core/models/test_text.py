@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny_text import INTENTS, write_bert, write_distilbert
 
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier, check_tokenizer_fits
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier, check_tokenizer_fits
 
 ID2LABEL = dict(enumerate(INTENTS))
 

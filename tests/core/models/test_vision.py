@@ -7,8 +7,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from lightning_distill.models import SmallCNN, TorchvisionClassifier
-from lightning_distill.models.vision import _adapt_first_conv
+from lightning_distill.core.models import SmallCNN, TorchvisionClassifier
+from lightning_distill.core.models.vision import _adapt_first_conv
 
 
 def test_small_cnn_shapes_and_traces() -> None:

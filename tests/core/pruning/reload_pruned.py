@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from architectures import as_module, build, example_inputs
 
-from lightning_distill.pruning import load_pruned
+from lightning_distill.core.pruning import load_pruned
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # as the tests: another thread count may change the last bits of the outputs

@@ -14,14 +14,14 @@ import torch
 from architectures import UserCNN, as_module, build, example_inputs
 from torch import nn
 
-from lightning_distill.pruning import (
+from lightning_distill.core.pruning import (
     find_unit_groups,
     prune_structured,
     remove_units,
     save_pruned,
     slice_optimizer_states,
 )
-from lightning_distill.safe_load import load_file
+from lightning_distill.core.safe_load import load_file
 
 NAMES = ["user_cnn", "resnet18", "mobilenet_v3_small", "vit", "roberta"]
 HERE = Path(__file__).parent

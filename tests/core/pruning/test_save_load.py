@@ -9,8 +9,8 @@ from test_structured import tiny_bert
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from lightning_distill.models import MLP
-from lightning_distill.pruning import load_pruned, prune_structured, save_pruned
+from lightning_distill.core.models import MLP
+from lightning_distill.core.pruning import load_pruned, prune_structured, save_pruned
 
 
 def test_pruned_mlp_saves_reloads_and_exports_to_onnx(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from lightning_distill.pruning import PruningSchedule
+from lightning_distill.core.pruning import PruningSchedule
 
 
 def test_linear_five_steps_to_eighty_percent() -> None:

@@ -8,8 +8,8 @@ from transformers import (
     DistilBertForSequenceClassification,
 )
 
-from lightning_distill.models import MLP
-from lightning_distill.pruning import (
+from lightning_distill.core.models import MLP
+from lightning_distill.core.pruning import (
     find_unit_groups,
     l1_importance,
     prune_structured,

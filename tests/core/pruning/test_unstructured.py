@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lightning_distill.models import MLP
-from lightning_distill.pruning import magnitude_masks, prune_magnitude, select_weights, sparsity_report
+from lightning_distill.core.models import MLP
+from lightning_distill.core.pruning import magnitude_masks, prune_magnitude, select_weights, sparsity_report
 
 
 def test_global_masks_prune_the_smallest_weights_exactly() -> None:

@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lightning_distill.data import MNISTDataModule
-from lightning_distill.models import MLP
+from lightning_distill.core.models import MLP
+from lightning_distill.lightning.data import MNISTDataModule
 
 MNIST10K = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist10k"
 HIDDEN = [32, 16]

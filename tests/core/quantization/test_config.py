@@ -2,8 +2,8 @@
 
 import pytest
 
-from lightning_distill.quantization import BitsAndBytesConfig, DynamicQuantConfig, QATConfig, StaticQuantConfig
-from lightning_distill.quantization.config import config_from_dict, config_to_dict
+from lightning_distill.core.quantization import BitsAndBytesConfig, DynamicQuantConfig, QATConfig, StaticQuantConfig
+from lightning_distill.core.quantization.config import config_from_dict, config_to_dict
 
 
 @pytest.mark.parametrize("cls", [DynamicQuantConfig, StaticQuantConfig, QATConfig])

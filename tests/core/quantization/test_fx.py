@@ -14,7 +14,7 @@ from tiny_cnn import ResidualCNN, is_int8
 from torch import nn
 from torchvision.models import resnet18
 
-from lightning_distill.quantization import QATConfig, StaticQuantConfig, load_quantized, quantize, save_quantized
+from lightning_distill.core.quantization import QATConfig, StaticQuantConfig, load_quantized, quantize, save_quantized
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def test_resnet18_reloads_in_a_fresh_process_with_identical_outputs(tmp_path):
         f"""
         import torch
         from torchvision.models import resnet18
-        from lightning_distill.quantization import load_quantized
+        from lightning_distill.core.quantization import load_quantized
         model = load_quantized({str(tmp_path / "resnet.pt")!r}, resnet18(weights=None, num_classes=10))
         x = torch.load({str(tmp_path / "x.pt")!r}, weights_only=True)
         with torch.no_grad():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightning_distill.quantization import _eager
+from lightning_distill.core.quantization import _eager
 
 
 def _activation_range(qat: bool) -> bool:
@@ -33,8 +33,8 @@ def test_other_backends_keep_pytorchs_defaults() -> None:
 def test_the_fx_mapping_gives_every_op_that_shares_the_global_qconfig_7_bits(monkeypatch, qat: bool) -> None:
     from torch import nn
 
-    from lightning_distill.quantization import _fx
-    from lightning_distill.quantization.config import QATConfig, StaticQuantConfig
+    from lightning_distill.core.quantization import _fx
+    from lightning_distill.core.quantization.config import QATConfig, StaticQuantConfig
 
     monkeypatch.setattr(_eager, "is_x86", lambda: True)
     monkeypatch.setattr(_eager, "has_int8_dot_product", lambda: False)

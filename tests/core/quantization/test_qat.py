@@ -5,7 +5,13 @@ import torch
 from quant_helpers import accuracy, build_mlp
 from torch import nn
 
-from lightning_distill.quantization import QATConfig, freeze_qat_batchnorm, prepare_qat_, quantize, set_qat_observers
+from lightning_distill.core.quantization import (
+    QATConfig,
+    freeze_qat_batchnorm,
+    prepare_qat_,
+    quantize,
+    set_qat_observers,
+)
 
 # The shared fixtures (trained MNIST MLP, tiny BERT, their batches) live in quant_helpers.py.
 pytest_plugins = ["quant_helpers"]

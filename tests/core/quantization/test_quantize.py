@@ -13,7 +13,7 @@ import torch
 from quant_helpers import accuracy, bert_logits
 from torch import nn
 
-from lightning_distill.quantization import (
+from lightning_distill.core.quantization import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     StaticQuantConfig,

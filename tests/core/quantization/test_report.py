@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_distill.quantization import (
+from lightning_distill.core.quantization import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,

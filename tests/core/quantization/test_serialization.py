@@ -4,8 +4,8 @@ import pytest
 import torch
 from quant_helpers import bert_logits, build_bert, build_mlp
 
-from lightning_distill.models import MLP
-from lightning_distill.quantization import (
+from lightning_distill.core.models import MLP
+from lightning_distill.core.quantization import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,

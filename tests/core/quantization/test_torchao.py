@@ -12,7 +12,7 @@ import torch
 from quant_helpers import accuracy, bert_logits, build_mlp
 from torch import nn
 
-from lightning_distill.quantization import (
+from lightning_distill.core.quantization import (
     DynamicQuantConfig,
     QATConfig,
     StaticQuantConfig,
@@ -124,8 +124,8 @@ import sys, torch
 sys.path.insert(0, {here!r})
 from quant_helpers import build_mlp
 from test_torchao import SmallCNN
-from lightning_distill.quantization import load_quantized
-from lightning_distill.safe_load import load_file
+from lightning_distill.core.quantization import load_quantized
+from lightning_distill.core.safe_load import load_file
 inputs = load_file({inputs!r})
 outputs = {{}}
 for name, path in {files!r}.items():
@@ -172,7 +172,7 @@ def test_wrong_engine_dtype_and_backend_are_refused_by_name(trained_mlp, calibra
             check_quantizable(trained_mlp, StaticQuantConfig(engine="torchao", backend="qnnpack"))
     with pytest.raises(ValueError, match="run the eager engine only; got engine='torchao'"):
         prepare_qat_(build_mlp(), QATConfig(engine="torchao"))
-    from lightning_distill.callbacks import QuantizationAwareTraining
+    from lightning_distill.lightning.callbacks import QuantizationAwareTraining
 
     with pytest.raises(ValueError, match="runs the eager engine only; got engine='torchao'"):
         QuantizationAwareTraining(QATConfig(engine="torchao"))  # refused at construction, before any training
@@ -201,7 +201,7 @@ def test_a_forward_export_cannot_capture_is_refused_with_the_alternative(calibra
 def test_load_quantized_rejects_a_model_of_another_shape(trained_mlp, calibration, tmp_path):
     quantized = quantize(trained_mlp, StaticQuantConfig(engine="torchao"), calibration_data=calibration)
     path = save_quantized(quantized, tmp_path / "q.pt")
-    from lightning_distill.models import MLP
+    from lightning_distill.core.models import MLP
 
     with pytest.raises(ValueError, match="does not fit the given MLP"):
         load_quantized(path, MLP(hidden_sizes=[8]))

@@ -8,13 +8,13 @@ import torch
 from conftest import tiny_trainer
 from tiny_text import INTENTS, text_data, write_text_task
 
-from lightning_distill.batch import student_inputs
-from lightning_distill.losses import KDLoss
-from lightning_distill.losses.kd import kd_loss
-from lightning_distill.models import MLP, StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import DistillationModule
-from lightning_distill.modules._teacher_cache import Shard
-from lightning_distill.modules._teacher_logits import Part, StorageFormat, TeacherLogits
+from lightning_distill.core.batch import student_inputs
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.losses.kd import kd_loss
+from lightning_distill.core.models import MLP, StudentFromTeacher, TransformerClassifier
+from lightning_distill.core.teacher_cache.cache import Shard
+from lightning_distill.core.teacher_cache.logits import Part, StorageFormat, TeacherLogits
+from lightning_distill.lightning.modules import DistillationModule
 
 ID2LABEL = dict(enumerate(INTENTS))
 

@@ -11,9 +11,9 @@ from torch import nn
 from torch.fx import GraphModule
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.callbacks import PostTrainingQuantization, QuantizationAwareTraining
-from lightning_distill.modules import ClassifierModule
-from lightning_distill.quantization import StaticQuantConfig, load_quantized
+from lightning_distill.core.quantization import StaticQuantConfig, load_quantized
+from lightning_distill.lightning.callbacks import PostTrainingQuantization, QuantizationAwareTraining
+from lightning_distill.lightning.modules import ClassifierModule
 
 
 def loader(seed: int = 1) -> DataLoader:

@@ -9,9 +9,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.callbacks import MagnitudePruning
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.core.models import MLP
+from lightning_distill.lightning.callbacks import MagnitudePruning
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 
 def loader(n: int = 64, batch_size: int = 16) -> DataLoader:

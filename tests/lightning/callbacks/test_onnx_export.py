@@ -9,10 +9,16 @@ import torch
 from conftest import tiny_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.callbacks import OnnxExport
-from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, create_session, onnx_predictor, read_label_names
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule
+from lightning_distill.core.export import (
+    OnnxExportConfig,
+    OrtQuantConfig,
+    create_session,
+    onnx_predictor,
+    read_label_names,
+)
+from lightning_distill.core.models import MLP
+from lightning_distill.lightning.callbacks import OnnxExport
+from lightning_distill.lightning.modules import ClassifierModule
 
 
 def loader(n: int = 96, batch_size: int = 16, seed: int = 1) -> DataLoader:

@@ -10,12 +10,9 @@ from conftest import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.callbacks import OnnxExport, PostTrainingQuantization, QuantizationAwareTraining
-from lightning_distill.callbacks._post_fit import ArtifactCheckError, save_checked_quantized
-from lightning_distill.export import create_session
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule
-from lightning_distill.quantization import (
+from lightning_distill.core.export import create_session
+from lightning_distill.core.models import MLP
+from lightning_distill.core.quantization import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,
@@ -23,6 +20,9 @@ from lightning_distill.quantization import (
     load_quantized,
     quantize,
 )
+from lightning_distill.lightning.callbacks import OnnxExport, PostTrainingQuantization, QuantizationAwareTraining
+from lightning_distill.lightning.callbacks._post_fit import ArtifactCheckError, save_checked_quantized
+from lightning_distill.lightning.modules import ClassifierModule
 
 
 def loader(n: int = 64, batch_size: int = 16, seed: int = 1) -> DataLoader:

@@ -9,16 +9,16 @@ from conftest import tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.callbacks import MagnitudePruning, PostTrainingQuantization
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule, DistillationModule
-from lightning_distill.quantization import (
+from lightning_distill.core.models import MLP
+from lightning_distill.core.quantization import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,
     StaticQuantConfig,
     load_quantized,
 )
+from lightning_distill.lightning.callbacks import MagnitudePruning, PostTrainingQuantization
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 
 def loader(n: int = 96, batch_size: int = 16, seed: int = 1) -> DataLoader:
@@ -117,7 +117,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_post_training_steps_alongside_qat_are_refused(tmp_path):
-    from lightning_distill.callbacks import OnnxExport, QuantizationAwareTraining
+    from lightning_distill.lightning.callbacks import OnnxExport, QuantizationAwareTraining
 
     for callback in (PostTrainingQuantization(), OnnxExport()):
         trainer = tiny_trainer(callbacks=[QuantizationAwareTraining(), callback], default_root_dir=tmp_path)

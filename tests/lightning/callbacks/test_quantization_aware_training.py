@@ -10,10 +10,10 @@ from conftest import tiny_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.callbacks import MagnitudePruning, QuantizationAwareTraining
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule
-from lightning_distill.quantization import QATConfig, load_quantized
+from lightning_distill.core.models import MLP
+from lightning_distill.core.quantization import QATConfig, load_quantized
+from lightning_distill.lightning.callbacks import MagnitudePruning, QuantizationAwareTraining
+from lightning_distill.lightning.modules import ClassifierModule
 
 
 def loader(n: int = 96, batch_size: int = 16, seed: int = 1) -> DataLoader:

@@ -8,10 +8,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.callbacks import StructuredPruning
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule, DistillationModule
-from lightning_distill.pruning import load_pruned, save_pruned
+from lightning_distill.core.models import MLP
+from lightning_distill.core.pruning import load_pruned, save_pruned
+from lightning_distill.lightning.callbacks import StructuredPruning
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 
 def mlp_loader(n: int = 96, batch_size: int = 16) -> DataLoader:
@@ -254,8 +254,8 @@ def test_a_cnn_lightning_module_loses_channels_during_fit_and_tests_from_its_che
 def test_feature_loss_projection_follows_the_pruned_student_channels(tmp_path: Path) -> None:
     """Channels of a student layer read by a FeatureLoss are pruned with the projection's inputs; the fit goes on and
     the checkpoint (student and projection) loads into a fresh module for testing."""
-    from lightning_distill.losses import FeatureLoss
-    from lightning_distill.models import SmallCNN
+    from lightning_distill.core.losses import FeatureLoss
+    from lightning_distill.core.models import SmallCNN
 
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(32, 1, 16, 16, generator=generator)

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from lightning_distill.data._split import check_val_split, parse_split, slice_rows, stratified_split
+from lightning_distill.lightning.data._split import check_val_split, parse_split, slice_rows, stratified_split
 
 
 def test_slices_follow_hugging_face_syntax_and_percentages_are_complementary() -> None:

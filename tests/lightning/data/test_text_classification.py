@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny_text import INTENTS, write_data, write_tokenizer
 
-from lightning_distill.data import TextClassificationDataModule
+from lightning_distill.lightning.data import TextClassificationDataModule
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import torch
 from conftest import tiny_trainer
 from tiny_text import INTENTS, write_bert, write_data, write_tokenizer
 
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.data import TextClassificationDataModule
+from lightning_distill.lightning.modules import DistillationModule
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny_text import write_data, write_tokenizer
 
-from lightning_distill.data import TextClassificationDataModule, _token_cache
+from lightning_distill.lightning.data import TextClassificationDataModule, _token_cache
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_a_split_pickles_as_its_folder_not_its_examples(tmp_path: Path, tokenize
 def test_length_grouped_order_is_drawn_when_the_iterator_is_made() -> None:
     """The DataLoader draws its base seed from the global RNG right after ``iter(sampler)``; the batches must not
     depend on that draw (they did while the sampler was a generator, which changed the recipes' training order)."""
-    from lightning_distill.data._encoding import LengthGroupedBatches
+    from lightning_distill.lightning.data._encoding import LengthGroupedBatches
 
     lengths = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]
     sampler = LengthGroupedBatches(torch.utils.data.RandomSampler(lengths), 3, lengths=lengths, group_size=2)
@@ -134,7 +134,7 @@ def test_length_grouped_batches_take_a_distributed_share() -> None:
     own share, the shares are disjoint, cover every example and give every process the same number of batches."""
     from torch.utils.data.distributed import DistributedSampler
 
-    from lightning_distill.data._encoding import LengthGroupedBatches
+    from lightning_distill.lightning.data._encoding import LengthGroupedBatches
 
     lengths = np.random.default_rng(0).integers(1, 30, size=101)
     shares = []

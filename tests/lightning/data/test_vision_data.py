@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import MNIST10K
 
-from lightning_distill.data import DigitsDataModule, MNISTDataModule
+from lightning_distill.lightning.data import DigitsDataModule, MNISTDataModule
 
 
 def test_mnist_from_local_copy() -> None:

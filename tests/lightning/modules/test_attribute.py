@@ -3,7 +3,7 @@
 import pytest
 from torch import nn
 
-from lightning_distill.modules._attribute import resolve_model_attribute
+from lightning_distill.lightning.modules._attribute import resolve_model_attribute
 
 
 class Holder(nn.Module):

@@ -5,10 +5,10 @@ import torch
 from conftest import tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_distill.data import DigitsDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import MLP
-from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import MLP
+from lightning_distill.lightning.data import DigitsDataModule
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 
 def _teacher() -> MLP:

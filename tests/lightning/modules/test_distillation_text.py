@@ -8,11 +8,11 @@ from conftest import tiny_trainer
 from tiny_text import INTENTS, text_data, write_bert, write_distilbert, write_text_task, write_tokenizer
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.batch import student_inputs
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.losses import AttentionLoss, HiddenStateLoss, KDLoss
-from lightning_distill.models import MLP, StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.batch import student_inputs
+from lightning_distill.core.losses import AttentionLoss, HiddenStateLoss, KDLoss
+from lightning_distill.core.models import MLP, StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.data import TextClassificationDataModule
+from lightning_distill.lightning.modules import DistillationModule
 
 ID2LABEL = dict(enumerate(INTENTS))
 
@@ -183,26 +183,26 @@ def test_bert_teacher_teaches_a_distilbert_student_with_another_tokenizer(folder
 
 
 def test_cli_links_labels_from_the_data_into_teacher_and_student(folder: Path, tmp_path: Path) -> None:
-    from lightning_distill.cli import DistillCLI
+    from lightning_distill.lightning.cli import DistillCLI
 
     data_files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
     config = {
         "model": {
-            "class_path": "lightning_distill.modules.DistillationModule",
+            "class_path": "lightning_distill.lightning.modules.DistillationModule",
             "init_args": {
                 "teacher": {
-                    "class_path": "lightning_distill.models.TransformerClassifier",
+                    "class_path": "lightning_distill.core.models.TransformerClassifier",
                     "init_args": {"checkpoint": str(folder / "teacher")},
                 },
                 "student": {
-                    "class_path": "lightning_distill.models.StudentFromTeacher",
+                    "class_path": "lightning_distill.core.models.StudentFromTeacher",
                     "init_args": {"checkpoint": str(write_bert(tmp_path / "encoder", layers=2)), "layers": [1]},
                 },
                 "cache_teacher_logits": True,
             },
         },
         "data": {
-            "class_path": "lightning_distill.data.TextClassificationDataModule",
+            "class_path": "lightning_distill.lightning.data.TextClassificationDataModule",
             "init_args": {"tokenizer": str(folder / "tokenizer"), "data_files": data_files, "label_column": "intent"},
         },
         "trainer": {"logger": False, "enable_checkpointing": False},
@@ -215,7 +215,7 @@ def test_cli_links_labels_from_the_data_into_teacher_and_student(folder: Path, t
 
 
 def test_plain_fine_tuning_also_refuses_a_tokenizer_larger_than_the_embedding(folder: Path, tmp_path: Path) -> None:
-    from lightning_distill.modules import ClassifierModule
+    from lightning_distill.lightning.modules import ClassifierModule
 
     big = write_tokenizer(tmp_path / "big", extra_words=10)
     module = ClassifierModule(TransformerClassifier(str(folder / "teacher"), id2label=ID2LABEL), num_classes=3)

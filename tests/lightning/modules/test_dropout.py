@@ -9,10 +9,10 @@ from conftest import tiny_trainer
 from tiny_text import INTENTS, text_data, write_text_task
 from torch import nn
 
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.models.dropout import dropout_probabilities, set_dropout
-from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.core.models.dropout import dropout_probabilities, set_dropout
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 ID2LABEL = dict(enumerate(INTENTS))
 

@@ -11,9 +11,9 @@ from conftest import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.cli import DistillCLI, cli_main
-from lightning_distill.losses import FeatureLoss
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.losses import FeatureLoss
+from lightning_distill.lightning.cli import DistillCLI, cli_main
+from lightning_distill.lightning.modules import DistillationModule
 
 STUDENT_KEY = "train/feature_loss/features.2_to_layer2"
 
@@ -160,20 +160,20 @@ def test_modules_that_run_twice_or_never_are_explained(teacher_layer: str, match
 
 def test_cli_fit_with_feature_losses_and_checkpoint_reload(tmp_path: Path) -> None:
     feature = {
-        "class_path": "lightning_distill.losses.FeatureLoss",
+        "class_path": "lightning_distill.core.losses.FeatureLoss",
         "init_args": {"student_layer": "features.2", "teacher_layer": "layer2", "weight": 1.0, "loss": "cosine"},
     }
     config = {
         "seed_everything": 0,
         "model": {
-            "class_path": "lightning_distill.modules.DistillationModule",
+            "class_path": "lightning_distill.lightning.modules.DistillationModule",
             "init_args": {
                 "student": {"class_path": f"{__name__}.SmallCNN"},
                 "teacher": {"class_path": f"{__name__}.ResNetLike"},
                 "feature_losses": [feature],
             },
         },
-        "data": {"class_path": "lightning_distill.data.DigitsDataModule", "init_args": {"batch_size": 16}},
+        "data": {"class_path": "lightning_distill.lightning.data.DigitsDataModule", "init_args": {"batch_size": 16}},
         "trainer": {
             "max_steps": 2,
             "limit_val_batches": 1,

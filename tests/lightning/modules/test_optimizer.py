@@ -5,8 +5,8 @@ import copy
 import torch
 from torch import nn
 
-from lightning_distill.modules import ClassifierModule
-from lightning_distill.modules.classifier import fused_supported
+from lightning_distill.lightning.modules import ClassifierModule
+from lightning_distill.lightning.modules.classifier import fused_supported
 
 
 def _mlp() -> nn.Module:
@@ -55,7 +55,7 @@ def test_16_bit_amp_with_a_grad_scaler_keeps_the_foreach_kernel() -> None:
 
     from lightning.pytorch.plugins.precision import MixedPrecision
 
-    from lightning_distill.modules.classifier import gradients_stay_scaled
+    from lightning_distill.lightning.modules.classifier import gradients_stay_scaled
 
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     assert gradients_stay_scaled(SimpleNamespace(precision_plugin=MixedPrecision("16-mixed", "cuda", scaler=scaler)))

@@ -8,11 +8,11 @@ from conftest import tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from tiny_text import INTENTS, write_bert, write_data, write_tokenizer
 
-from lightning_distill.callbacks import StructuredPruning
-from lightning_distill.data import DigitsDataModule, TextClassificationDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import MLP, StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import MLP, StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.callbacks import StructuredPruning
+from lightning_distill.lightning.data import DigitsDataModule, TextClassificationDataModule
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 ID2LABEL = dict(enumerate(INTENTS))
 

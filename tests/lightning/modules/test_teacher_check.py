@@ -9,8 +9,8 @@ from conftest import tiny_trainer
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.models import MLP
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.models import MLP
+from lightning_distill.lightning.modules import DistillationModule
 
 
 def _loader(seed: int, n: int = 40) -> DataLoader:

@@ -5,11 +5,11 @@ import torch
 from conftest import tiny_trainer
 from tiny_text import INTENTS, text_data, write_text_task
 
-from lightning_distill.batch import student_inputs
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import DistillationModule
-from lightning_distill.modules._teacher_eval import TeacherEvalLogits
+from lightning_distill.core.batch import student_inputs
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.modules import DistillationModule
+from lightning_distill.lightning.modules._teacher_eval import TeacherEvalLogits
 
 
 @pytest.fixture(scope="module")
