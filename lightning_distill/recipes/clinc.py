@@ -24,11 +24,12 @@ from lightning_distill.recipes.text import (
     missing_paths,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the project root
 TEACHER = "transformersbook/bert-base-uncased-finetuned-clinc"
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the recipe with the command-line arguments ``argv`` (default: ``sys.argv[1:]``)."""
     parser = recipe_arguments(__doc__.splitlines()[0])
     parser.add_argument(
         "--teacher",

@@ -22,12 +22,13 @@ from lightning_distill.recipes.text import (
     missing_paths,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the project root
 SHARED = ROOT.parent / "shared"
 SPLITS = ("train", "validation", "test")
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the recipe with the command-line arguments ``argv`` (default: ``sys.argv[1:]``)."""
     parser = recipe_arguments(__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED / "data" / "clinc_oos" / "plus"), help="folder of {split}.parquet")
     parser.add_argument(

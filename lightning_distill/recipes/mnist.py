@@ -30,7 +30,7 @@ from lightning_distill.lightning.cli import cli_main, output_arguments
 from lightning_distill.lightning.data.mnist import MNISTDataModule
 from lightning_distill.recipes.engine import Recipe, load_trained, main_guard, recipe_arguments
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mnist"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "mnist"  # configs/ of the project root
 
 
 def build(recipe: Recipe, data_args: list[str]) -> Recipe:
@@ -125,10 +125,11 @@ def _data_kwargs(data_args: list[str]) -> dict:
     return {"root": data_args[1], "download": False} if data_args else {}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the recipe with the command-line arguments ``argv`` (default: ``sys.argv[1:]``)."""
     parser = recipe_arguments(__doc__.splitlines()[0])
     parser.add_argument("--data-root", help="folder holding MNIST/raw (default: download into data/)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     data_args = []
     if args.data_root is not None:
         MNISTDataModule(root=args.data_root, download=False)  # fails now, naming the missing files, not mid-recipe

@@ -35,7 +35,7 @@ from lightning_distill.lightning.data.mnist import MNISTDataModule
 from lightning_distill.recipes.engine import Recipe, main_guard, recipe_arguments
 from lightning_distill.recipes.text.fit import build_fit, checkpoint_callback, init_args, load_config, run_fit
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "mnist_cnn"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "mnist_cnn"  # configs/ of the project root
 NAMES = {
     "teacher": "resnet18 teacher fp32",
     "student": "SmallCNN scratch fp32",
@@ -197,13 +197,14 @@ def targets_markdown(targets: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the recipe with the command-line arguments ``argv`` (default: ``sys.argv[1:]``)."""
     parser = recipe_arguments(__doc__.splitlines()[0])
     parser.add_argument("--data-root", help="folder holding MNIST/raw (default: download into data/)")
     parser.add_argument("--runs", default="runs", help="folder of recipe runs (default: runs)")
     parser.add_argument("--limit-train-batches", type=float, default=None, help="for a smoke run: batches per epoch")
     parser.add_argument("--max-epochs", type=int, default=None, help="for a smoke run: epochs of every fit")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     data: dict[str, Any] = {}
     if args.data_root is not None:
         MNISTDataModule(root=args.data_root, download=False)  # fails now, naming the missing files, not mid-recipe

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import subprocess
@@ -271,14 +270,11 @@ def test_digits_recipe_end_to_end(tmp_path: Path) -> None:
 def test_mnist_recipe_and_the_cli_configs_write_to_different_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = importlib.util.spec_from_file_location("recipe_mnist", ROOT / "recipes" / "mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import lightning_distill.recipes.mnist as module  # what recipes/mnist.py runs
     short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"]
     monkeypatch.setattr(module, "cli_main", lambda args: cli_main([*args, *short]))  # the same fits, a few steps long
     monkeypatch.chdir(tmp_path)  # the configs and the recipe write under runs/ relative to the working directory
-    monkeypatch.setattr(sys, "argv", ["mnist.py", "--data-root", str(MNIST10K), "--only", "teacher", "distill"])
-    module.main()
+    module.main(["--data-root", str(MNIST10K), "--only", "teacher", "distill"])
     folder = tmp_path / "runs" / "mnist_recipe"
     assert not (tmp_path / "runs" / "mnist").exists()  # the folder of `lightning-distill fit --config configs/mnist/*`
     for step in ("teacher", "distill"):

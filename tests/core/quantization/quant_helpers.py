@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from lightning_distill.core.models import MLP
 from lightning_distill.lightning.data import MNISTDataModule
 
-MNIST10K = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist10k"
+MNIST10K = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist10k"
 HIDDEN = [32, 16]
 BERT_LABELS = ["travel", "weather", "music"]
 

@@ -16,7 +16,7 @@ from torchvision.models import resnet18
 
 from lightning_distill.core.quantization import QATConfig, StaticQuantConfig, load_quantized, quantize, save_quantized
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def images(n: int, seed: int) -> torch.Tensor:
