@@ -56,7 +56,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
         "teacher fp32",
         "student fp32",
         "student pruned fp32",
-        "student pruned fp32 (before calibration)",
+        "student pruned fp32 (before offset)",
         "student pruned int8 (PyTorch dynamic)",
         "student pruned ONNX fp32",
         "student pruned ONNX fp32 (ORT optimized)",
@@ -86,23 +86,23 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     from lightning_distill.core.export import create_session
     from lightning_distill.recipes.text import load_pruned_classifier
 
-    # the calibrate step: each student predicts "music" on as many validation texts as the teacher, its logit of
-    # "music" moved by the recorded offset and the others unchanged; the later steps use the calibrated students
-    calibrate = json.loads((folder / "calibrate" / "done.json").read_text())["result"]
-    assert calibrate["class"] == "music" and calibrate["index"] == INTENTS.index("music")
-    assert calibrate["validation_texts"] == 24
+    # the offset step: each student predicts "music" on as many validation texts as the teacher, its logit of
+    # "music" moved by the recorded offset and the others unchanged; the later steps use the offset students
+    offset = json.loads((folder / "offset" / "done.json").read_text())["result"]
+    assert offset["class"] == "music" and offset["index"] == INTENTS.index("music")
+    assert offset["validation_texts"] == 24
     for name in ("student", "student pruned"):
-        assert calibrate[name]["predicted_after"] == calibrate["teacher_predicted"]
-    assert rows["student pruned fp32 (before calibration)"]["params"] == pruned["params"]
-    assert calibrate["student pruned"]["source"] == str(folder / "prune" / "student")
-    student_folder = folder / "calibrate" / "student_pruned"
+        assert offset[name]["predicted_after"] == offset["teacher_predicted"]
+    assert rows["student pruned fp32 (before offset)"]["params"] == pruned["params"]
+    assert offset["student pruned"]["source"] == str(folder / "prune" / "student")
+    student_folder = folder / "offset" / "student_pruned"
     texts = ["book a flight to the sun", "what is the weather", "play a song"]
     encoded = AutoTokenizer.from_pretrained(str(student_folder))(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = load_pruned_classifier(student_folder)(**encoded).logits.numpy()
         before = load_pruned_classifier(folder / "prune" / "student")(**encoded).logits.numpy()
     moved = np.zeros(len(INTENTS), dtype=np.float32)
-    moved[INTENTS.index("music")] = calibrate["student pruned"]["offset"]
+    moved[INTENTS.index("music")] = offset["student pruned"]["offset"]
     np.testing.assert_allclose(expected - before, np.broadcast_to(moved, expected.shape), atol=1e-5)
     export = json.loads((folder / "export" / "done.json").read_text())["result"]
     session = create_session(export["onnx"])
@@ -152,8 +152,8 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
 
     assert list(inputs("distill")["reads"]) == ["teacher"]
     assert list(inputs("prune")["reads"]) == ["distill", "teacher"]
-    assert list(inputs("calibrate")["reads"]) == ["distill", "prune", "teacher"]
-    assert list(inputs("benchmark")["reads"]) == ["calibrate", "export", "quantize", "teacher"]
+    assert list(inputs("offset")["reads"]) == ["distill", "prune", "teacher"]
+    assert list(inputs("benchmark")["reads"]) == ["offset", "export", "quantize", "teacher"]
     assert inputs("distill")["options"]["epochs"] == 1 and "bench_iterations" not in inputs("distill")["options"]
     # another option redoes the first step that depends on it and every step after it, and nothing before it
     recipe.main([*tiny_inputs, "--bench-iterations", "3"])
@@ -180,7 +180,7 @@ def test_offline_recipe_end_to_end_then_skips_finished_steps(tiny_inputs: list[s
     assert report_settings["settings"]["teacher_epochs"] == 3
     assert report_settings["steps"]["teacher"] == teacher_result
 
-    # calibration turned off: the steps that used the calibrated students read distill and prune instead, so redo
+    # the offset turned off: the steps that used the offset students read distill and prune instead, so redo
     recipe.main([*longer, "--no-offset", "--only", "quantize"])
     out = capsys.readouterr().out
     assert re.search(r"quantize: redone: it now reads step '(distill|prune)', which it did not", out)
@@ -241,7 +241,7 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
     args = ["--teacher", teacher, "--student", student, "--tokenizer", tokenizer, "--dataset", str(tmp_path / "data")]
     args += ["--dataset-config", "none", "--runs", str(tmp_path / "runs"), "--epochs", "1", "--no-prune"]
     args += ["--offset-class", "weather"]
-    _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "calibrate", "export"])
+    _load_recipe("clinc").main([*args, "--only", "teacher", "distill", "offset", "export"])
     folder = tmp_path / "runs" / "clinc_recipe"
     assert json.loads((folder / "teacher" / "done.json").read_text())["result"]["model"] == teacher
     student_config = json.loads((folder / "distill" / "student" / "config.json").read_text())
@@ -252,18 +252,18 @@ def test_hub_recipe_on_local_folders_distills_and_exports_a_distilbert(tmp_path:
 
     # DistilBERT takes no token_type_ids: the graph has only the inputs the model uses
     assert [i.name for i in onnx.load(export["onnx"]).graph.input] == ["input_ids", "attention_mask"]
-    # without pruning the calibrate step calibrates the distilled student alone, and the export is of that student
-    calibrate = json.loads((folder / "calibrate" / "done.json").read_text())["result"]
-    assert "student pruned" not in calibrate
-    assert calibrate["student"]["predicted_after"] == calibrate["teacher_predicted"]
-    # the final student's export folder loads back and labels texts as the calibrated student does
+    # without pruning the offset step offsets the distilled student alone, and the export is of that student
+    offset = json.loads((folder / "offset" / "done.json").read_text())["result"]
+    assert "student pruned" not in offset
+    assert offset["student"]["predicted_after"] == offset["teacher_predicted"]
+    # the final student's export folder loads back and labels texts as the offset student does
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from lightning_distill.core.export import load_exported
 
     texts = ["book a flight to the sun", "what is the weather", "play a song", "the rain", "hotel music"]
-    student_folder = str(folder / "calibrate" / "student")
+    student_folder = str(folder / "offset" / "student")
     encoded = AutoTokenizer.from_pretrained(student_folder)(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         ids = AutoModelForSequenceClassification.from_pretrained(student_folder)(**encoded).logits.argmax(-1)

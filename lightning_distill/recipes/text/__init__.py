@@ -2,9 +2,9 @@
 
 - :mod:`.settings`: :class:`TextRecipeSettings`, the command-line options that fill them, and the settings each step
   depends on (:data:`STEP_OPTIONS`).
-- :mod:`.steps`: :class:`TextRecipeSteps`, one method per step (teacher, distill, prune, calibrate, quantize, export,
+- :mod:`.steps`: :class:`TextRecipeSteps`, one method per step (teacher, distill, prune, offset, quantize, export,
   benchmark, report), and :func:`build`, which adds them to a :class:`~lightning_distill.recipes.engine.Recipe`.
-- :mod:`.calibrate`: the calibrate step's reject-class offset of each student.
+- :mod:`.offset`: the offset step's reject-class offset of each student.
 - :mod:`.fit`: a config as a dict, changed and run by the LightningCLI; the prune step's schedule.
 - :mod:`.report`: the report and the target it checks.
 - :mod:`.artifacts`: loading what the steps saved. :mod:`.inputs`: checks of the inputs before any training.

@@ -1,4 +1,4 @@
-"""The calibrate step's work: a reject class's logit offset in a student so that, on the validation texts, it predicts
+"""The offset step's work: a reject class's logit offset in a student so that, on the validation texts, it predicts
 the class as often as the teacher (see :mod:`lightning_distill.core.models.class_offset`)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def class_index(data: Any, label: str) -> int:
         shown = ", ".join(list(data.label2id)[:12]) + (", ..." if len(data.label2id) > 12 else "")
         raise ValueError(
             f"offset_class {label!r} is not a label of the data ({len(data.label2id)} labels: {shown}); "
-            "give the reject class's label, or --no-offset to skip the calibrate step"
+            "give the reject class's label, or --no-offset to skip the offset step"
         )
     return data.label2id[label]
 
@@ -79,7 +79,7 @@ def offset_student(
 
 
 def save_student(model: nn.Module, source: str, out: Path, pruned: bool) -> None:
-    """Save a calibrated student as its ``source`` folder was saved (``save_pruned`` when ``pruned``, else
+    """Save an offset student as its ``source`` folder was saved (``save_pruned`` when ``pruned``, else
     ``save_pretrained``), with ``source``'s tokenizer."""
     from transformers import AutoTokenizer
 

@@ -25,7 +25,7 @@ __all__ = [
 REFERENCE = "teacher fp32"
 INT8 = "ONNX int8 (ORT dynamic)"
 EMB4 = "ONNX int8 + 4-bit embeddings"
-BEFORE_OFFSET = "(before calibration)"
+BEFORE_OFFSET = "(before offset)"
 # The export step's result keys and the report's row labels of the final student's ONNX graphs.
 ONNX_ARTIFACTS = (
     ("onnx", "ONNX fp32"),

@@ -4,6 +4,7 @@ settings each step's results depend on."""
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,9 @@ class TextRecipeSettings:
             the second half fine-tunes the pruned student.
         prune_importance: How the prune step scores heads and FFN neurons: ``"taylor"`` (first-order loss change,
             gathered on the training batches) or ``"l1"`` (weight norms).
-        offset_class: Label of a reject class (CLINC150: ``oos``) whose logit the calibrate step offsets in every
+        offset_class: Label of a reject class (CLINC150: ``oos``) whose logit the offset step offsets in every
             student, so that on the validation texts it predicts the class as often as the teacher
-            (:func:`~lightning_distill.core.models.class_logit_offset`); None: no calibrate step.
+            (:func:`~lightning_distill.core.models.class_logit_offset`); None: no offset step.
         prune_teacher: Whose soft targets the prune step learns: ``"teacher"`` (the fine-tuned teacher) or
             ``"student"`` (the distilled student before pruning, as CoFi pruning distils from the unpruned model).
         limit_train_batches: Trainer's ``limit_train_batches`` of every fit (fraction or batch count); None: all.
@@ -106,6 +107,41 @@ class TextRecipeSettings:
             check_dropout(getattr(self, name), name)
 
 
+class _Deprecated(argparse.Action):
+    """A renamed option that still works for one release, with a warning naming its new name."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        warnings.warn(f"{option} is now {self.new}; the old name will be removed in 0.3", FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _add_deprecated_flags(parser: argparse.ArgumentParser) -> None:
+    """The reject-class offset's options under their names before 0.2 (the step was called calibrate)."""
+    parser.add_argument(
+        "--calibrate-class",  # rewrite_imports: keep
+        action=_Deprecated,
+        new="--offset-class",
+        dest="offset_class",
+        metavar="LABEL",
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--no-calibrate",  # rewrite_imports: keep
+        action=_Deprecated,
+        new="--no-offset",
+        dest="offset_class",
+        nargs=0,
+        const=None,
+        help=argparse.SUPPRESS,
+    )
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """The options both CLINC recipes share: pruning, epochs, CPU-time bounds and benchmark settings."""
     parser.add_argument("--runs", default="runs", help="folder of all recipe runs (default: runs)")
@@ -133,11 +169,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--offset-class",
         metavar="LABEL",
         help="reject class whose logit each student offsets to predict it as often as the teacher on the validation "
-        "texts (calibrate step; CLINC150: oos)",
+        "texts (offset step; CLINC150: oos)",
     )
     parser.add_argument(
-        "--no-offset", dest="offset_class", action="store_const", const=None, help="skip the calibrate step"
+        "--no-offset", dest="offset_class", action="store_const", const=None, help="skip the offset step"
     )
+    _add_deprecated_flags(parser)
     parser.add_argument(
         "--limit-train-batches", type=_fraction_or_count, help="per fit: a fraction (0.25) or a count (100) of batches"
     )
@@ -187,7 +224,7 @@ STEP_OPTIONS = {
     "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout", "seed"),
     "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout", "seed"),
     "prune": (*_FIT, "sparsity", "prune_epochs", "prune_importance", "prune_teacher", "dropout", "seed"),
-    "calibrate": ("data", "tokenizer", "teacher_tokenizer", "prune", "offset_class"),
+    "offset": ("data", "tokenizer", "teacher_tokenizer", "prune", "offset_class"),
     "quantize": ("prune",),
     "export": ("data", "prune"),
     "benchmark": ("data", "tokenizer", "teacher_tokenizer", "prune", "test_limit", "bench_threads", "bench_iterations"),

@@ -10,9 +10,9 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
 3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons gradually
    during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
    first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
-4. ``calibrate`` (with a ``offset_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
+4. ``offset`` (with a ``offset_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
    so that it predicts the class as often as the teacher on the validation texts (no labels used) ->
-   ``calibrate/student`` and ``calibrate/student_pruned``; the later steps use these students.
+   ``offset/student`` and ``offset/student_pruned``; the later steps use these students.
 5. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
 6. ``export``: the final student (last layer for ``[CLS]`` only, where exact) as an export folder that optimum and
    ``load_exported`` load (``export/student``):
@@ -90,15 +90,15 @@ class TextRecipeSteps:
         """Add the steps, with the configs and settings each depends on, to the recipe and return it."""
         settings, distill_yaml = self.settings, [self.configs / "distill.yaml"]
         fits_teacher = settings.teacher is None or Path(settings.teacher).is_file()
-        calibrates = settings.offset_class is not None
-        # The steps after the students' come from the calibrate step or, without it, from distill and prune: named,
-        # so that turning calibration on or off redoes them (they read other steps than when they ran).
-        students = ["calibrate"] if calibrates else ["distill", *(["prune"] if settings.prune else [])]
+        offsets = settings.offset_class is not None
+        # The steps after the students' come from the offset step or, without it, from distill and prune: named,
+        # so that turning the offset on or off redoes them (they read other steps than when they ran).
+        students = ["offset"] if offsets else ["distill", *(["prune"] if settings.prune else [])]
         steps: list[tuple[str, Callable[[], dict[str, Any]], list[Path], list[str]]] = [
             ("teacher", self.teacher, [self.configs / "teacher.yaml"] if fits_teacher else [], []),
             ("distill", self.distill, distill_yaml, []),
             *([("prune", self.prune, distill_yaml, [])] if settings.prune else []),
-            *([("calibrate", self.calibrate, [], [])] if calibrates else []),
+            *([("offset", self.offset, [], [])] if offsets else []),
             ("quantize", self.quantize, [], students),
             ("export", self.export, distill_yaml, students),
             ("benchmark", self.benchmark, distill_yaml, students),
@@ -133,19 +133,19 @@ class TextRecipeSteps:
         return TextClassificationDataModule(**kwargs)
 
     def student_folder(self, pruned: bool = False) -> str:
-        """The distilled (or pruned) student's folder that the steps after the calibrate step use: the calibrated
+        """The distilled (or pruned) student's folder that the steps after the offset step use: the offset
         one where that step runs."""
         if self.settings.offset_class is not None:
-            return self.recipe.result("calibrate")["student pruned" if pruned else "student"]["folder"]
+            return self.recipe.result("offset")["student pruned" if pruned else "student"]["folder"]
         return self.recipe.result("prune" if pruned else "distill")["student"]
 
     def final_student(self) -> tuple[nn.Module, str]:
-        """The final student (the pruned one where there is one; calibrated), loaded from disk, and its folder."""
+        """The final student (the pruned one where there is one; offset), loaded from disk, and its folder."""
         folder = self.student_folder(pruned=self.settings.prune)
         return load_student(folder, self.settings.prune), folder
 
     def check_offset_class(self) -> None:
-        """Before a fit: the reject class to calibrate is a label of the data."""
+        """Before a fit: the reject class to offset is a label of the data."""
         if self.settings.offset_class is not None:
             from lightning_distill.recipes.text.offset import class_index
 
@@ -251,12 +251,12 @@ class TextRecipeSteps:
         cli.datamodule.tokenizer.save_pretrained(str(folder / "student"))
         return {"student": str(folder / "student"), "parameters": pruned_shapes(pruned.model)["parameters"], **best}
 
-    def calibrate(self) -> dict[str, Any]:
+    def offset(self) -> dict[str, Any]:
         """Offset the reject class's logit of each student to predict it as often as the teacher on the validation
-        texts; save the calibrated students (``calibrate/student``, ``calibrate/student_pruned``)."""
+        texts; save the offset students (``offset/student``, ``offset/student_pruned``)."""
         from lightning_distill.recipes.text.offset import offset_student, save_student, teacher_reference
 
-        label, folder, teacher = self.settings.offset_class, self.recipe.step_dir("calibrate"), self.teacher_folder()
+        label, folder, teacher = self.settings.offset_class, self.recipe.step_dir("offset"), self.teacher_folder()
         texts, labels, teacher_logits, result = teacher_reference(
             load_classifier(teacher), self.data_module(self.teacher_tokenizer(teacher)), label
         )
@@ -272,7 +272,7 @@ class TextRecipeSteps:
             result[name] = {"folder": str(out), "source": source, **record}
             before, after = record["predicted_before"], record["predicted_after"]
             print(
-                f"calibrate: {name}: {label!r} logit {record['offset']:+.3f}, predicted for {before} -> {after} of "
+                f"offset: {name}: {label!r} logit {record['offset']:+.3f}, predicted for {before} -> {after} of "
                 f"{len(texts)} validation texts (teacher: {wanted})"
             )
         return result
@@ -365,8 +365,8 @@ class TextRecipeSteps:
         ]
         if settings.prune:
             measures.append((f"{final} fp32", lambda name: self._module_row(float_model, data, name, folder)))
-        if settings.offset_class is not None:  # what the calibrate step bought, on the test texts
-            source = self.recipe.result("calibrate")[final]["source"]
+        if settings.offset_class is not None:  # what the offset step bought, on the test texts
+            source = self.recipe.result("offset")[final]["source"]
             measures.append(
                 (
                     f"{final} fp32 {BEFORE_OFFSET}",
