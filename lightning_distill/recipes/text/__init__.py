@@ -21,7 +21,7 @@ from lightning_distill.recipes.text.artifacts import (
 )
 from lightning_distill.recipes.text.fit import PRUNING_POINTS, gradual_pruning, train_batches
 from lightning_distill.recipes.text.inputs import hub_problem, is_local, missing_paths
-from lightning_distill.recipes.text.report import BEFORE_OFFSET, EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, TARGET
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, PRE_OFFSET, REFERENCE, TARGET
 from lightning_distill.recipes.text.settings import (
     STEP_OPTIONS,
     TextRecipeSettings,
@@ -32,10 +32,10 @@ from lightning_distill.recipes.text.settings import (
 from lightning_distill.recipes.text.steps import TextRecipeSteps, build
 
 __all__ = [
-    "BEFORE_OFFSET",
     "EMB4",
     "INT8",
     "ONNX_ARTIFACTS",
+    "PRE_OFFSET",
     "PRUNING_POINTS",
     "REFERENCE",
     "STEP_OPTIONS",

@@ -11,21 +11,12 @@ from typing import Any
 from lightning_distill.recipes.engine import Recipe
 from lightning_distill.recipes.text.settings import TextRecipeSettings
 
-__all__ = [
-    "BEFORE_OFFSET",
-    "EMB4",
-    "INT8",
-    "ONNX_ARTIFACTS",
-    "REFERENCE",
-    "TARGET",
-    "target_check",
-    "write_text_report",
-]
+__all__ = ["EMB4", "INT8", "ONNX_ARTIFACTS", "PRE_OFFSET", "REFERENCE", "TARGET", "target_check", "write_text_report"]
 
 REFERENCE = "teacher fp32"
 INT8 = "ONNX int8 (ORT dynamic)"
 EMB4 = "ONNX int8 + 4-bit embeddings"
-BEFORE_OFFSET = "(before offset)"
+PRE_OFFSET = "(before offset)"
 # The export step's result keys and the report's row labels of the final student's ONNX graphs.
 ONNX_ARTIFACTS = (
     ("onnx", "ONNX fp32"),

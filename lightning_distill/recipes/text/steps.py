@@ -10,7 +10,7 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
 3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons gradually
    during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
    first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
-4. ``offset`` (with a ``offset_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
+4. ``offset`` (with an ``offset_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
    so that it predicts the class as often as the teacher on the validation texts (no labels used) ->
    ``offset/student`` and ``offset/student_pruned``; the later steps use these students.
 5. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
@@ -51,14 +51,7 @@ from lightning_distill.recipes.text.fit import (
     train_batches,
     with_trainer,
 )
-from lightning_distill.recipes.text.report import (
-    BEFORE_OFFSET,
-    EMB4,
-    INT8,
-    ONNX_ARTIFACTS,
-    REFERENCE,
-    write_text_report,
-)
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, PRE_OFFSET, REFERENCE, write_text_report
 from lightning_distill.recipes.text.settings import TextRecipeSettings, step_options
 
 if TYPE_CHECKING:
@@ -369,7 +362,7 @@ class TextRecipeSteps:
             source = self.recipe.result("offset")[final]["source"]
             measures.append(
                 (
-                    f"{final} fp32 {BEFORE_OFFSET}",
+                    f"{final} fp32 {PRE_OFFSET}",
                     lambda name: self._module_row(load_student(source, settings.prune), data, name, source),
                 )
             )
