@@ -109,6 +109,13 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
         write_rows(rows, bench)
         return {"rows": str(bench)}
 
+    _add_report(recipe, bench)
+    return recipe
+
+
+def _add_report(recipe: Recipe, bench: Path) -> None:
+    """The report step: the benchmark's rows as report.{json,md,png} in the recipe's folder."""
+
     @recipe.step("report", reads=["benchmark"])
     def report() -> dict:
         rows = json.loads(bench.read_text())
@@ -117,8 +124,6 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
         )
         print((folder / "report.md").read_text())
         return {"report": str(folder / "report.md")}
-
-    return recipe
 
 
 def _data_kwargs(data_args: list[str]) -> dict:
