@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.atomic import write_json
-from lightning_distill.benchmark import relative_paths
+from lightning_distill.core.atomic import write_json
+from lightning_distill.core.benchmark import relative_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,12 +27,12 @@ from _results import write_result
 from _train import quiet_trainer
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_distill.atomic import replace_folder, write_json
-from lightning_distill.benchmark import benchmark_module
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.core.atomic import replace_folder, write_json
+from lightning_distill.core.benchmark import benchmark_module
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.data import TextClassificationDataModule
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RESULTS = Path(__file__).resolve().parent / "results" / "clinc_offline.json"

@@ -62,7 +62,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from lightning_distill.data import TextClassificationDataModule
+    from lightning_distill.lightning.data import TextClassificationDataModule
 
     torch.set_num_threads(1)
     AutoTokenizer.from_pretrained(str(TOKENIZER))  # imports and first tokenizer load are not the data's cost

@@ -21,7 +21,7 @@ from _results import write_result
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.quantization import BitsAndBytesConfig, load_quantized, quantize, save_quantized
+from lightning_distill.core.quantization import BitsAndBytesConfig, load_quantized, quantize, save_quantized
 
 
 def models() -> list[tuple[str, nn.Module, dict[str, torch.Tensor]]]:

@@ -18,8 +18,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.losses import KDLoss
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.lightning.modules import DistillationModule
 
 
 def tiny_bert(seed, layers=2):

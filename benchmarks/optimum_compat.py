@@ -107,7 +107,7 @@ def build_models(work: Path, minilm: Path | None) -> dict[str, tuple[torch.nn.Mo
     tiny = AutoModelForSequenceClassification.from_pretrained(write_bert(work / "bert", labels=INTENTS))
     models = {"tiny-bert": (train(tiny, tokenizer, lr=1e-2), tokenizer)}
     if minilm is not None and minilm.is_dir():
-        from lightning_distill.models import TransformerClassifier
+        from lightning_distill.core.models import TransformerClassifier
 
         model = TransformerClassifier(str(minilm), id2label=dict(enumerate(INTENTS)))
         tokenizer = AutoTokenizer.from_pretrained(str(minilm))
@@ -119,7 +119,7 @@ def compare(python: Path, name: str, model, tokenizer, work: Path) -> dict:
     """Export ``model``, label :data:`TEXTS` with our loader and, in the venv, with optimum and its pipeline."""
     import transformers
 
-    from lightning_distill.export import GRAPH_FILES, export_text_classifier, load_exported
+    from lightning_distill.core.export import GRAPH_FILES, export_text_classifier, load_exported
 
     folder = work / name
     export_text_classifier(model, tokenizer, folder, TEXTS, max_length=32, provenance={"script": Path(__file__).name})

@@ -5,7 +5,7 @@ the offline CLINC150 student (3 layers of MiniLM-L6, from ``--clinc-student`` or
 student_distilled`` when the CLINC recipe has run, else fine-tuned briefly here and saved to
 ``runs/pruning/clinc_student`` for the next run), every variant is pruned in one
 shot at the start of a recovery fine-tuning run by the ``MagnitudePruning`` / ``StructuredPruning`` callbacks, then
-measured with ``lightning_distill.benchmark``: parameters (and non-zero parameters), size on disk of
+measured with ``lightning_distill.core.benchmark``: parameters (and non-zero parameters), size on disk of
 ``save_pruned``'s ``model.pt``, test accuracy and batch-1 latency (tokenization included for text; one thread;
 the variants of a model are timed in turns, so load from other processes on the machine hits them alike). The
 dense model gets the same recovery fine-tuning as a control row, so accuracy differences come from pruning alone.
@@ -44,14 +44,14 @@ from _results import write_result
 from _train import quiet_trainer
 from torch import nn
 
-from lightning_distill.atomic import replace_folder
-from lightning_distill.benchmark import benchmark_module, file_size_mb, module_predictor
-from lightning_distill.benchmark.measure import latency_ms, summarize_latency, torch_threads
-from lightning_distill.callbacks import MagnitudePruning, StructuredPruning
-from lightning_distill.data import MNISTDataModule, TextClassificationDataModule
-from lightning_distill.models import MNISTClassifier, StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import ClassifierModule
-from lightning_distill.pruning import prune_structured, save_pruned
+from lightning_distill.core.atomic import replace_folder
+from lightning_distill.core.benchmark import benchmark_module, file_size_mb, module_predictor
+from lightning_distill.core.benchmark.measure import latency_ms, summarize_latency, torch_threads
+from lightning_distill.core.models import MNISTClassifier, StudentFromTeacher, TransformerClassifier
+from lightning_distill.core.pruning import prune_structured, save_pruned
+from lightning_distill.lightning.callbacks import MagnitudePruning, StructuredPruning
+from lightning_distill.lightning.data import MNISTDataModule, TextClassificationDataModule
+from lightning_distill.lightning.modules import ClassifierModule
 from lightning_distill.recipes.text import FirstExamples
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ import torch
 from _results import write_result
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from lightning_distill.losses import distillation_loss
-from lightning_distill.pruning.structured import (
+from lightning_distill.core.losses import distillation_loss
+from lightning_distill.core.pruning.structured import (
     find_unit_groups,
     keep_indices,
     l1_importance,

@@ -42,10 +42,10 @@ from _results import write_result
 from _train import quiet_trainer
 from torch import nn
 
-from lightning_distill.atomic import replace_folder, write_torch
-from lightning_distill.benchmark import BenchmarkResult, benchmark, count_parameters, file_size_mb, markdown_table
-from lightning_distill.benchmark.measure import module_predictor
-from lightning_distill.export import (
+from lightning_distill.core.atomic import replace_folder, write_torch
+from lightning_distill.core.benchmark import BenchmarkResult, benchmark, count_parameters, file_size_mb, markdown_table
+from lightning_distill.core.benchmark.measure import module_predictor
+from lightning_distill.core.export import (
     OnnxExportConfig,
     OrtQuantConfig,
     OrtSessionConfig,
@@ -54,14 +54,14 @@ from lightning_distill.export import (
     onnx_predictor,
     quantize_onnx,
 )
-from lightning_distill.modules import load_teacher_weights
-from lightning_distill.quantization import (
+from lightning_distill.core.quantization import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     StaticQuantConfig,
     quantize,
     save_quantized,
 )
+from lightning_distill.lightning.modules import load_teacher_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -185,10 +185,10 @@ class Runner:
 
 
 def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
-    from lightning_distill.data import MNISTDataModule
-    from lightning_distill.losses import KDLoss
-    from lightning_distill.models import MNISTClassifier, TinyMNIST
-    from lightning_distill.modules import ClassifierModule, DistillationModule
+    from lightning_distill.core.losses import KDLoss
+    from lightning_distill.core.models import MNISTClassifier, TinyMNIST
+    from lightning_distill.lightning.data import MNISTDataModule
+    from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
     data = MNISTDataModule(root=args.mnist_root, download=False, batch_size=128)
     data.setup()
@@ -216,8 +216,8 @@ def mnist_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
 
 
 def clinc_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
-    from lightning_distill.data import TextClassificationDataModule
-    from lightning_distill.models import TransformerClassifier
+    from lightning_distill.core.models import TransformerClassifier
+    from lightning_distill.lightning.data import TextClassificationDataModule
 
     missing = [p for p in (args.clinc_teacher, args.clinc_student) if not (Path(p) / "config.json").is_file()]
     if missing and args.clinc_train_epochs == 0:
@@ -248,8 +248,8 @@ def clinc_models(args: argparse.Namespace) -> tuple[Any, nn.Module, nn.Module]:
 
 def train_clinc_models(args: argparse.Namespace, data: Any, labels: dict[str, Any]) -> None:
     """Fallback when benchmarks/clinc_offline.py has not run: fine-tune MiniLM-L6 and its layers 0, 2, 4 briefly."""
-    from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-    from lightning_distill.modules import ClassifierModule
+    from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+    from lightning_distill.lightning.modules import ClassifierModule
 
     folder = Path(args.workdir) / "clinc_models"
     args.clinc_teacher, args.clinc_student = str(folder / "teacher"), str(folder / "student")

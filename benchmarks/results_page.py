@@ -107,8 +107,8 @@ def render(value: Any, label: str) -> list[str]:
 
 
 def describe_machine(machine: dict[str, Any]) -> str:
-    """One machine record, as :func:`~lightning_distill.benchmark.machine_info` or an older script wrote it."""
-    from lightning_distill.benchmark import machine_summary
+    """One machine record, as :func:`~lightning_distill.core.benchmark.machine_info` or an older script wrote it."""
+    from lightning_distill.core.benchmark import machine_summary
 
     if "int8_dot_product" in machine:
         threads = f"; {machine['bench_threads']} benchmark thread(s)" if "bench_threads" in machine else ""
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.page} is out of date: run python benchmarks/results_page.py", file=sys.stderr)
             return 1
         return 0
-    from lightning_distill.atomic import write_text
+    from lightning_distill.core.atomic import write_text
 
     write_text(args.page, page)
     print(f"wrote {args.page}")

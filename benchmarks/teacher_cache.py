@@ -24,10 +24,10 @@ import torch
 from _results import write_result
 from transformers import BertConfig, BertForSequenceClassification
 
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.models import TransformerClassifier
-from lightning_distill.modules._teacher_cache import load_or_compute, model_digest, plan_cache
-from lightning_distill.modules._teacher_logits import StorageFormat
+from lightning_distill.core.models import TransformerClassifier
+from lightning_distill.core.teacher_cache.cache import load_or_compute, model_digest, plan_cache
+from lightning_distill.core.teacher_cache.logits import StorageFormat
+from lightning_distill.lightning.data import TextClassificationDataModule
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MINILM = SHARED / "models" / "minilm-l6-h384-uncased"

@@ -18,8 +18,8 @@ import torch
 from _results import write_result
 from transformers import AutoTokenizer
 
-from lightning_distill.pruning.serialization import SHAPES_FILE
-from lightning_distill.recipes.text.artifacts import load_classifier, load_pruned_classifier, model_inputs
+from lightning_distill.core.pruning.serialization import SHAPES_FILE
+from lightning_distill.recipes.text.artifacts import forward_inputs, load_classifier, load_pruned_classifier
 
 
 def predictions(folder: str, texts: list[str], batch_size: int) -> torch.Tensor:
@@ -32,7 +32,7 @@ def predictions(folder: str, texts: list[str], batch_size: int) -> torch.Tensor:
             encoded = tokenizer(
                 texts[start : start + batch_size], padding=True, truncation=True, max_length=32, return_tensors="pt"
             )
-            logits = model(**model_inputs(model, encoded))
+            logits = model(**forward_inputs(model, encoded))
             out.append(getattr(logits, "logits", logits).argmax(-1))
     return torch.cat(out)
 

@@ -49,10 +49,10 @@ from datasets import load_dataset
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import ClassifierModule, DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.data import TextClassificationDataModule
+from lightning_distill.lightning.modules import ClassifierModule, DistillationModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -223,7 +223,7 @@ def main() -> None:
     args.labels = [teacher.config.id2label[i] for i in range(teacher.num_classes)]
     student = StudentFromTeacher(args.teacher, layers=args.layers)
     if args.dropout is not None:
-        from lightning_distill.models.dropout import set_dropout
+        from lightning_distill.core.models.dropout import set_dropout
 
         set_dropout(student, args.dropout)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)

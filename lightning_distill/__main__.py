@@ -1,6 +1,6 @@
 """``python -m lightning_distill``: the ``lightning-distill`` command."""
 
-from lightning_distill.main import main
+from lightning_distill.lightning.main import main
 
 if __name__ == "__main__":
     main()

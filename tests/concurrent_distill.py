@@ -1,4 +1,5 @@
-"""One distillation fit with cached teacher logits, run by tests/modules/test_teacher_cache_files.py in several
+"""One distillation fit with cached teacher logits, run by tests/lightning/modules/test_teacher_cache_files.py in
+several
 processes at once that share a teacher cache and a token cache.
 
 Usage: python tests/concurrent_distill.py FOLDER TEACHER_CACHE TOKEN_CACHE OUT READY_DIR PROCESSES
@@ -18,10 +19,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_distill.data import TextClassificationDataModule
-from lightning_distill.losses import KDLoss
-from lightning_distill.models import StudentFromTeacher, TransformerClassifier
-from lightning_distill.modules import DistillationModule
+from lightning_distill.core.losses import KDLoss
+from lightning_distill.core.models import StudentFromTeacher, TransformerClassifier
+from lightning_distill.lightning.data import TextClassificationDataModule
+from lightning_distill.lightning.modules import DistillationModule
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """A folder whose disk can be filled: a real 1 MiB tmpfs (when this process may mount one), or ENOSPC injected into the
-flush that :mod:`lightning_distill.atomic` does before each rename (everywhere)."""
+flush that :mod:`lightning_distill.core.atomic` does before each rename (everywhere)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The package's shape: a Lightning-free core, dependencies one way, no import cycles, short files and functions.
+"""The package's shape, read from its folders: a Lightning-free core, dependencies one way, no cycles, short code.
 
-The core (models, losses, pruning, quantization, export, benchmark and the plain helpers beside them) is usable
-without Lightning; the Lightning layer (modules, callbacks, data, cli, trainer, main, tuning, recipes) builds on it,
-never the reverse.
+``lightning_distill/core/`` is plain PyTorch: it imports neither the Lightning layer nor the recipes, and loads without
+Lightning. ``lightning_distill/lightning/`` (the Lightning layer) imports the core, never the recipes.
+``lightning_distill/recipes/`` may import both. A module belongs to the layer of its folder; the only modules beside
+the three folders are the package's ``__init__``, ``__main__`` and ``_compat`` (the 0.1 import paths).
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_distill"
-CORE = (
-    "models", "losses", "pruning", "quantization", "export", "benchmark", "batch", "safe_load", "cpu_features",
-    "atomic", "errors", "cache_files",
-)
-LIGHTNING_LAYER = (
-    "modules", "callbacks", "data", "cli", "trainer", "checkpoint_io", "main", "__main__", "tuning", "recipes",
-    "console",
-)
+LAYERS = ("core", "lightning", "recipes")
+# What each layer may import of the others: the core nothing, the Lightning layer the core, recipes both.
+MAY_IMPORT = {"core": {"core"}, "lightning": {"core", "lightning"}, "recipes": {"core", "lightning", "recipes"}}
+TOP_LEVEL = {"lightning_distill", "lightning_distill.__main__", "lightning_distill._compat"}
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
@@ -59,20 +56,37 @@ def _graph() -> dict[str, set[str]]:
     return {name: _imports(name, path, known) for name, path in known.items()}
 
 
-def _area(module: str) -> str:
+def _layer(module: str) -> str:
+    """The layer folder ``module`` lives in, or "" for the top-level modules."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else ""
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else ""
 
 
-def test_the_core_imports_nothing_of_the_lightning_layer() -> None:
+def test_every_module_lives_in_a_layer_folder() -> None:
+    loose = sorted(name for name in _modules() if not _layer(name) and name not in TOP_LEVEL)
+    assert not loose, (
+        f"modules outside the layer folders {', '.join(LAYERS)} (move each into lightning_distill/core/ if it is plain "
+        f"PyTorch, lightning_distill/lightning/ if it needs Lightning, lightning_distill/recipes/ if it is a recipe):\n"
+        + "\n".join(loose)
+    )
+
+
+def test_layers_import_only_what_their_layer_may() -> None:
     wrong = [
-        f"{module} imports {target}"
+        f"{module} ({_layer(module)}) imports {target} ({_layer(target)})"
         for module, targets in _graph().items()
-        if _area(module) in CORE
+        if _layer(module)
         for target in sorted(targets)
-        if _area(target) in LIGHTNING_LAYER
+        if _layer(target) and _layer(target) not in MAY_IMPORT[_layer(module)]
     ]
-    assert not wrong, "the core must not depend on the Lightning layer:\n" + "\n".join(wrong)
+    assert not wrong, "the core imports no other layer, and the Lightning layer no recipe:\n" + "\n".join(wrong)
+
+
+def test_the_package_root_imports_no_layer() -> None:
+    graph = _graph()
+    roots = ("lightning_distill", "lightning_distill._compat")
+    wrong = [f"{module} imports {target}" for module in roots for target in graph[module] if _layer(target)]
+    assert not wrong, "importing lightning_distill must not load a layer:\n" + "\n".join(wrong)
 
 
 def test_no_import_cycles() -> None:
@@ -101,16 +115,31 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("package", [p for p in CORE])
+def _core_packages() -> list[str]:
+    """The core's packages and modules, from its folder."""
+    core = PACKAGE / "core"
+    return sorted(
+        p.stem if p.is_file() else p.name
+        for p in core.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    )
+
+
+def test_the_core_folder_holds_the_plain_pytorch_packages() -> None:
+    expected = {"models", "losses", "pruning", "quantization", "export", "benchmark", "teacher_cache", "batch"}
+    assert expected <= set(_core_packages())
+
+
+@pytest.mark.parametrize("package", _core_packages())
 def test_core_packages_import_without_lightning(package: str) -> None:
     code = (
-        f"import sys, lightning_distill.{package}; "
+        f"import sys, lightning_distill.core.{package}; "
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')); "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     loaded = f"{done.stdout.strip()} {done.stderr[-500:]}"
-    assert done.returncode == 0, f"lightning_distill.{package} loads Lightning: {loaded}"
+    assert done.returncode == 0, f"lightning_distill.core.{package} loads Lightning: {loaded}"
 
 
 def test_files_and_functions_are_short() -> None:

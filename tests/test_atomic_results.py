@@ -17,11 +17,11 @@ import torch
 from full_disk import Disk, disk_fixture  # noqa: F401 (the fixture `disk`)
 from torch import nn
 
-from lightning_distill.atomic import WriteError, staged_file, write_text
-from lightning_distill.benchmark import write_report, write_rows
-from lightning_distill.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
-from lightning_distill.pruning import load_pruned, save_pruned
-from lightning_distill.recipe import Recipe
+from lightning_distill.core.atomic import WriteError, staged_file, write_text
+from lightning_distill.core.benchmark import write_report, write_rows
+from lightning_distill.core.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
+from lightning_distill.core.pruning import load_pruned, save_pruned
+from lightning_distill.recipes.engine import Recipe
 
 NO_SPACE = r"no space left on device while writing "
 

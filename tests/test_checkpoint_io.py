@@ -11,10 +11,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_distill.atomic import WriteError
-from lightning_distill.checkpoint_io import AtomicCheckpointIO
-from lightning_distill.safe_load import load_file
-from lightning_distill.trainer import DistillTrainer
+from lightning_distill.core.atomic import WriteError
+from lightning_distill.core.safe_load import load_file
+from lightning_distill.lightning.checkpoint_io import AtomicCheckpointIO
+from lightning_distill.lightning.trainer import DistillTrainer
 
 
 class _Tiny(pl.LightningModule):

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import MNIST10K, ROOT
 
-from lightning_distill.cli import DistillCLI
+from lightning_distill.lightning.cli import DistillCLI
 
-# Tune specs (top-level search_space) are not LightningCLI configs; tests/test_tune.py checks them.
+# Tune specs (top-level search_space) are not LightningCLI configs; tests/lightning/test_tune.py checks them.
 CONFIGS = sorted(
     p for p in (ROOT / "configs").rglob("*.yaml") if "search_space" not in (yaml.safe_load(p.read_text()) or {})
 )

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from lightning_distill._argument_errors import condense_argument_error
-from lightning_distill._optional import require
-from lightning_distill.cli import check_ckpt_path
-from lightning_distill.console import (
+from lightning_distill.core._optional import require
+from lightning_distill.core.errors import UserError
+from lightning_distill.lightning._argument_errors import condense_argument_error
+from lightning_distill.lightning.cli import check_ckpt_path
+from lightning_distill.lightning.console import (
     _RANK_ZERO_LOGGERS,
     DEBUG_ENV,
     _HideTips,
@@ -25,7 +26,6 @@ from lightning_distill.console import (
     user_error_message,
     user_errors_in_brief,
 )
-from lightning_distill.errors import UserError
 
 TEACHER = str(ROOT / "configs/digits/teacher.yaml")
 SHORT_FIT = [
@@ -180,10 +180,10 @@ def test_argument_errors_name_the_option_and_the_problem() -> None:
   Does not validate against any of the Union subtypes
   Subtypes: [<class 'lightning.pytorch.core.module.LightningModule'>, <class 'NoneType'>]
   Errors:
-    - Problem with given class_path 'lightning_distill.modules.DistillationModule':
+    - Problem with given class_path 'lightning_distill.lightning.modules.DistillationModule':
         Parser key "loss":
           Errors:
-            - Problem with given class_path 'lightning_distill.losses.KDLoss':
+            - Problem with given class_path 'lightning_distill.core.losses.KDLoss':
                 Parser key "temperature":
                   Expected a <class 'float'>. Got value: hot
             - Expected a <class 'NoneType'>

@@ -123,7 +123,7 @@ def write_text_task(root: Path, teacher_layers: int = 4) -> Path:
 
 def text_data(folder: Path, **kwargs):
     """The ``TextClassificationDataModule`` of :func:`write_text_task`'s splits (batch 8; ``kwargs`` override)."""
-    from lightning_distill.data import TextClassificationDataModule
+    from lightning_distill.lightning.data import TextClassificationDataModule
 
     files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
     kwargs.setdefault("tokenizer", str(folder / "tokenizer"))

@@ -8,7 +8,7 @@ from conftest import ROOT
 from tiny_text import INTENTS, write_bert, write_data, write_tokenizer
 from torch import nn
 
-from lightning_distill.recipe import Recipe
+from lightning_distill.recipes.engine import Recipe
 from lightning_distill.recipes.text import TextRecipeSettings, TextRecipeSteps
 from lightning_distill.recipes.text.fit import build_fit, init_args, load_config, with_trainer
 
@@ -114,7 +114,10 @@ def test_the_prune_step_can_learn_from_the_unpruned_student(settings: TextRecipe
     distilled = write_bert(tmp_path / "distilled", layers=2, hidden=32, heads=4, labels=INTENTS, seed=2)
     write_tokenizer(tmp_path / "distilled")
     steps = TextRecipeSteps(Recipe("text", root=tmp_path / "runs"), replace(settings, prune_teacher="student"))
-    student = {"class_path": "lightning_distill.models.TransformerClassifier", "init_args": {"checkpoint": distilled}}
+    student = {
+        "class_path": "lightning_distill.core.models.TransformerClassifier",
+        "init_args": {"checkpoint": distilled},
+    }
     config = steps.distill_config(steps.prune_teacher_folder(distilled), student)
     module = build_fit(with_trainer(config, settings, tmp_path / "fit", 1)).model
     teacher_model, student_model = module.teacher.model, module.student.model

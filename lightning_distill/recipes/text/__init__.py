@@ -2,9 +2,9 @@
 
 - :mod:`.settings`: :class:`TextRecipeSettings`, the command-line options that fill them, and the settings each step
   depends on (:data:`STEP_OPTIONS`).
-- :mod:`.steps`: :class:`TextRecipeSteps`, one method per step (teacher, distill, prune, calibrate, quantize, export,
-  benchmark, report), and :func:`build`, which adds them to a :class:`~lightning_distill.recipe.Recipe`.
-- :mod:`.calibrate`: the calibrate step's reject-class offset of each student.
+- :mod:`.steps`: :class:`TextRecipeSteps`, one method per step (teacher, distill, prune, offset, quantize, export,
+  benchmark, report), and :func:`build`, which adds them to a :class:`~lightning_distill.recipes.engine.Recipe`.
+- :mod:`.offset`: the offset step's reject-class offset of each student.
 - :mod:`.fit`: a config as a dict, changed and run by the LightningCLI; the prune step's schedule.
 - :mod:`.report`: the report and the targets it checks (the user's ``--target-*`` options).
 - :mod:`.artifacts`: loading what the steps saved. :mod:`.inputs`: checks of the inputs before any training.
@@ -13,15 +13,15 @@
 from lightning_distill.recipes.text.artifacts import (
     FirstExamples,
     embedding_is_int8,
+    forward_inputs,
     has_tokenizer,
     load_classifier,
     load_pruned_classifier,
-    model_inputs,
     weights_file,
 )
 from lightning_distill.recipes.text.fit import PRUNING_POINTS, gradual_pruning, train_batches
 from lightning_distill.recipes.text.inputs import hub_problem, is_local, missing_paths
-from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, UNCALIBRATED
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, PRE_OFFSET, REFERENCE
 from lightning_distill.recipes.text.settings import (
     STEP_OPTIONS,
     TextRecipeSettings,
@@ -35,10 +35,10 @@ __all__ = [
     "EMB4",
     "INT8",
     "ONNX_ARTIFACTS",
+    "PRE_OFFSET",
     "PRUNING_POINTS",
     "REFERENCE",
     "STEP_OPTIONS",
-    "UNCALIBRATED",
     "FirstExamples",
     "TextRecipeSettings",
     "TextRecipeSteps",
@@ -46,6 +46,7 @@ __all__ = [
     "build",
     "common_settings",
     "embedding_is_int8",
+    "forward_inputs",
     "gradual_pruning",
     "has_tokenizer",
     "hub_problem",
@@ -53,7 +54,6 @@ __all__ = [
     "load_classifier",
     "load_pruned_classifier",
     "missing_paths",
-    "model_inputs",
     "step_options",
     "train_batches",
     "weights_file",

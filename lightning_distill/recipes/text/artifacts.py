@@ -9,17 +9,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_distill.atomic import replace_folder
-from lightning_distill.models.pretrained import from_pretrained
+from lightning_distill.core.atomic import replace_folder
+from lightning_distill.core.models.pretrained import from_pretrained
 
 __all__ = [
     "FirstExamples",
     "embedding_is_int8",
+    "forward_inputs",
     "has_tokenizer",
     "load_classifier",
     "load_pruned_classifier",
     "load_student",
-    "model_inputs",
     "save_classifier",
     "weights_file",
 ]
@@ -33,7 +33,7 @@ def has_tokenizer(folder: str | Path) -> bool:
 def save_classifier(model: nn.Module, tokenizer: Any, folder: str | Path, pruned: bool = False) -> Path:
     """Write ``model`` (with ``save_pruned`` when ``pruned``, else its ``save_pretrained``) and ``tokenizer`` to
     ``folder``, which is replaced as a whole: a save that fails (a full disk) leaves the previous folder as it was."""
-    from lightning_distill.pruning import save_pruned
+    from lightning_distill.core.pruning import save_pruned
 
     with replace_folder(folder) as fresh:
         if pruned:
@@ -55,7 +55,7 @@ def load_pruned_classifier(folder: str | Path) -> nn.Module:
     """A Hugging Face sequence classifier saved with ``save_pruned`` (its config is that of the unpruned model)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from lightning_distill.pruning import load_pruned
+    from lightning_distill.core.pruning import load_pruned
 
     model = AutoModelForSequenceClassification.from_config(from_pretrained(AutoConfig, folder, "saved classifier"))
     return load_pruned(model, folder).eval()
@@ -74,7 +74,7 @@ def weights_file(folder: str | Path) -> Path:
     raise FileNotFoundError(f"no model weights (model.safetensors, model.pt, pytorch_model.bin) in {folder}")
 
 
-def model_inputs(model: nn.Module, encoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def forward_inputs(model: nn.Module, encoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of a tokenizer's output that ``model.forward`` takes (DistilBERT takes no ``token_type_ids``)."""
     accepted = inspect.signature(model.forward).parameters
     return {k: v for k, v in encoded.items() if k in accepted}

@@ -17,7 +17,7 @@ from torch import nn
 from lightning_distill.recipes.text.settings import TextRecipeSettings
 
 if TYPE_CHECKING:
-    from lightning_distill.cli import DistillCLI
+    from lightning_distill.lightning.cli import DistillCLI
 
 __all__ = [
     "PRUNING_POINTS",
@@ -103,7 +103,7 @@ def with_trainer(
 
 def build_fit(config: dict[str, Any]) -> DistillCLI:
     """The CLI with the config's trainer, LightningModule and data module built (data links applied), not run."""
-    from lightning_distill.cli import cli_main
+    from lightning_distill.lightning.cli import cli_main
 
     return cli_main(config, run=False)
 
@@ -121,8 +121,8 @@ def run_fit(
         The CLI, its deployable model (``student`` or ``model``) with the kept weights, and the best checkpoint's path
         and score (and the last ``val/acc`` with ``keep="last"``).
     """
-    from lightning_distill.cli import cli_main
-    from lightning_distill.modules.deployable import deployable_model, load_deployable
+    from lightning_distill.lightning.cli import cli_main
+    from lightning_distill.lightning.modules.deployable import deployable_model, load_deployable
 
     cli = cli_main({"subcommand": "fit", "fit": config})
     checkpoint = cli.trainer.checkpoint_callback
@@ -166,7 +166,7 @@ def gradual_pruning(settings: TextRecipeSettings, batches_per_epoch: int) -> dic
     points = min(PRUNING_POINTS, half)  # fewer points on a very short run, so the schedule ends inside it
     frequency = half // points
     return {
-        "class_path": "lightning_distill.callbacks.StructuredPruning",
+        "class_path": "lightning_distill.lightning.callbacks.StructuredPruning",
         "init_args": {
             "final_sparsity": settings.sparsity,
             "start": frequency,

@@ -9,17 +9,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.atomic import write_json
-from lightning_distill.benchmark.portable import relative_paths
-from lightning_distill.recipe import Recipe
+from lightning_distill.core.atomic import write_json
+from lightning_distill.core.benchmark.portable import relative_paths
+from lightning_distill.recipes.engine import Recipe
 from lightning_distill.recipes.text.settings import TextRecipeSettings
 
-__all__ = ["EMB4", "INT8", "ONNX_ARTIFACTS", "REFERENCE", "UNCALIBRATED", "target_check", "write_text_report"]
+__all__ = ["EMB4", "INT8", "ONNX_ARTIFACTS", "PRE_OFFSET", "REFERENCE", "target_check", "write_text_report"]
 
 REFERENCE = "teacher fp32"
 INT8 = "ONNX int8 (ORT dynamic)"
 EMB4 = "ONNX int8 + 4-bit embeddings"
-UNCALIBRATED = "(before calibration)"
+PRE_OFFSET = "(before offset)"
 # The export step's result keys and the report's row labels of the final student's ONNX graphs.
 ONNX_ARTIFACTS = (
     ("onnx", "ONNX fp32"),
@@ -41,13 +41,13 @@ def write_text_report(
     Args:
         candidates: Row names of the candidates for the final artifact, most compressed first: the final artifact is
             the first that meets every target of ``settings`` (the first when none does, or no target is given).
-        machine: :func:`~lightning_distill.benchmark.machine_info` of the process that measured the rows; the
+        machine: :func:`~lightning_distill.core.benchmark.machine_info` of the process that measured the rows; the
             report names it above the candidates, whose speed-ups depend on it.
 
     Returns:
         The report's path and the check of the final artifact (with every candidate's under ``candidates``).
     """
-    from lightning_distill.benchmark import with_ratios, write_report
+    from lightning_distill.core.benchmark import with_ratios, write_report
 
     rows = json.loads(rows_file.read_text())
     ratios = {r["name"]: r for r in with_ratios(rows, REFERENCE)}
@@ -94,7 +94,7 @@ def _step_results(recipe: Recipe) -> dict[str, Any]:
 
 
 def _machine_markdown(machine: dict[str, Any] | None) -> str:
-    from lightning_distill.benchmark import machine_summary
+    from lightning_distill.core.benchmark import machine_summary
 
     if machine is None:
         return "\nMeasured on: not recorded (a benchmark step from before the machine was recorded).\n"

@@ -4,11 +4,12 @@ settings each step's results depend on."""
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.models.dropout import check_dropout
+from lightning_distill.core.models.dropout import check_dropout
 
 __all__ = ["STEP_OPTIONS", "TextRecipeSettings", "add_common_options", "common_settings", "step_options"]
 
@@ -37,9 +38,9 @@ class TextRecipeSettings:
             the second half fine-tunes the pruned student.
         prune_importance: How the prune step scores heads and FFN neurons: ``"taylor"`` (first-order loss change,
             gathered on the training batches) or ``"l1"`` (weight norms).
-        calibrate_class: Label of a reject class (CLINC150: ``oos``) whose logit the calibrate step offsets in every
+        offset_class: Label of a reject class (CLINC150: ``oos``) whose logit the offset step offsets in every
             student, so that on the validation texts it predicts the class as often as the teacher
-            (:func:`~lightning_distill.models.class_logit_offset`); None: no calibrate step.
+            (:func:`~lightning_distill.core.models.class_logit_offset`); None: no offset step.
         prune_teacher: Whose soft targets the prune step learns: ``"teacher"`` (the fine-tuned teacher) or
             ``"student"`` (the distilled student before pruning, as CoFi pruning distils from the unpruned model).
         limit_train_batches: Trainer's ``limit_train_batches`` of every fit (fraction or batch count); None: all.
@@ -77,7 +78,7 @@ class TextRecipeSettings:
     prune_epochs: int = 8
     prune_importance: str = "taylor"
     prune_teacher: str = "teacher"
-    calibrate_class: str | None = None
+    offset_class: str | None = None
     limit_train_batches: float | None = None
     limit_val_batches: float | None = None
     test_limit: int | None = None
@@ -98,8 +99,8 @@ class TextRecipeSettings:
             raise ValueError(f"prune_importance must be 'taylor' or 'l1', got {self.prune_importance!r}")
         if self.prune_teacher not in ("teacher", "student"):
             raise ValueError(f"prune_teacher must be 'teacher' or 'student', got {self.prune_teacher!r}")
-        if self.calibrate_class is not None and not self.calibrate_class.strip():
-            raise ValueError("calibrate_class is an empty label: give the reject class's label (e.g. 'oos') or None")
+        if self.offset_class is not None and not self.offset_class.strip():
+            raise ValueError("offset_class is an empty label: give the reject class's label (e.g. 'oos') or None")
         if self.teacher is None and self.teacher_base is None:
             raise ValueError("give a fine-tuned teacher, or a teacher_base for the teacher fit")
         for name in ("teacher_epochs", "epochs", "prune_epochs", "test_limit", "bench_threads", "bench_iterations"):
@@ -122,6 +123,41 @@ class TextRecipeSettings:
             raise ValueError(f"target_accuracy_drop must be >= 0 points, got {self.target_accuracy_drop}")
         for name in ("teacher_dropout", "dropout"):  # before any fit, rather than when the fit builds its module
             check_dropout(getattr(self, name), name)
+
+
+class _Deprecated(argparse.Action):
+    """A renamed option that still works for one release, with a warning naming its new name."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        warnings.warn(f"{option} is now {self.new}; the old name will be removed in 0.3", FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _add_deprecated_flags(parser: argparse.ArgumentParser) -> None:
+    """The reject-class offset's options under their names before 0.2 (the step was called calibrate)."""
+    parser.add_argument(
+        "--calibrate-class",  # rewrite_imports: keep
+        action=_Deprecated,
+        new="--offset-class",
+        dest="offset_class",
+        metavar="LABEL",
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--no-calibrate",  # rewrite_imports: keep
+        action=_Deprecated,
+        new="--no-offset",
+        dest="offset_class",
+        nargs=0,
+        const=None,
+        help=argparse.SUPPRESS,
+    )
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -148,14 +184,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="soft targets of the prune step: the teacher's (default) or the unpruned distilled student's",
     )
     parser.add_argument(
-        "--calibrate-class",
+        "--offset-class",
         metavar="LABEL",
         help="reject class whose logit each student offsets to predict it as often as the teacher on the validation "
-        "texts (calibrate step; CLINC150: oos)",
+        "texts (offset step; CLINC150: oos)",
     )
     parser.add_argument(
-        "--no-calibrate", dest="calibrate_class", action="store_const", const=None, help="skip the calibrate step"
+        "--no-offset", dest="offset_class", action="store_const", const=None, help="skip the offset step"
     )
+    _add_deprecated_flags(parser)
     parser.add_argument(
         "--limit-train-batches", type=_fraction_or_count, help="per fit: a fraction (0.25) or a count (100) of batches"
     )
@@ -191,7 +228,7 @@ _COMMON = (
     "prune_epochs",
     "prune_importance",
     "prune_teacher",
-    "calibrate_class",
+    "offset_class",
     "limit_train_batches",
     "limit_val_batches",
     "test_limit",
@@ -223,7 +260,7 @@ STEP_OPTIONS = {
     "teacher": (*_FIT, "teacher", "teacher_base", "teacher_epochs", "teacher_dropout", "seed"),
     "distill": (*_FIT, "student_base", "student_layers", "epochs", "dropout", "seed"),
     "prune": (*_FIT, "sparsity", "prune_epochs", "prune_importance", "prune_teacher", "dropout", "seed"),
-    "calibrate": ("data", "tokenizer", "teacher_tokenizer", "prune", "calibrate_class"),
+    "offset": ("data", "tokenizer", "teacher_tokenizer", "prune", "offset_class"),
     "quantize": ("prune",),
     "export": ("data", "prune"),
     "benchmark": ("data", "tokenizer", "teacher_tokenizer", "prune", "test_limit", "bench_threads", "bench_iterations"),

@@ -1,5 +1,5 @@
 """The steps of a text-classification compression recipe, shared by ``recipes/clinc.py`` and
-``recipes/clinc_offline.py``; :func:`build` adds them to a :class:`~lightning_distill.recipe.Recipe`.
+``recipes/clinc_offline.py``; :func:`build` adds them to a :class:`~lightning_distill.recipes.engine.Recipe`.
 
 Every training step loads the task's config (``<configs>/teacher.yaml`` or ``<configs>/distill.yaml``) as a dict,
 changes it (paths, data, student, dropout, epochs, output folder) and runs it with the LightningCLI (:mod:`.fit`):
@@ -10,9 +10,9 @@ changes it (paths, data, student, dropout, epochs, output folder) and runs it wi
 3. ``prune`` (optional): the distilled student loses a fraction of its attention heads and FFN neurons gradually
    during a ``fit`` of ``distill.yaml`` (``StructuredPruning``: first-order Taylor importance, 12 cubic steps over the
    first half of the epochs, distillation throughout) -> ``prune/student`` (``save_pruned`` format).
-4. ``calibrate`` (with a ``calibrate_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
+4. ``offset`` (with an ``offset_class``): each student's logit of that reject class (CLINC150: ``oos``) is offset
    so that it predicts the class as often as the teacher on the validation texts (no labels used) ->
-   ``calibrate/student`` and ``calibrate/student_pruned``; the later steps use these students.
+   ``offset/student`` and ``offset/student_pruned``; the later steps use these students.
 5. ``quantize``: PyTorch dynamic int8 of the final student (the pruned one where there is one).
 6. ``export``: the final student (last layer for ``[CLS]`` only, where exact) as an export folder that optimum and
    ``load_exported`` load (``export/student``):
@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from lightning_distill.recipe import Recipe
+from lightning_distill.recipes.engine import Recipe
 from lightning_distill.recipes.text.artifacts import (
     FirstExamples,
     embedding_is_int8,
+    forward_inputs,
     has_tokenizer,
     load_classifier,
     load_student,
-    model_inputs,
     save_classifier,
     weights_file,
 )
@@ -52,11 +52,11 @@ from lightning_distill.recipes.text.fit import (
     train_batches,
     with_trainer,
 )
-from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, REFERENCE, UNCALIBRATED, write_text_report
+from lightning_distill.recipes.text.report import EMB4, INT8, ONNX_ARTIFACTS, PRE_OFFSET, REFERENCE, write_text_report
 from lightning_distill.recipes.text.settings import TextRecipeSettings, step_options
 
 if TYPE_CHECKING:
-    from lightning_distill.data import TextClassificationDataModule
+    from lightning_distill.lightning.data import TextClassificationDataModule
 
 __all__ = ["TextRecipeSteps", "build"]
 
@@ -84,15 +84,15 @@ class TextRecipeSteps:
         """Add the steps, with the configs and settings each depends on, to the recipe and return it."""
         settings, distill_yaml = self.settings, [self.configs / "distill.yaml"]
         fits_teacher = settings.teacher is None or Path(settings.teacher).is_file()
-        calibrates = settings.calibrate_class is not None
-        # The steps after the students' come from the calibrate step or, without it, from distill and prune: named,
-        # so that turning calibration on or off redoes them (they read other steps than when they ran).
-        students = ["calibrate"] if calibrates else ["distill", *(["prune"] if settings.prune else [])]
+        offsets = settings.offset_class is not None
+        # The steps after the students' come from the offset step or, without it, from distill and prune: named,
+        # so that turning the offset on or off redoes them (they read other steps than when they ran).
+        students = ["offset"] if offsets else ["distill", *(["prune"] if settings.prune else [])]
         steps: list[tuple[str, Callable[[], dict[str, Any]], list[Path], list[str]]] = [
             ("teacher", self.teacher, [self.configs / "teacher.yaml"] if fits_teacher else [], []),
             ("distill", self.distill, distill_yaml, []),
             *([("prune", self.prune, distill_yaml, [])] if settings.prune else []),
-            *([("calibrate", self.calibrate, [], [])] if calibrates else []),
+            *([("offset", self.offset, [], [])] if offsets else []),
             ("quantize", self.quantize, [], students),
             ("export", self.export, distill_yaml, students),
             ("benchmark", self.benchmark, distill_yaml, students),
@@ -120,30 +120,30 @@ class TextRecipeSteps:
 
     def data_module(self, tokenizer: str) -> TextClassificationDataModule:
         """``distill.yaml``'s data module with the recipe's data, encoding with ``tokenizer`` alone."""
-        from lightning_distill.data import TextClassificationDataModule
+        from lightning_distill.lightning.data import TextClassificationDataModule
 
         config = load_config(self.configs / "distill.yaml")
         kwargs = {**init_args(config, "data"), **self.settings.data, "tokenizer": tokenizer, "teacher_tokenizer": None}
         return TextClassificationDataModule(**kwargs)
 
     def student_folder(self, pruned: bool = False) -> str:
-        """The distilled (or pruned) student's folder that the steps after the calibrate step use: the calibrated
+        """The distilled (or pruned) student's folder that the steps after the offset step use: the offset
         one where that step runs."""
-        if self.settings.calibrate_class is not None:
-            return self.recipe.result("calibrate")["student pruned" if pruned else "student"]["folder"]
+        if self.settings.offset_class is not None:
+            return self.recipe.result("offset")["student pruned" if pruned else "student"]["folder"]
         return self.recipe.result("prune" if pruned else "distill")["student"]
 
     def final_student(self) -> tuple[nn.Module, str]:
-        """The final student (the pruned one where there is one; calibrated), loaded from disk, and its folder."""
+        """The final student (the pruned one where there is one; offset), loaded from disk, and its folder."""
         folder = self.student_folder(pruned=self.settings.prune)
         return load_student(folder, self.settings.prune), folder
 
-    def check_calibrate_class(self) -> None:
-        """Before a fit: the reject class to calibrate is a label of the data."""
-        if self.settings.calibrate_class is not None:
-            from lightning_distill.recipes.text.calibrate import class_index
+    def check_offset_class(self) -> None:
+        """Before a fit: the reject class to offset is a label of the data."""
+        if self.settings.offset_class is not None:
+            from lightning_distill.recipes.text.offset import class_index
 
-            class_index(self.data_module(self.settings.tokenizer), self.settings.calibrate_class)
+            class_index(self.data_module(self.settings.tokenizer), self.settings.offset_class)
 
     # --- the configs of the fits ------------------------------------------------------------------------------------
 
@@ -198,12 +198,12 @@ class TextRecipeSteps:
         if source is not None and Path(source).is_dir():
             return {"model": source, "source": "fine-tuned folder, used as is"}
         if source is None:
-            self.check_calibrate_class()
+            self.check_offset_class()
             config = with_trainer(self.teacher_config(), self.settings, step_dir, self.settings.teacher_epochs)
             cli, model, best = run_fit(config, "teacher.yaml")
             tokenizer, result = cli.datamodule.tokenizer, {"source": "fit", **best}
         elif Path(source).is_file():
-            from lightning_distill.modules.deployable import load_deployable
+            from lightning_distill.lightning.modules.deployable import load_deployable
 
             cli = build_fit(self.teacher_config())
             model = load_deployable(cli.model, source, what=f"--teacher {source}")
@@ -211,7 +211,7 @@ class TextRecipeSteps:
         else:
             from transformers import AutoTokenizer
 
-            from lightning_distill.models import TransformerClassifier, from_pretrained
+            from lightning_distill.core.models import TransformerClassifier, from_pretrained
 
             model, tokenizer = TransformerClassifier(source), from_pretrained(AutoTokenizer, source, "--teacher")
             result = {"source": f"Hub model {source}, saved locally"}
@@ -221,7 +221,7 @@ class TextRecipeSteps:
     def distill(self) -> dict[str, Any]:
         """Distil the teacher into the student; keep the best epoch's student as a ``save_pretrained`` folder."""
         folder = self.recipe.step_dir("distill")
-        self.check_calibrate_class()
+        self.check_offset_class()
         config = with_trainer(self.distill_config(self.teacher_folder()), self.settings, folder, self.settings.epochs)
         cli, student, best = run_fit(config, "distill.yaml")
         save_classifier(student, cli.datamodule.tokenizer, folder / "student")
@@ -229,12 +229,12 @@ class TextRecipeSteps:
 
     def prune(self) -> dict[str, Any]:
         """Prune the distilled student gradually while distilling; keep the last (fully pruned) student."""
-        from lightning_distill.pruning import pruned_shapes
+        from lightning_distill.core.pruning import pruned_shapes
 
         settings, folder = self.settings, self.recipe.step_dir("prune")
         distilled = self.recipe.result("distill")["student"]
         student = {
-            "class_path": "lightning_distill.models.TransformerClassifier",
+            "class_path": "lightning_distill.core.models.TransformerClassifier",
             "init_args": {"checkpoint": distilled},
         }
         pruning = gradual_pruning(settings, train_batches(self.data_module(distilled)))
@@ -244,12 +244,12 @@ class TextRecipeSteps:
         save_classifier(pruned.model, cli.datamodule.tokenizer, folder / "student", pruned=True)
         return {"student": str(folder / "student"), "parameters": pruned_shapes(pruned.model)["parameters"], **best}
 
-    def calibrate(self) -> dict[str, Any]:
+    def offset(self) -> dict[str, Any]:
         """Offset the reject class's logit of each student to predict it as often as the teacher on the validation
-        texts; save the calibrated students (``calibrate/student``, ``calibrate/student_pruned``)."""
-        from lightning_distill.recipes.text.calibrate import calibrate_student, save_student, teacher_reference
+        texts; save the offset students (``offset/student``, ``offset/student_pruned``)."""
+        from lightning_distill.recipes.text.offset import offset_student, save_student, teacher_reference
 
-        label, folder, teacher = self.settings.calibrate_class, self.recipe.step_dir("calibrate"), self.teacher_folder()
+        label, folder, teacher = self.settings.offset_class, self.recipe.step_dir("offset"), self.teacher_folder()
         texts, labels, teacher_logits, result = teacher_reference(
             load_classifier(teacher), self.data_module(self.teacher_tokenizer(teacher)), label
         )
@@ -259,20 +259,20 @@ class TextRecipeSteps:
             students.append(("student pruned", self.recipe.result("prune")["student"], True))
         for name, source, pruned in students:
             data = self.data_module(source)
-            model, record = calibrate_student(load_student(source, pruned), data, texts, labels, teacher_logits, index)
+            model, record = offset_student(load_student(source, pruned), data, texts, labels, teacher_logits, index)
             out = folder / name.replace(" ", "_")
             save_student(model, source, out, pruned=pruned)
             result[name] = {"folder": str(out), "source": source, **record}
             before, after = record["predicted_before"], record["predicted_after"]
             print(
-                f"calibrate: {name}: {label!r} logit {record['offset']:+.3f}, predicted for {before} -> {after} of "
+                f"offset: {name}: {label!r} logit {record['offset']:+.3f}, predicted for {before} -> {after} of "
                 f"{len(texts)} validation texts (teacher: {wanted})"
             )
         return result
 
     def quantize(self) -> dict[str, Any]:
         """PyTorch dynamic int8 of the final student."""
-        from lightning_distill.quantization import DynamicQuantConfig, quantize, save_quantized
+        from lightning_distill.core.quantization import DynamicQuantConfig, quantize, save_quantized
 
         model, _ = self.final_student()
         path = self.recipe.step_dir("quantize") / "student_dynamic_int8.pt"
@@ -282,7 +282,7 @@ class TextRecipeSteps:
         """The final student as an export folder in optimum's layout (``export/student``: ONNX fp32, ORT-optimized,
         ORT int8 and int8 with 4-bit embeddings, ``config.json``, tokenizer, model card), and the unpruned student
         as int8 with 4-bit embeddings too, with pruning."""
-        from lightning_distill import export as ex
+        from lightning_distill.core import export as ex
 
         out = self.recipe.step_dir("export")
         model, folder = self.final_student()
@@ -313,7 +313,7 @@ class TextRecipeSteps:
         if self.settings.prune:  # the unpruned student too, as the most accurate compressed candidate
             unpruned = self.student_folder()
             model = load_classifier(unpruned)
-            example = model_inputs(model, self.data_module(unpruned).example_input(8))
+            example = forward_inputs(model, self.data_module(unpruned).example_input(8))
             model, result["unpruned_last_layer"] = ex.cut_for_export(model, example)
             float_path = ex.export_onnx(model, ex.OnnxExportConfig(), example, out / "unpruned_student.onnx")
             int8_emb4 = ex.OrtQuantConfig(embedding_bits=4)
@@ -324,7 +324,7 @@ class TextRecipeSteps:
 
     def benchmark(self) -> dict[str, Any]:
         """Measure every artifact, reloaded from disk, one at a time, into ``benchmark/rows.json``."""
-        from lightning_distill.benchmark import machine_info, write_rows
+        from lightning_distill.core.benchmark import machine_info, write_rows
 
         self.rows_file.unlink(missing_ok=True)
         measures = self._measures()
@@ -343,7 +343,7 @@ class TextRecipeSteps:
 
     def _measures(self) -> list[tuple[str, Callable[[str], Any]]]:
         """``(row name, measure)`` of every artifact; each is loaded when measured, so one model is in memory."""
-        from lightning_distill.benchmark import benchmark_onnx, benchmark_quantized
+        from lightning_distill.core.benchmark import benchmark_onnx, benchmark_quantized
 
         settings, final = self.settings, self.final
         options = {"num_threads": settings.bench_threads, "iterations": settings.bench_iterations}
@@ -358,11 +358,11 @@ class TextRecipeSteps:
         ]
         if settings.prune:
             measures.append((f"{final} fp32", lambda name: self._module_row(float_model, data, name, folder)))
-        if settings.calibrate_class is not None:  # what the calibrate step bought, on the test texts
-            source = self.recipe.result("calibrate")[final]["source"]
+        if settings.offset_class is not None:  # what the offset step bought, on the test texts
+            source = self.recipe.result("offset")[final]["source"]
             measures.append(
                 (
-                    f"{final} fp32 {UNCALIBRATED}",
+                    f"{final} fp32 {PRE_OFFSET}",
                     lambda name: self._module_row(load_student(source, settings.prune), data, name, source),
                 )
             )
@@ -381,7 +381,7 @@ class TextRecipeSteps:
 
     def _module_row(self, model: nn.Module | None, data: Any, name: str, folder: str | Path) -> Any:
         """The benchmark row of ``model`` (None: the classifier saved in ``folder``), sized by ``folder``'s weights."""
-        from lightning_distill.benchmark import benchmark_module
+        from lightning_distill.core.benchmark import benchmark_module
 
         return benchmark_module(
             load_classifier(folder) if model is None else model,

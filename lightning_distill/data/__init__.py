@@ -1,7 +1,0 @@
-"""LightningDataModules. Each exposes ``num_classes`` (linked to the model by the CLI) and ``example_input()``."""
-
-from lightning_distill.data.digits import DigitsDataModule
-from lightning_distill.data.mnist import MNISTDataModule
-from lightning_distill.data.text_classification import TextClassificationDataModule
-
-__all__ = ["DigitsDataModule", "MNISTDataModule", "TextClassificationDataModule"]

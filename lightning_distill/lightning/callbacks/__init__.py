@@ -1,0 +1,15 @@
+"""Lightning callbacks: pruning on a schedule, quantization-aware training, and post-fit quantization and export."""
+
+from lightning_distill.lightning.callbacks.magnitude_pruning import MagnitudePruning
+from lightning_distill.lightning.callbacks.onnx_export import OnnxExport
+from lightning_distill.lightning.callbacks.post_training_quantization import PostTrainingQuantization
+from lightning_distill.lightning.callbacks.quantization_aware_training import QuantizationAwareTraining
+from lightning_distill.lightning.callbacks.structured_pruning import StructuredPruning
+
+__all__ = [
+    "MagnitudePruning",
+    "OnnxExport",
+    "PostTrainingQuantization",
+    "QuantizationAwareTraining",
+    "StructuredPruning",
+]

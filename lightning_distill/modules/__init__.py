@@ -1,7 +1,0 @@
-"""LightningModules: step logic, logging and optimizer wiring around injected models and losses."""
-
-from lightning_distill.models.weights import load_teacher_weights
-from lightning_distill.modules.classifier import ClassifierModule
-from lightning_distill.modules.distillation import DistillationModule
-
-__all__ = ["ClassifierModule", "DistillationModule", "load_teacher_weights"]
