@@ -23,6 +23,7 @@ from lightning_distill.lightning.data._encoding import (
     LengthGroupedBatches,
     PadCollator,
     TokenizedSplit,
+    file_digest,
     tokenizer_digest,
 )
 from lightning_distill.lightning.data._labels import label_ids, label_names
@@ -379,7 +380,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             files = {}
             for split, pattern in sorted(self.data_files.items()):
                 for path in sorted(glob.glob(pattern)):
-                    files[f"{split}:{Path(path).name}"] = _file_digest(path)
+                    files[f"{split}:{Path(path).name}"] = file_digest(path)
             source: Any = files
         else:
             source = [self.dataset_name, self.dataset_config, {s: self._raw[s]._fingerprint for s in self._raw}]
@@ -395,11 +396,3 @@ class TextClassificationDataModule(pl.LightningDataModule):
         }
         self._fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         return self._fingerprint
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):  # in chunks: a data file may be larger than memory
-            digest.update(chunk)
-    return digest.hexdigest()
