@@ -51,13 +51,18 @@ def test_cached_and_uncached_teacher_logits_give_the_same_loss(folder: Path) -> 
     torch.testing.assert_close(module._cached_logits(batch), module.teacher_logits(batch), atol=1e-5, rtol=1e-5)
 
 
+def _entries(cache_dir: str) -> list[Path]:
+    """The cache entries (folders) of ``cache_dir``; each has a ``.lock`` file beside it."""
+    return [path for path in Path(cache_dir).iterdir() if path.is_dir()]
+
+
 def test_cache_is_keyed_by_teacher_and_tokenization(folder: Path, tmp_path: Path) -> None:
     cache_dir = str(tmp_path / "cache")
     first = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
     _fit(first, text_data(folder))
     again = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
     _fit(again, text_data(folder))
-    assert again.teacher_cache_key == first.teacher_cache_key and len(list(Path(cache_dir).iterdir())) == 1
+    assert again.teacher_cache_key == first.teacher_cache_key and len(_entries(cache_dir)) == 1
 
     changed_teacher = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
     with torch.no_grad():
@@ -66,7 +71,7 @@ def test_cache_is_keyed_by_teacher_and_tokenization(folder: Path, tmp_path: Path
     truncated = _module(folder, cache_teacher_logits=True, teacher_cache_dir=cache_dir)
     _fit(truncated, text_data(folder, max_length=3))
     keys = {first.teacher_cache_key, changed_teacher.teacher_cache_key, truncated.teacher_cache_key}
-    assert len(keys) == 3 and len(list(Path(cache_dir).iterdir())) == 3
+    assert len(keys) == 3 and len(_entries(cache_dir)) == 3
     # the changed teacher's cache holds its own logits, not the stale ones
     torch.testing.assert_close(
         changed_teacher.cached_teacher_logits.dense() - first.cached_teacher_logits.dense(),
