@@ -28,12 +28,12 @@ from _results import write_result
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lightning_distill.core.losses import distillation_loss
+from lightning_distill.core.pruning.importance import taylor_importance
 from lightning_distill.core.pruning.structured import (
     find_unit_groups,
     keep_indices,
     l1_importance,
     remove_units,
-    taylor_importance,
     units_to_keep,
 )
 

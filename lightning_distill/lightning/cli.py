@@ -1,7 +1,6 @@
 """``DistillCLI``: LightningCLI with ``fit``/``validate``/``test``/``predict``, ``benchmark`` and ``export`` (methods of
-:class:`~lightning_distill.lightning.trainer.DistillTrainer`). The ``lightning-distill`` command adds ``tune`` on top
-of it
-(:mod:`lightning_distill.lightning.main`), so this module never imports the tuning package that runs ``DistillCLI``
+:class:`~lightning_distill.lightning.trainer.DistillTrainer`). The ``lightning-distill`` command adds ``tune`` on top of
+it (:mod:`lightning_distill.lightning.main`), so this module never imports the tuning package that runs ``DistillCLI``
 trials.
 
 Models, data modules, losses and callbacks are chosen in YAML with ``class_path``/``init_args``, or by their short

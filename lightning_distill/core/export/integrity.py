@@ -1,9 +1,10 @@
 """Export folders that cannot mix models: which folders an export may replace, and graphs checked against their export.
 
-An export is written whole into a temporary folder and swapped in by rename (:func:`lightning_distill.core.atomic.
-replace_folder`), so a re-export with fewer graphs leaves none of the previous export's behind. It may replace a new
-or empty folder, or one that holds a previous export of this package (its ``export_info.json`` says so); any other
-folder is refused unless the caller passes ``overwrite=True``, so a user's files are never replaced without a word.
+An export is written whole into a temporary folder and swapped in by rename
+(:func:`~lightning_distill.core.atomic.replace_folder`), so a re-export with fewer graphs leaves none of the previous
+export's behind. It may replace a new or empty folder, or one that holds a previous export of this package (its
+``export_info.json`` says so); any other folder is refused unless the caller passes ``overwrite=True``, so a user's
+files are never replaced without a word.
 
 ``export_info.json`` records an ``export_id`` and the sha256 of every file the export wrote, so
 :func:`~lightning_distill.core.export.load_exported` can check that the graph it runs, ``config.json`` (the label names)

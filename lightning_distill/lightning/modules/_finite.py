@@ -5,8 +5,8 @@ What is checked, and why this much:
 - The loss, at every training, validation and test step, before it is logged or back-propagated. A NaN loss turns
   every weight NaN at the next optimizer step, after which every later batch is NaN too, so the check must run on the
   step that produced it to name the right batch and to leave the model with the weights of the last good step.
-  Checking it costs no kernel and one device-to-host copy of the loss (``loss.item()``, a GPU sync) per step: about
-  4 us on a CPU (an ``isfinite`` kernel would cost more than the copy), and a fit with the progress bar on (the
+  Checking it costs no kernel and one device-to-host copy of the loss (``loss.item()``, a GPU sync) per step (an
+  ``isfinite`` kernel would cost more than the copy), and a fit with the progress bar on (the
   default) already synchronizes every step to show ``train/loss``; ``detect_anomaly`` checks every backward operation
   and costs far more.
 - The floating-point tensors of the batch and the teacher's logits, in the first :data:`CHECK_FIRST_BATCHES` batches

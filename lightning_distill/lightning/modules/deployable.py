@@ -31,10 +31,11 @@ def load_deployable(
 ) -> nn.Module:
     """The deployable model of ``module`` with the weights of ``checkpoint``, in eval mode.
 
-    The model is found by ``model_attribute`` (see :func:`~lightning_distill.lightning.modules._attribute.
-    resolve_model_attribute`: ``auto``, ``self`` or a dotted path); its weights are the checkpoint's entries under
-    that path, loaded strictly after resizing the layers a structurally pruned checkpoint has made smaller. The
-    model is changed in place (it is ``module``'s own submodule); pass a copy to keep ``module`` as it is.
+    The model is found by ``model_attribute`` (see
+    :func:`~lightning_distill.lightning.modules._attribute.resolve_model_attribute`: ``auto``, ``self`` or a dotted
+    path); its weights are the checkpoint's entries under that path, loaded strictly after resizing the layers a
+    structurally pruned checkpoint has made smaller. The model is changed in place (it is ``module``'s own submodule);
+    pass a copy to keep ``module`` as it is.
 
     Args:
         module: The LightningModule built from the config the checkpoint was trained with (or any ``nn.Module``).
