@@ -20,7 +20,7 @@ from lightning_distill.core.models import StudentFromTeacher, TransformerClassif
 from lightning_distill.lightning.modules import DistillationModule
 
 ID2LABEL = dict(enumerate(INTENTS))
-SCRIPT = Path(__file__).resolve().parents[1] / "concurrent_distill.py"
+SCRIPT = Path(__file__).with_name("concurrent_distill.py")
 
 
 @pytest.fixture(scope="module")

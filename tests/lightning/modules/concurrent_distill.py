@@ -1,8 +1,7 @@
 """One distillation fit with cached teacher logits, run by tests/lightning/modules/test_teacher_cache_files.py in
-several
-processes at once that share a teacher cache and a token cache.
+several processes at once that share a teacher cache and a token cache.
 
-Usage: python tests/concurrent_distill.py FOLDER TEACHER_CACHE TOKEN_CACHE OUT READY_DIR PROCESSES
+Usage: python tests/lightning/modules/concurrent_distill.py FOLDER TEACHER_CACHE TOKEN_CACHE OUT READY_DIR PROCESSES
 FOLDER holds the tiny tokenizer, data and teacher written by tiny_text.py. The process writes READY_DIR/<pid> once its
 models are built and waits until PROCESSES such files are there, so that the fits start together; the teacher sleeps
 0.2 s per batch, so that building the cache takes long enough for the processes to meet there. OUT gets the student's
