@@ -58,7 +58,10 @@ class DistillationModule(pl.LightningModule):
         teacher: The trained model whose outputs the student imitates.
         teacher_checkpoint: Optional file with the teacher's trained weights: a checkpoint of
             :class:`ClassifierModule` or :class:`DistillationModule`, or a plain ``state_dict``. Leave it out when the
-            teacher arrives trained (e.g. a Hugging Face model loaded from a fine-tuned checkpoint).
+            teacher arrives trained (e.g. a Hugging Face model loaded from a fine-tuned checkpoint). A checkpoint of
+            any other LightningModule works too: the teacher's weights are found under the one top-level prefix
+            holding exactly the teacher's keys (e.g. ``backbone.``).
+        teacher_checkpoint_prefix: The prefix of the teacher's keys in ``teacher_checkpoint``; None finds it.
         loss: The soft/hard loss; defaults to ``KDLoss(temperature=4.0, soft_target_weight=0.7)``.
         num_classes: Classes in the data; linked from ``data.num_classes`` by the CLI and checked against both models.
         learning_rate: AdamW learning rate of the student.
@@ -111,6 +114,7 @@ class DistillationModule(pl.LightningModule):
         student: nn.Module,
         teacher: nn.Module,
         teacher_checkpoint: str | None = None,
+        teacher_checkpoint_prefix: str | None = None,
         loss: KDLoss | None = None,
         num_classes: int | None = None,
         learning_rate: float = 1e-3,
@@ -158,11 +162,10 @@ class DistillationModule(pl.LightningModule):
         self._teacher_checkpoint_missing = False
         if teacher_checkpoint is not None:
             if _teacher_check.launched_as_one_of_several_processes() and not Path(teacher_checkpoint).is_file():
-                # Raising here would leave the other processes waiting for this one at the first collective call;
-                # setup() raises on every rank at once, naming the ranks that lack the file.
+                # Raising here would hang the other processes; setup() raises on every rank, naming those lacking it.
                 self._teacher_checkpoint_missing = True
             else:
-                load_teacher_weights(teacher, teacher_checkpoint)
+                load_teacher_weights(teacher, teacher_checkpoint, prefix=teacher_checkpoint_prefix)
         self.save_hyperparameters(
             ignore=["student", "teacher", "loss", "hidden_state_loss", "attention_loss", "feature_losses"]
         )
