@@ -6,7 +6,7 @@ FOLDER holds the tiny tokenizer, data and teacher written by tiny_text.py. CACHE
 left out: none), DTYPE the teacher_cache_dtype (default float32); the cache is built in blocks of 8 examples. Each rank
 writes OUT/rank<r>.pt with the cached logits, the number of examples the teacher ran on while the cache was built, the
 loss of a fixed reference batch (cached and live teacher logits, before any update) and the indices and losses of the
-batches it trained on.
+batches it trained on. After the fit it validates once, so the validation logs run under DDP as well.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ def main() -> None:
         enable_model_summary=False,
     )
     trainer.fit(module, data)
+    # one validation pass: its epoch-level logs must be synchronised across the processes (the test reads stderr for
+    # Lightning's "sync_dist=True" warning); after the fit, so the teacher counts above saw the cache alone
+    trainer.limit_val_batches = 1.0  # the fit ran with validation off
+    trainer.validate(module, data, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(
         {

@@ -20,6 +20,8 @@ def _run(folder: Path, devices: int, out: Path, *options: str) -> list[dict]:
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-4000:]
+    # every epoch-level log is synchronised across processes: Lightning warns "use self.log(..., sync_dist=True)"
+    assert "sync_dist=True" not in run.stderr, run.stderr[-4000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(devices)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 import torch
@@ -45,12 +45,20 @@ def validation_loaders(trainer: pl.Trainer) -> tuple[list[Iterable], str | None]
     return list(CombinedLoader(loaders, "sequential").flattened), None
 
 
-def teacher_accuracy(module: pl.LightningModule, loaders: Iterable[Iterable]) -> float | None:
-    """Accuracy of the teacher over every batch of ``loaders``; ``None`` when they hold no example. Non-finite teacher
-    logits raise a ValueError naming the batch and the teacher (or the non-finite inputs).
+class TeacherMeasure(NamedTuple):
+    """The teacher's accuracy over the validation loaders (``None`` without an example), and its logits' width."""
+
+    accuracy: float | None
+    logit_classes: int | None
+
+
+def teacher_accuracy(module: pl.LightningModule, loaders: Iterable[Iterable]) -> TeacherMeasure:
+    """Accuracy of the teacher over every batch of ``loaders``, and the last dimension of its logits (the classes it
+    predicts). Non-finite teacher logits raise a ValueError naming the batch and the teacher (or the non-finite inputs).
 
     Through ``module.eval_teacher_logits``, so the first validation pass of the fit reuses these logits."""
     correct = total = 0
+    logit_classes = None
     with torch.no_grad():
         for number, loader in enumerate(loaders):
             for batch_idx, batch in enumerate(loader):
@@ -59,9 +67,10 @@ def teacher_accuracy(module: pl.LightningModule, loaders: Iterable[Iterable]) ->
                 logits = module.eval_teacher_logits(batch)
                 where = f"the teacher's check before distillation (validation loader {number}, batch {batch_idx})"
                 check_teacher_logits(module, batch, logits, where)
+                logit_classes = int(logits.shape[-1])
                 correct += int((logits.argmax(-1) == labels).sum())
                 total += int(labels.numel())
-    return correct / total if total else None
+    return TeacherMeasure(correct / total if total else None, logit_classes)
 
 
 def check_checkpoint_on_every_rank(missing_here: bool, checkpoint: str | None) -> None:
@@ -81,14 +90,15 @@ def check_checkpoint_on_every_rank(missing_here: bool, checkpoint: str | None) -
 
 def report_teacher_accuracy(module: pl.LightningModule, loaders: list[Iterable]) -> float | None:
     """Measure the teacher on ``loaders``, log and print it, and warn when it is near chance; its accuracy."""
-    accuracy = teacher_accuracy(module, loaders)
+    accuracy, logit_classes = teacher_accuracy(module, loaders)
     if accuracy is None:
         rank_zero_info("teacher sanity check skipped (no teacher/val_acc before distillation): no validation example")
         return None
     if module.logger is not None:
         module.logger.log_metrics({"teacher/val_acc": accuracy}, step=0)
     rank_zero_info(f"teacher validation accuracy before distillation: {accuracy:.4f}")
-    classes = module.num_classes or model_num_classes(module.teacher)
+    # A plain CNN says its class count nowhere but in the width of its logits.
+    classes = module.num_classes or model_num_classes(module.teacher) or logit_classes
     if classes and accuracy < 2.0 / classes:
         rank_zero_warn(
             f"the teacher's validation accuracy is {accuracy:.4f}, close to chance for {classes} "

@@ -100,7 +100,8 @@ class ClassifierModule(pl.LightningModule):
         loss = F.cross_entropy(logits, labels)
         check_finite(self, stage, batch, batch_idx, loss)
         n = batch_size(batch)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n)
+        # val/test losses are averaged over the epoch: over every process's batches (train logs per step, unsynced)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train")
         log_top1(self, f"{stage}/acc", logits, labels, n, prog_bar=True)
         return loss
 

@@ -311,7 +311,8 @@ class DistillationModule(pl.LightningModule):
         loss = F.cross_entropy(student_logits, labels)
         check_finite(self, stage, batch, batch_idx, loss, teacher_logits)
         n = batch_size(batch)
-        self.log(f"{stage}/loss", loss, batch_size=n)
+        # averaged over the epoch: over every process's batches, not only this one's (torchmetrics sync themselves)
+        self.log(f"{stage}/loss", loss, batch_size=n, sync_dist=True)
         log_top1(self, f"{stage}/acc", student_logits, labels, n, prog_bar=True)
         # agreement: the share of examples where the student's top-1 class is the teacher's
         log_top1(self, f"{stage}/agreement", student_logits, teacher_logits.argmax(-1), n, prog_bar=True)

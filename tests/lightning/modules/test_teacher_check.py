@@ -52,3 +52,28 @@ def test_without_validation_data_the_log_says_the_teacher_check_was_skipped_and_
     tiny_trainer().fit(module, _loader(seed=1))
     assert module.teacher_val_acc is None
     assert "teacher sanity check skipped (no teacher/val_acc): the fit has no validation data" in lightning_log.text
+
+
+class _PlainCNN(torch.nn.Module):
+    """A user's CNN: 10 classes, said nowhere but in the width of its logits (no ``num_classes``, no config)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+        self.head = torch.nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def test_near_chance_warning_reads_the_class_count_from_the_teachers_logits() -> None:
+    torch.manual_seed(0)
+    teacher = _PlainCNN()  # untrained: near-random weights
+    assert not hasattr(teacher, "num_classes")
+    module = DistillationModule(_PlainCNN(), teacher)  # no num_classes given either
+    generator = torch.Generator().manual_seed(3)
+    x, y = torch.randn(200, 1, 8, 8, generator=generator), torch.randint(0, 10, (200,), generator=generator)
+    loader = DataLoader(TensorDataset(x, y), batch_size=50)
+    with pytest.warns(UserWarning, match=r"validation accuracy is 0\.\d+, close to chance for 10 classes"):
+        tiny_trainer().fit(module, loader, loader)
+    assert module.teacher_val_acc < 0.2
