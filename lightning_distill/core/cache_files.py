@@ -22,7 +22,9 @@ from typing import Any
 
 from filelock import FileLock
 
-__all__ = ["META", "check_free_space", "entry_lock", "file_record", "read_entry", "record_files", "reserve"]
+__all__ = [
+    "META", "check_free_space", "entry_lock", "file_record", "file_sha256", "read_entry", "record_files", "reserve"
+]
 
 META = "meta.json"
 _CHUNK = 1 << 20
@@ -36,6 +38,15 @@ def file_record(path: Path) -> dict[str, Any]:
             digest.update(chunk)
             size += len(chunk)
     return {"bytes": size, "blake2b": digest.hexdigest()}
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of the file at ``path``, read in chunks (a data file may be larger than memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def record_files(folder: Path) -> dict[str, dict[str, Any]]:

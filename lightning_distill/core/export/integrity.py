@@ -13,12 +13,12 @@ and the tokenizer's files come from one export: a graph copied in from another e
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.core.cache_files import file_sha256
 from lightning_distill.core.export.model_card import EXPORT_INFO, read_export_info
 
 __all__ = [
@@ -39,14 +39,6 @@ _LEGACY_KEYS = {"title", "provenance", "quantization"}
 
 class ExportMismatchError(ValueError):
     """A file of an export folder was not written by the export that wrote its ``config.json`` (or was changed)."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_export_folder(folder: str | Path) -> bool:
@@ -97,7 +89,7 @@ def export_record(folder: str | Path) -> dict[str, Any]:
     return {
         "format": EXPORT_FORMAT,
         "export_id": os.urandom(8).hex(),
-        "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files},
+        "files": {p.relative_to(folder).as_posix(): file_sha256(p) for p in files},
     }
 
 
@@ -138,7 +130,7 @@ def verify_export(folder: str | Path, graph: str) -> None:
                 f"match that config's labels. Export the model again, or load a graph the export wrote: "
                 f"{sorted(n for n in recorded if n.endswith('.onnx'))}"
             )
-        if _sha256(folder / name) != recorded[name]:
+        if file_sha256(folder / name) != recorded[name]:
             raise ExportMismatchError(
                 f"{str(folder / name)!r} differs from the file the export {info.get('export_id')} wrote (its sha256 "
                 f"in {EXPORT_INFO} does not match): it was changed or replaced by another export's. Export the model "

@@ -218,12 +218,3 @@ class PadCollator:
                 real = positions >= width - n if self.left else positions < n
                 batch[mask] = torch.from_numpy(real.astype(np.int64))
         return batch
-
-
-def file_digest(path: str) -> str:
-    """The sha256 of a file's bytes, read in chunks (a data file may be larger than memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -17,13 +17,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
 
 from lightning_distill.core.batch import TEACHER_PREFIX
+from lightning_distill.core.cache_files import file_sha256
 from lightning_distill.core.text_encoding import TextEncoder
 from lightning_distill.lightning.data import _token_cache
 from lightning_distill.lightning.data._encoding import (
     LengthGroupedBatches,
     PadCollator,
     TokenizedSplit,
-    file_digest,
     tokenizer_digest,
 )
 from lightning_distill.lightning.data._labels import label_ids, label_names
@@ -380,7 +380,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             files = {}
             for split, pattern in sorted(self.data_files.items()):
                 for path in sorted(glob.glob(pattern)):
-                    files[f"{split}:{Path(path).name}"] = file_digest(path)
+                    files[f"{split}:{Path(path).name}"] = file_sha256(path)
             source: Any = files
         else:
             source = [self.dataset_name, self.dataset_config, {s: self._raw[s]._fingerprint for s in self._raw}]
