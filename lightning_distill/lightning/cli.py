@@ -20,6 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from jsonargparse.typing import PositiveInt
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, _InstantiatorFn
 from typing_extensions import override
 
@@ -31,6 +32,7 @@ from lightning_distill.core.errors import ConfigValueError, UserError
 from lightning_distill.core.safe_load import load_file
 from lightning_distill.lightning import callbacks, data, modules
 from lightning_distill.lightning._argument_errors import condense_argument_error
+from lightning_distill.lightning.callbacks.prediction_writer import PredictionWriter
 from lightning_distill.lightning.trainer import DistillTrainer, check_artifact, check_benchmark_weights
 
 SHORT_NAME_PACKAGES = (callbacks, data, losses, models, modules)
@@ -136,6 +138,11 @@ class DistillCLI(LightningCLI):
         for subcommand in ("benchmark", "export"):  # comparable latencies across machines and reruns
             if add_subcommands and subcommand in self.subcommands():
                 self.parser.set_defaults({f"{subcommand}.num_threads": 1})
+        if add_subcommands and "predict" in self.subcommands():
+            # predict writes its rows (--predictions.path, --predictions.probabilities). Private: LightningCLI calls
+            # add_arguments_to_parser without saying which subcommand's parser it is, so the predict parser is
+            # reached through the map LightningCLI keeps of them.
+            self._subcommand_parsers["predict"].add_lightning_class_args(PredictionWriter, "predictions")
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -194,6 +201,16 @@ class DistillCLI(LightningCLI):
             if cause is not None:
                 raise cause from None
             raise ConfigValueError(condense_argument_error(str(error))) from error
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        default = self.config_init[self.subcommand].get("predictions") if self.subcommand == "predict" else None
+        if default is not None and any(
+            isinstance(c, BasePredictionWriter) and c is not default for c in trainer.callbacks
+        ):  # the config's own prediction writer (in trainer.callbacks) replaces the default one
+            trainer.callbacks = [c for c in trainer.callbacks if c is not default]
+        return trainer
 
     @override
     def before_instantiate_classes(self) -> None:

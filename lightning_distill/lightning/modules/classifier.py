@@ -115,7 +115,7 @@ class ClassifierModule(pl.LightningModule):
         self._shared_step(batch, batch_idx, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self(student_inputs(batch)).argmax(-1)
+        return self(student_inputs(batch))  # logits: PredictionWriter turns them into label ids and probabilities
 
     def configure_optimizers(self) -> Any:
         return build_optimizer(

@@ -330,7 +330,7 @@ class DistillationModule(pl.LightningModule):
         self._eval_step(batch, batch_idx, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self(student_inputs(batch)).argmax(-1)
+        return self(student_inputs(batch))  # logits: PredictionWriter turns them into label ids and probabilities
 
     def configure_optimizers(self) -> Any:
         return build_optimizer(
