@@ -143,6 +143,8 @@ class DistillCLI(LightningCLI):
             # add_arguments_to_parser without saying which subcommand's parser it is, so the predict parser is
             # reached through the map LightningCLI keeps of them.
             self._subcommand_parsers["predict"].add_lightning_class_args(PredictionWriter, "predictions")
+            # the rows are in the file: Lightning keeping every batch's logits too would make memory grow with the split
+            self.parser.set_defaults({"predict.return_predictions": False})
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -52,6 +52,7 @@ def test_predict_writes_one_row_per_test_example_matching_trainer_predict(studen
     assert list(rows[0]) == ["index", "label_id"]  # digits have no label names, and no probabilities were asked
     assert [int(row["index"]) for row in rows] == list(range(len(rows)))
     assert [int(row["label_id"]) for row in rows] == expected.tolist()
+    assert cli.trainer.predict_loop.predictions == []  # memory stays bounded: the rows are in the file only
 
 
 def test_predictions_options_path_and_probabilities(student_checkpoint: Path) -> None:
