@@ -1,7 +1,8 @@
 """Every call into PyTorch's eager ``torch.ao.quantization`` API lives in this file.
 
 That API is deprecated in favour of torchao; keeping it behind these few functions means a later move touches one
-place. All functions work in place on a model the caller has already copied.
+place. It is imported inside the functions that use it (through ``_torch_ao.load``), so this file imports on a
+PyTorch that no longer ships it. All functions work in place on a model the caller has already copied.
 """
 
 from __future__ import annotations
@@ -9,25 +10,33 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from fnmatch import fnmatch
 from itertools import pairwise
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import torch.ao.nn.intrinsic as nni
-    import torch.ao.nn.intrinsic.qat as nniqat
-    from torch.ao import quantization as tq
-
 from lightning_distill.core.cpu_features import has_int8_dot_product, is_x86
-from lightning_distill.core.quantization.config import BACKENDS, DynamicQuantConfig, QATConfig, StaticQuantConfig
+from lightning_distill.core.quantization._torch_ao import load
+from lightning_distill.core.quantization.config import (
+    BACKENDS,
+    DynamicQuantConfig,
+    QATConfig,
+    StaticQuantConfig,
+    skipped,
+)
 
-# Leaf modules with eager int8 kernels (or that pass quantized tensors through unchanged).
-_QUANTIZABLE = (nn.Linear, nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity, nn.BatchNorm1d, tq.QuantStub, tq.DeQuantStub)
+# Leaf modules with eager int8 kernels (or that pass quantized tensors through unchanged); QuantStub and DeQuantStub
+# (torch.ao.quantization) are recognised by name, so that the check runs without importing it.
+_QUANTIZABLE = (nn.Linear, nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity, nn.BatchNorm1d)
+_STUB_TYPES = ("QuantStub", "DeQuantStub")
 _ALTERNATIVE = {"qnnpack": "x86", "fbgemm": "x86", "x86": "fbgemm", "onednn": "x86"}
+
+
+def tq(config_name: str = "StaticQuantConfig") -> ModuleType:
+    """``torch.ao.quantization``, or a :class:`TorchAoUnavailableError` naming ``config_name``'s torchao equivalent."""
+    return load("torch.ao.quantization", config_name)
 
 
 def supported_engines() -> list[str]:
@@ -67,15 +76,12 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _skipped(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch(name, p) for p in patterns)
-
-
 def unquantizable_leaves(model: nn.Module) -> list[str]:
     """Names (and types) of leaf modules without an eager int8 kernel."""
     found = []
     for name, module in model.named_modules():
-        if not list(module.children()) and not isinstance(module, _QUANTIZABLE):
+        quantizable = isinstance(module, _QUANTIZABLE) or type(module).__name__ in _STUB_TYPES
+        if not list(module.children()) and not quantizable:
             found.append(f"{name} ({type(module).__name__})")
     return found
 
@@ -92,7 +98,7 @@ def _fusion_groups(model: nn.Module, patterns: tuple[str, ...]) -> list[list[str
             if (
                 type(first) is nn.Linear
                 and isinstance(second, (nn.ReLU, nn.BatchNorm1d))
-                and not _skipped(full, patterns)
+                and not skipped(full, patterns)
             ):
                 groups.append([full, f"{name}.{second_name}" if name else second_name])
     return groups
@@ -101,7 +107,7 @@ def _fusion_groups(model: nn.Module, patterns: tuple[str, ...]) -> list[list[str
 def _fuse(model: nn.Module, patterns: tuple[str, ...], qat: bool) -> None:
     groups = _fusion_groups(model, patterns)
     if groups:
-        fuse = tq.fuse_modules_qat if qat else tq.fuse_modules
+        fuse = tq().fuse_modules_qat if qat else tq().fuse_modules
         fuse(model, groups, inplace=True)
 
 
@@ -136,23 +142,24 @@ class StubbedSequential(nn.Sequential):
 def _attach_stubs(model: nn.Module) -> None:
     if type(model) is nn.Sequential:  # subclasses are refused by check_qat_model and quantized layer by layer
         model.__class__ = StubbedSequential  # same parameters, names and children; only the forward changes
-    model.add_module("quant_stub", tq.QuantStub())
-    model.add_module("dequant_stub", tq.DeQuantStub())
+    model.add_module("quant_stub", tq().QuantStub())
+    model.add_module("dequant_stub", tq().DeQuantStub())
     model.register_forward_pre_hook(_quantize_input)
     model.register_forward_hook(_dequantize_output)
 
 
 def _wrap_layers(model: nn.Module, qconfig: Any, patterns: tuple[str, ...]) -> int:
     """Put each (fused) ``Linear`` that is not skipped between its own quantize and dequantize steps."""
+    nni = load("torch.ao.nn.intrinsic", "StaticQuantConfig")
     targets: list[str] = []
     for name, module in model.named_modules():
         inside_target = any(name.startswith(t + ".") for t in targets)  # the Linear inside a fused LinearReLU
-        if name and type(module) in (nn.Linear, nni.LinearReLU) and not inside_target and not _skipped(name, patterns):
+        if name and type(module) in (nn.Linear, nni.LinearReLU) and not inside_target and not skipped(name, patterns):
             targets.append(name)
     for name in targets:
         parent_name, _, child_name = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        wrapper = tq.QuantWrapper(getattr(parent, child_name))
+        wrapper = tq().QuantWrapper(getattr(parent, child_name))
         wrapper.qconfig = qconfig
         setattr(parent, child_name, wrapper)
     return len(targets)
@@ -166,21 +173,22 @@ def whole_model(model: nn.Module, patterns: tuple[str, ...]) -> bool:
 
 def dynamic_targets(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
     """Names of the layers dynamic quantization is asked to convert: every ``nn.Linear`` not matched by ``patterns``."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and not _skipped(name, patterns)]
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and not skipped(name, patterns)]
 
 
 def static_targets(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
     """Names of the float ``nn.Linear`` layers static quantization converts one by one (when not end to end)."""
-    return [name for name, m in model.named_modules() if type(m) is nn.Linear and name and not _skipped(name, patterns)]
+    return [name for name, m in model.named_modules() if type(m) is nn.Linear and name and not skipped(name, patterns)]
 
 
 def dynamic(model: nn.Module, config: DynamicQuantConfig) -> nn.Module:
+    ao = tq("DynamicQuantConfig")
     set_engine(config.backend)
-    qconfig = tq.default_dynamic_qconfig if config.dtype == "qint8" else tq.float16_dynamic_qconfig
+    qconfig = ao.default_dynamic_qconfig if config.dtype == "qint8" else ao.float16_dynamic_qconfig
     spec = {name: qconfig for name in dynamic_targets(model, config.skip_modules)}
     dtype = torch.qint8 if config.dtype == "qint8" else torch.float16
     with _quiet():
-        return tq.quantize_dynamic(model, qconfig_spec=spec, dtype=dtype, inplace=True)
+        return ao.quantize_dynamic(model, qconfig_spec=spec, dtype=dtype, inplace=True)
 
 
 def default_qconfig(backend: str, qat: bool = False) -> Any:
@@ -193,13 +201,14 @@ def default_qconfig(backend: str, qat: bool = False) -> Any:
     predictions agreed with the float model's on 96.8% of the test images with 8 bits, under the 97% that
     ``tests/core/quantization/test_quantize.py`` asks of every int8 backend, and passed with 7.
     """
-    return for_this_cpu(backend, tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend))
+    ao = tq("QATConfig" if qat else "StaticQuantConfig")
+    return for_this_cpu(backend, ao.get_default_qat_qconfig(backend) if qat else ao.get_default_qconfig(backend))
 
 
 def for_this_cpu(backend: str, qconfig: Any) -> Any:
     """``qconfig`` with 7-bit activations where :func:`default_qconfig` needs them; else ``qconfig`` itself."""
     if backend == "onednn" and is_x86() and not has_int8_dot_product():
-        return tq.QConfig(activation=qconfig.activation.with_args(reduce_range=True), weight=qconfig.weight)
+        return tq().QConfig(activation=qconfig.activation.with_args(reduce_range=True), weight=qconfig.weight)
     return qconfig
 
 
@@ -209,6 +218,7 @@ def prepare_static(model: nn.Module, config: StaticQuantConfig, end_to_end: bool
     With ``end_to_end`` the whole model runs in int8 between one quantize and one dequantize step; otherwise each
     ``Linear`` gets its own pair.
     """
+    ao = tq("StaticQuantConfig")
     set_engine(config.backend)
     model.eval()
     qconfig = default_qconfig(config.backend)
@@ -219,14 +229,14 @@ def prepare_static(model: nn.Module, config: StaticQuantConfig, end_to_end: bool
     elif _wrap_layers(model, qconfig, config.skip_modules) == 0:
         raise ValueError("StaticQuantConfig found no nn.Linear layer to quantize (all skipped or none in the model)")
     with _quiet():
-        tq.prepare(model, inplace=True)
+        ao.prepare(model, inplace=True)
     return model
 
 
 def convert(model: nn.Module) -> nn.Module:
     model.eval()
     with _quiet():
-        tq.convert(model, inplace=True)
+        tq().convert(model, inplace=True)
     return model
 
 
@@ -265,6 +275,7 @@ def check_qat_model(model: nn.Module, untraceable: str | None = None) -> None:
 
 def prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:
     """Fuse and insert fake quantization for training; every float parameter keeps its name."""
+    ao = tq("QATConfig")
     set_engine(config.backend)
     check_qat_model(model)
     model.train()
@@ -272,12 +283,17 @@ def prepare_qat(model: nn.Module, config: QATConfig) -> nn.Module:
     _attach_stubs(model)
     model.qconfig = default_qconfig(config.backend, qat=True)
     with _quiet():
-        tq.prepare_qat(model, inplace=True)
+        ao.prepare_qat(model, inplace=True)
     return model
 
 
+def _is_fake_quantize(module: nn.Module) -> bool:
+    """A ``torch.ao`` fake-quantize module, found by its class's bases so that no import of ``torch.ao`` is needed."""
+    return any(c.__name__ == "FakeQuantizeBase" and c.__module__.startswith("torch.ao.") for c in type(module).__mro__)
+
+
 def is_qat_prepared(model: nn.Module) -> bool:
-    return any(isinstance(m, tq.FakeQuantizeBase) for m in model.modules())
+    return any(_is_fake_quantize(m) for m in model.modules())
 
 
 def unobserved_fake_quant(model: nn.Module) -> list[str]:
@@ -285,7 +301,7 @@ def unobserved_fake_quant(model: nn.Module) -> list[str]:
     names = []
     for name, module in model.named_modules():
         observer = getattr(module, "activation_post_process", None)
-        if isinstance(module, tq.FakeQuantizeBase) and observer is not None:
+        if _is_fake_quantize(module) and observer is not None:
             min_val = getattr(observer, "min_val", None)
             if min_val is not None and (min_val.numel() == 0 or bool(torch.isinf(min_val).all())):
                 names.append(name)
@@ -293,11 +309,12 @@ def unobserved_fake_quant(model: nn.Module) -> list[str]:
 
 
 def set_observers(model: nn.Module, enabled: bool) -> None:
-    model.apply(tq.enable_observer if enabled else tq.disable_observer)
+    ao = tq("QATConfig")
+    model.apply(ao.enable_observer if enabled else ao.disable_observer)
 
 
 def freeze_bn_stats(model: nn.Module) -> None:
-    model.apply(nniqat.freeze_bn_stats)
+    model.apply(load("torch.ao.nn.intrinsic.qat", "QATConfig").freeze_bn_stats)
 
 
 def remove_pruning(model: nn.Module) -> None:

@@ -4,26 +4,23 @@ FX graph mode traces the model's forward into a graph, so it sees the operations
 pooling, flattening) that the eager API cannot: it fuses ``Conv + BatchNorm (+ ReLU)`` and ``Linear (+ ReLU)``,
 quantizes convolutions and linear layers and puts quantize / dequantize steps only where the graph leaves int8. It
 needs a *symbolically traceable* model (no Python control flow on tensor values); :class:`NotTraceable` says why a
-model is not. Like the eager API it is deprecated in favour of torchao, so its calls stay behind these functions and
-their warnings behind ``_quiet``. All functions work on a model the caller has already copied.
+model is not. Like the eager API it is deprecated in favour of torchao, so its calls stay behind these functions,
+its import inside them (``_eager.tq`` / ``_torch_ao.load``: this file imports on a PyTorch without it) and its
+warnings behind ``_quiet``. All functions work on a model the caller has already copied.
 """
 
 from __future__ import annotations
 
-import warnings
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from lightning_distill.core.quantization._eager import _quiet, _skipped, for_this_cpu, set_engine
-from lightning_distill.core.quantization.config import QATConfig, StaticQuantConfig
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from torch.ao import quantization as tq
-    from torch.ao.quantization import quantize_fx
+from lightning_distill.core.quantization._eager import _is_fake_quantize, _quiet, for_this_cpu, set_engine, tq
+from lightning_distill.core.quantization._torch_ao import load
+from lightning_distill.core.quantization.config import QATConfig, StaticQuantConfig, skipped
 
 _FLOAT_NAMES = "_float_state_names"
 
@@ -36,13 +33,18 @@ class NotTraceableError(ValueError):
         self.reason = reason
 
 
+def _quantize_fx(config_name: str) -> ModuleType:
+    return load("torch.ao.quantization.quantize_fx", config_name)
+
+
 def is_graph_module(model: nn.Module) -> bool:
     return isinstance(model, GraphModule)
 
 
 def _mapping(model: nn.Module, config: StaticQuantConfig | QATConfig, qat: bool) -> Any:
     backend = config.backend
-    mapping = tq.get_default_qat_qconfig_mapping(backend) if qat else tq.get_default_qconfig_mapping(backend)
+    ao = tq(type(config).__name__)
+    mapping = ao.get_default_qat_qconfig_mapping(backend) if qat else ao.get_default_qconfig_mapping(backend)
     # PyTorch's own, but for oneDNN without VNNI (7-bit activations): the global qconfig and every op type that uses it
     theirs = mapping.global_qconfig
     ours = for_this_cpu(backend, theirs)
@@ -52,7 +54,7 @@ def _mapping(model: nn.Module, config: StaticQuantConfig | QATConfig, qat: bool)
             if qconfig is theirs:
                 mapping.set_object_type(op, ours)
     for name, _ in model.named_modules():
-        if name and _skipped(name, getattr(config, "skip_modules", ())):
+        if name and skipped(name, getattr(config, "skip_modules", ())):
             mapping.set_module_name(name, None)  # None: this module (and what is fused into it) stays float
     return mapping
 
@@ -68,6 +70,7 @@ def prepare(
     Raises:
         NotTraceableError: the forward cannot be symbolically traced.
     """
+    quantize_fx = _quantize_fx(type(config).__name__)
     set_engine(config.backend)
     model.train(qat)
     prepare_fn = quantize_fx.prepare_qat_fx if qat else quantize_fx.prepare_fx
@@ -83,11 +86,11 @@ def convert(prepared: GraphModule) -> GraphModule:
     """Replace observed layers by int8 ones; observers without data give placeholder scales (a skeleton to load)."""
     prepared.eval()
     with _quiet():
-        return quantize_fx.convert_fx(prepared)
+        return _quantize_fx("StaticQuantConfig").convert_fx(prepared)
 
 
 def is_qat_prepared(model: nn.Module) -> bool:
-    return is_graph_module(model) and any(isinstance(m, tq.FakeQuantizeBase) for m in model.modules())
+    return is_graph_module(model) and any(_is_fake_quantize(m) for m in model.modules())
 
 
 def skeleton(model: nn.Module, config: StaticQuantConfig | QATConfig) -> GraphModule:

@@ -21,8 +21,8 @@ from torch import nn
 from torch.fx import GraphModule
 
 from lightning_distill.core._optional import require
-from lightning_distill.core.quantization._eager import _skipped
-from lightning_distill.core.quantization.config import DynamicQuantConfig, QATConfig, StaticQuantConfig
+from lightning_distill.core.quantization._torch_ao import check_pt2e
+from lightning_distill.core.quantization.config import DynamicQuantConfig, QATConfig, StaticQuantConfig, skipped
 
 # Backend -> the PT2E quantizer that targets it.
 X86_BACKENDS = ("x86", "fbgemm", "onednn")
@@ -43,6 +43,7 @@ def check_installed(config: Any) -> None:
     """Raise ImportError, before any work, if torchao or the backend's quantizer is not installed."""
     require("torchao", f"{type(config).__name__}(engine='torchao')")
     if not isinstance(config, DynamicQuantConfig):
+        check_pt2e(type(config).__name__)
         _quantizer(config)
 
 
@@ -79,7 +80,7 @@ def dynamic(model: nn.Module, config: DynamicQuantConfig) -> nn.Module:
     quantization = require("torchao.quantization", "DynamicQuantConfig(engine='torchao')")
 
     def wanted(module: nn.Module, name: str) -> bool:
-        return isinstance(module, nn.Linear) and not _skipped(name, config.skip_modules)
+        return isinstance(module, nn.Linear) and not skipped(name, config.skip_modules)
 
     with _quiet():
         quantization.quantize_(model, quantization.Int8DynamicActivationInt8WeightConfig(), filter_fn=wanted)
@@ -118,11 +119,12 @@ def export(model: nn.Module, inputs: Any) -> GraphModule:
 
 def prepare(model: nn.Module, config: StaticQuantConfig | QATConfig, inputs: Any) -> GraphModule:
     """Export ``model`` and insert observers (``QATConfig``: fake quantization) where the quantizer annotated it."""
+    check_pt2e(type(config).__name__)
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e", f"{type(config).__name__}(engine='torchao')")
     qat = isinstance(config, QATConfig)
     model.train(qat)
     patterns = getattr(config, "skip_modules", ())
-    quantizer = _quantizer(config, tuple(n for n, _ in model.named_modules() if n and _skipped(n, patterns)))
+    quantizer = _quantizer(config, tuple(n for n, _ in model.named_modules() if n and skipped(n, patterns)))
     exported = export(model, inputs)
     with _quiet():
         prepared = (pt2e.prepare_qat_pt2e if qat else pt2e.prepare_pt2e)(exported, quantizer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
 from typing import Any, Literal, get_args
 
 Backend = Literal["fbgemm", "x86", "qnnpack", "onednn"]
@@ -19,6 +20,11 @@ ENGINES: tuple[str, ...] = get_args(Engine)
 def _check_choice(owner: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{owner}.{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def skipped(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the module ``name`` matches one of the ``skip_modules`` patterns (``fnmatch``)."""
+    return any(fnmatch(name, p) for p in patterns)
 
 
 def _check_patterns(owner: str, patterns: Any) -> None:

@@ -12,12 +12,14 @@ from torch import nn
 
 from lightning_distill.core.batch import logits_of, model_inputs
 from lightning_distill.core.quantization import _bnb, _eager, _fx, _torchao
+from lightning_distill.core.quantization._torch_ao import check_engine
 from lightning_distill.core.quantization.config import (
     BitsAndBytesConfig,
     DynamicQuantConfig,
     QATConfig,
     QuantConfig,
     StaticQuantConfig,
+    skipped,
 )
 from lightning_distill.core.quantization.report import REPORT_ATTRIBUTE, build_report, weight_layers
 
@@ -66,6 +68,7 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Iterable[A
         )
     if calibration_data is not None and not isinstance(config, StaticQuantConfig) and not _exports(config):
         raise ValueError(f"calibration_data is only used by StaticQuantConfig, not {type(config).__name__}")
+    check_engine(config)
     if getattr(config, "engine", "eager") == "torchao":
         applier = _apply_torchao
     quantized, notes, untraceable = applier(model, config, calibration_data)
@@ -89,6 +92,7 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
         ValueError: no weight layer the config would quantize (the message lists each one and why), a QAT model with
             layers that have no int8 kernel, or a CUDA device asked for where there is none.
     """
+    check_engine(config)
     if isinstance(config, BitsAndBytesConfig):
         _bnb._bnb()
         _check_bnb_device(config)
@@ -97,7 +101,7 @@ def check_quantizable(model: nn.Module, config: QuantConfig) -> list[str]:
         _torchao.check_installed(config)
         kinds = (nn.Linear,) if isinstance(config, DynamicQuantConfig) else (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
         patterns = getattr(config, "skip_modules", ())
-        targets = [n for n, m in weight_layers(model) if isinstance(m, kinds) and not _eager._skipped(n, patterns)]
+        targets = [n for n, m in weight_layers(model) if isinstance(m, kinds) and not skipped(n, patterns)]
     else:
         _eager.check_backend(config.backend)
         if isinstance(config, (StaticQuantConfig, QATConfig)):
@@ -278,6 +282,7 @@ def prepare_qat_(model: nn.Module, config: QATConfig) -> nn.Module:
             "and batch-norm freezing do not drive. Use engine='eager' there, or quantize(model, "
             "QATConfig(engine='torchao'), calibration_data=...) in your own training loop"
         )
+    check_engine(config)
     if _eager.is_qat_prepared(model):
         raise ValueError("model is already prepared for QAT; train it, then quantize it with QATConfig(step='convert')")
     prepared = _prepare_qat(model, config)

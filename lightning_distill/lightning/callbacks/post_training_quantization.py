@@ -18,6 +18,7 @@ from lightning_distill.core.quantization import (
     check_quantizable,
     quantize,
 )
+from lightning_distill.core.quantization.quantize import check_engine
 from lightning_distill.lightning.callbacks._post_fit import (
     Checkpoint,
     artifact_dir,
@@ -85,6 +86,7 @@ class PostTrainingQuantization(Callback):
                 "PostTrainingQuantization: config must be a DynamicQuantConfig, StaticQuantConfig or "
                 f"BitsAndBytesConfig; got {type(config).__name__} (for QAT use the QuantizationAwareTraining callback)"
             )
+        check_engine(config)  # the engine's PyTorch stack (torch.ao.quantization, torchao PT2E) imports here
         check_choices("PostTrainingQuantization", checkpoint, model_attribute, dirname)
         self.config = config
         self.checkpoint = checkpoint

@@ -23,6 +23,7 @@ from lightning_distill.core.quantization import (
     quantize,
     set_qat_observers,
 )
+from lightning_distill.core.quantization.quantize import check_engine
 from lightning_distill.lightning.callbacks._post_fit import (
     Checkpoint,
     artifact_dir,
@@ -113,6 +114,7 @@ class QuantizationAwareTraining(Callback):
                 f"QuantizationAwareTraining runs the eager engine only; got engine={config.engine!r}: use "
                 "quantize(model, QATConfig(engine='torchao'), calibration_data=...) in your own training loop"
             )
+        check_engine(config)  # a PyTorch without torch.ao.quantization fails here, not at setup
         check_choices("QuantizationAwareTraining", checkpoint, model_attribute, dirname)
         self.config = config
         self.checkpoint = checkpoint
