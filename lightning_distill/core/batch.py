@@ -1,8 +1,14 @@
 """How a batch is read, so images and tokenized text go through the same code (plain PyTorch, no Lightning).
 
-A batch is either ``(inputs, labels)`` or a mapping with a ``labels`` entry. In a mapping, entries whose names start
-with ``teacher_`` are the teacher's own encoding of the same examples (used when teacher and student tokenize
-differently); every other entry except ``labels`` and ``index`` is passed to the student as a keyword argument.
+A batch is a sequence ``(inputs, labels)`` or ``(inputs, labels, index)``, or a mapping with a ``labels`` entry (and
+optionally ``index``). ``inputs`` is a tensor passed to the model as its one positional argument. In a mapping,
+entries whose names start with ``teacher_`` are the teacher's own encoding of the same examples (used when teacher and
+student tokenize differently); every other entry except ``labels`` and ``index`` is passed to the student as a keyword
+argument.
+
+``index`` is a 1-D integer tensor: each example's position in its split (``0..N-1`` in dataset order), the same in
+every epoch whatever the shuffling. The teacher-logit cache looks the teacher's logits up by it.
+:class:`~lightning_distill.lightning.data.IndexedDataset` adds it to any ``Dataset``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,22 @@ def batch_labels(batch: Any) -> Tensor:
             raise KeyError(f"a mapping batch needs a 'labels' entry, got keys {sorted(batch)}")
         return batch["labels"]
     return batch[1]
+
+
+def batch_index(batch: Any) -> Tensor | None:
+    """Each example's position in its split: a mapping's ``index`` entry, the third item of a sequence, else None."""
+    if isinstance(batch, Mapping):
+        return batch.get("index")
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        return batch[2]
+    return None
+
+
+def to_device(inputs: Any, device: Any) -> Any:
+    """Model inputs (a tensor, or a dict of tensors) moved to ``device``."""
+    if isinstance(inputs, Mapping):
+        return {k: v.to(device) for k, v in inputs.items()}
+    return inputs.to(device)
 
 
 def student_inputs(batch: Any) -> Any:

@@ -6,12 +6,16 @@ about 1/N of the examples. With a cache folder each process writes its rows as i
 ``teacher_logits_<key>_<format>/`` (``.npy`` arrays) and then every process memory-maps all parts; without one, the
 parts are gathered into every process's memory.
 
+The training batches are ``(inputs, labels, index)`` or mappings with an ``index`` entry (see
+:mod:`lightning_distill.core.batch`); ``index`` is each example's position in the training set.
+
 The cache is keyed by a hash of everything the logits depend on: the teacher's weights and config, the exact inputs
-the teacher sees (every block's ``index`` and token ids after tokenization and truncation; each process hashes its
-own blocks and the block hashes are summed, so the key does not depend on the number of processes) and, where the
-data module offers one, its ``fingerprint()`` (data files, columns, labels, tokenizers). A changed teacher, tokenizer
-or data file gives a new key, so a stale cache is never reused. A cache folder is written under a per-key file lock
-and verified when read (sizes, checksums, finite logits): see :mod:`lightning_distill.core.teacher_cache._folder`.
+the teacher sees (every block's ``index`` and input tensors: pixels, features, or token ids after tokenization and
+truncation; each process hashes its own blocks and the block hashes are summed, so the key does not depend on the
+number of processes) and, where the data module offers one, its ``fingerprint()`` (data files, columns, labels,
+tokenizers). A changed teacher, tokenizer or input gives a new key, so a stale cache is never reused. A cache folder
+is written under a per-key file lock and verified when read (sizes, checksums, finite logits): see
+:mod:`lightning_distill.core.teacher_cache._folder`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_distill.core.batch import logits_of, teacher_inputs
+from lightning_distill.core.batch import batch_index, logits_of, teacher_inputs, to_device
 from lightning_distill.core.cache_files import check_free_space
 from lightning_distill.core.teacher_cache._folder import load_or_build
 from lightning_distill.core.teacher_cache._ranks import gather, raise_on_every_rank, rank_and_world
@@ -60,11 +64,12 @@ def model_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def batch_digest(batch: Mapping[str, Any]) -> int:
-    """A hash of one batch's ``index`` and teacher inputs, as an integer."""
+def batch_digest(batch: Any) -> int:
+    """A hash of one batch's ``index`` and teacher inputs (a tensor or a dict of tensors), as an integer."""
     digest = hashlib.sha256()
-    update_digest(digest, batch["index"])
+    update_digest(digest, batch_index(batch))
     inputs = teacher_inputs(batch)
+    inputs = inputs if isinstance(inputs, Mapping) else {"": inputs}
     for key in sorted(inputs):
         digest.update(key.encode())
         update_digest(digest, inputs[key])
@@ -123,22 +128,26 @@ def _same(a: Any, b: Any) -> bool:
         return isinstance(b, Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
     if isinstance(a, Mapping):
         return isinstance(b, Mapping) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
 def _check_batch(batch: Any, positions: list[int], first: bool, again: Callable[[], Any]) -> None:
-    if not isinstance(batch, Mapping) or "index" not in batch:
-        keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+    index = batch_index(batch)
+    if not isinstance(index, Tensor):
+        got = f"keys {sorted(batch)}" if isinstance(batch, Mapping) else f"a {type(batch).__name__}"
         raise ValueError(
             "cache_teacher_logits looks the teacher's logits up by each example's 'index', but the training batches "
-            f"have none (got {keys}); use a data module whose batches carry 'index' (e.g. "
-            "TextClassificationDataModule) or set cache_teacher_logits: false"
+            f"have none (got {got}); batches must be (inputs, labels, index) or a mapping with an 'index' entry: "
+            "wrap the training dataset in lightning_distill.lightning.data.IndexedDataset, or set "
+            "cache_teacher_logits: false"
         )
-    if batch["index"].reshape(-1).tolist() != positions:
+    if index.reshape(-1).tolist() != positions:
         raise ValueError(
             f"cache_teacher_logits needs each training example's 'index' to be its position in the training set, but "
-            f"examples {positions[0]}..{positions[-1]} have index {batch['index'].reshape(-1).tolist()[:8]}...; "
-            "number the examples 0..N-1 in dataset order or set cache_teacher_logits: false"
+            f"examples {positions[0]}..{positions[-1]} have index {index.reshape(-1).tolist()[:8]}...; "
+            "number the examples 0..N-1 in dataset order (IndexedDataset does) or set cache_teacher_logits: false"
         )
     # Collating the same examples again must give the same inputs, or cached logits would belong to other inputs.
     if first and not _same(batch, again()):
@@ -223,7 +232,7 @@ def _run_teacher(
     extra = [list(range(min(shard.batch_size, shard.examples)))] * (shard.most_blocks - len(batches))
     try:
         for i, batch in enumerate(plan.loader(batches + extra)):
-            inputs = {k: v.to(device) for k, v in teacher_inputs(batch).items()}
+            inputs = to_device(teacher_inputs(batch), device)
             logits = logits_of(teacher, inputs).float().cpu()
             classes = logits.shape[-1]
             if i >= len(batches) or error is not None:

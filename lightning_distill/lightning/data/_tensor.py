@@ -7,9 +7,14 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_distill.lightning.data.indexed import IndexedDataset
+
 
 class TensorBenchmarkMixin:
     """Loaders, ``benchmark_data`` and ``encode`` for data modules whose ``_dataset(split)`` is a ``TensorDataset``.
+
+    Loaders yield ``(inputs, labels, index)`` batches (:class:`IndexedDataset`): ``index`` is each example's position
+    in its split, so ``cache_teacher_logits`` works with these data modules.
 
     The benchmark measures a deployed model on *raw* inputs (here: tensors; for text: strings), so the cost of
     turning a raw input into model inputs (``encode``) is part of every latency figure.
@@ -22,9 +27,8 @@ class TensorBenchmarkMixin:
     num_workers: int
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self._dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers
-        )
+        dataset = IndexedDataset(self._dataset(split))
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -13,7 +13,8 @@ from lightning_distill.lightning.data._tensor import TensorBenchmarkMixin
 class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
     """The 1,797 8x8 handwritten digits of ``sklearn.datasets.load_digits``, flattened to 64 features in [0, 1].
 
-    A fixed seed splits them into train, validation and test. Batches are ``(features, labels)``.
+    A fixed seed splits them into train, validation and test. Batches are ``(features, labels, index)``, ``index``
+    being each example's position in its split.
 
     Args:
         batch_size: Examples per batch for every split.

@@ -20,8 +20,8 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
     """MNIST digits through ``torchvision.datasets.MNIST``.
 
     The images are decoded once into a normalized float tensor of shape ``(N, 1, 28, 28)``; batches are
-    ``(images, labels)``. The validation split is cut from the training files with a fixed seed; the test split is
-    the ``t10k`` files.
+    ``(images, labels, index)``, ``index`` being each example's position in its split. The validation split is cut
+    from the training files with a fixed seed; the test split is the ``t10k`` files.
 
     Args:
         root: Folder that holds (or will hold) ``MNIST/raw``. Offline, point it at a local copy, e.g.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_distill.core.batch import (
+    batch_index,
     batch_labels,
     batch_size,
     logits_of,
@@ -257,12 +258,10 @@ class DistillationModule(pl.LightningModule):
 
     def _cached_logits(self, batch: Any) -> Tensor:
         if self.cached_teacher_logits is None:
-            raise RuntimeError(
-                "cache_teacher_logits is on but the cache was not built; it is built when training starts"
-            )
-        index = batch["index"] if isinstance(batch, Mapping) and "index" in batch else None
+            raise RuntimeError("cache_teacher_logits is on but the cache was not built; it is built at train start")
+        index = batch_index(batch)
         if index is None:
-            raise ValueError("cache_teacher_logits needs an 'index' entry in every training batch")
+            raise ValueError("cache_teacher_logits needs an 'index' in every training batch (see IndexedDataset)")
         return self.cached_teacher_logits[index].to(self.device)
 
     def _named_feature_terms(self, student_outputs: dict, teacher_outputs: dict) -> dict[str, Tensor]:
