@@ -13,6 +13,7 @@ PyTorch's default thread count (one per physical core), recorded in each fit's c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -73,23 +74,7 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
             "dynamic": str(save_quantized(dynamic, folder / "student_dynamic_int8.pt")),
         }
 
-    @recipe.step("export", configs=[CONFIGS / "distill.yaml"], options=inputs)
-    def export_student() -> dict:
-        """The distilled student as an export folder (``load_exported`` and ``benchmark --artifact`` read it)."""
-        model, data = distilled()
-        data.setup("test")
-        folder = recipe.step_dir("export") / "student"
-        graphs = export_tensor_classifier(
-            model,
-            folder,
-            data.example_input(8),
-            id2label=data.id2label,
-            preprocessing=data.preprocessing,
-            quantization=OrtQuantConfig(mode="dynamic"),  # TinyMNIST is Linear layers only: no calibration needed
-            title="TinyMNIST distilled from the MNIST teacher",
-            provenance={"recipe": "mnist", "checkpoint": recipe.result("distill")["checkpoint"]},
-        )
-        return {"onnx": str(graphs["fp32"]), "onnx_int8": str(graphs["int8"]), "folder": str(folder)}
+    _add_export(recipe, distilled, inputs)
 
     bench = recipe.step_dir("benchmark") / "rows.json"
 
@@ -121,6 +106,28 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
 
     _add_report(recipe, bench)
     return recipe
+
+
+def _add_export(recipe: Recipe, distilled: Callable[[], tuple], inputs: dict) -> None:
+    """The export step: the distilled student (``distilled()``: model and data module) as an export folder."""
+
+    @recipe.step("export", configs=[CONFIGS / "distill.yaml"], options=inputs)
+    def export_student() -> dict:
+        """The distilled student as an export folder (``load_exported`` and ``benchmark --artifact`` read it)."""
+        model, data = distilled()
+        data.setup("test")
+        folder = recipe.step_dir("export") / "student"
+        graphs = export_tensor_classifier(
+            model,
+            folder,
+            data.example_input(8),
+            id2label=data.id2label,
+            preprocessing=data.preprocessing,
+            quantization=OrtQuantConfig(mode="dynamic"),  # TinyMNIST is Linear layers only: no calibration needed
+            title="TinyMNIST distilled from the MNIST teacher",
+            provenance={"recipe": "mnist", "checkpoint": recipe.result("distill")["checkpoint"]},
+        )
+        return {"onnx": str(graphs["fp32"]), "onnx_int8": str(graphs["int8"]), "folder": str(folder)}
 
 
 def _add_report(recipe: Recipe, bench: Path) -> None:

@@ -96,16 +96,7 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
         folder = recipe.step_dir("quantize")
         static = quantize(model, StaticQuantConfig(backend="x86", calibration_batches=16), datamodule.val_dataloader())
         report = getattr(static, "quantization_report", None)
-        # The export folder's int8 graph is ONNX Runtime static int8, calibrated on these validation images.
-        graphs = export_tensor_classifier(
-            model,
-            folder / "student",
-            datamodule.benchmark_data("val")[0][:512],
-            id2label=datamodule.id2label,
-            preprocessing=datamodule.preprocessing,
-            title="SmallCNN distilled from resnet18, half its channels pruned",
-            provenance={"recipe": "mnist_cnn", "checkpoint": recipe.result("prune")["checkpoint"]},
-        )
+        graphs = export_student(model, datamodule, folder / "student", recipe.result("prune")["checkpoint"])
         return {
             "static": str(save_quantized(static, folder / "student_static_int8.pt")),
             "static_report": report.to_dict() if report is not None else None,
@@ -148,6 +139,20 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
         return {"report": str(folder / "report.md"), "gains": gains}
 
     return recipe
+
+
+def export_student(model: Any, datamodule: MNISTDataModule, folder: Path, checkpoint: str) -> dict[str, Path]:
+    """The pruned student as an export folder; its int8 graph is ONNX Runtime static int8, calibrated on 512
+    validation images."""
+    return export_tensor_classifier(
+        model,
+        folder,
+        datamodule.benchmark_data("val")[0][:512],
+        id2label=datamodule.id2label,
+        preprocessing=datamodule.preprocessing,
+        title="SmallCNN distilled from resnet18, half its channels pruned",
+        provenance={"recipe": "mnist_cnn", "checkpoint": checkpoint},
+    )
 
 
 def fully_pruned(best: str, last: str) -> dict[str, Any]:

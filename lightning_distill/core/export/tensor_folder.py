@@ -68,7 +68,7 @@ def _labels(num_labels: int, id2label: Mapping[int, str] | None) -> list[str]:
         warnings.warn(
             "the exported config.json names the labels LABEL_0..LABEL_n only: pass id2label (the data module's) to "
             "give predictions their names",
-            stacklevel=4,
+            stacklevel=5,
         )
         return [f"LABEL_{i}" for i in range(num_labels)]
     names = [str(id2label[i]) for i in sorted(id2label)]
@@ -78,6 +78,27 @@ def _labels(num_labels: int, id2label: Mapping[int, str] | None) -> list[str]:
             f"for each id 0..{num_labels - 1}"
         )
     return names
+
+
+def _folder_config(
+    model: nn.Module, example: Tensor, id2label: Mapping[int, str] | None, export_config: OnnxExportConfig
+) -> dict[str, Any]:
+    """``config.json``: the labels (as many as the model's logits on one example) and the input's name and shape."""
+    with torch.no_grad():
+        was_training = model.training
+        num_labels = int(output_logits(model.eval()(example[:1])).shape[-1])
+        model.train(was_training)
+    names = _labels(num_labels, id2label)
+    return {
+        "architectures": [type(model).__name__],
+        "model_type": TENSOR_MODEL_TYPE,
+        "id2label": {str(i): name for i, name in enumerate(names)},
+        "label2id": {name: i for i, name in enumerate(names)},
+        "num_labels": num_labels,
+        "input_name": (export_config.input_names or ("input",))[0],
+        "input_shape": list(example.shape[1:]),
+        "input_dtype": str(example.dtype).removeprefix("torch."),
+    }
 
 
 def _check_preprocessing(preprocessing: Mapping[str, Any], input_shape: Sequence[int]) -> dict[str, Any]:
@@ -198,21 +219,7 @@ def export_tensor_classifier(
     """
     example, quantization = _check_arguments(example_inputs, graphs, quantization or OrtQuantConfig(mode="static"))
     export_config = export_config or OnnxExportConfig()
-    with torch.no_grad():
-        was_training = model.training
-        num_labels = int(output_logits(model.eval()(example[:1])).shape[-1])
-        model.train(was_training)
-    names = _labels(num_labels, id2label)
-    config = {
-        "architectures": [type(model).__name__],
-        "model_type": TENSOR_MODEL_TYPE,
-        "id2label": {str(i): name for i, name in enumerate(names)},
-        "label2id": {name: i for i, name in enumerate(names)},
-        "num_labels": num_labels,
-        "input_name": (export_config.input_names or ("input",))[0],
-        "input_shape": list(example.shape[1:]),
-        "input_dtype": str(example.dtype).removeprefix("torch."),
-    }
+    config = _folder_config(model, example, id2label, export_config)
     processor = None if preprocessing is None else _check_preprocessing(preprocessing, config["input_shape"])
     folder = Path(folder)
     check_export_target(folder, overwrite)
