@@ -116,20 +116,25 @@ class DistillTrainer(pl.Trainer):
         num_threads: int | None = None,
         overwrite: bool = False,
     ) -> None:
-        """Write a trained text classifier to a folder that optimum, transformers and ``load_exported`` load.
+        """Write a trained classifier to a folder that ``load_exported`` loads (optimum and transformers too, for text).
 
-        The folder holds ``model.onnx`` (fp32), ``model_optimized.onnx``, ``model_quantized.onnx`` (int8) and
-        ``model_quantized_emb4.onnx`` (int8, 4-bit embeddings), ``config.json`` with the data's label names, the
-        tokenizer's files and a model card (``README.md``).
+        With a text data module (one with a tokenizer) the folder holds ``model.onnx`` (fp32),
+        ``model_optimized.onnx``, ``model_quantized.onnx`` (int8) and ``model_quantized_emb4.onnx`` (int8, 4-bit
+        embeddings), ``config.json`` with the data's label names, the tokenizer's files and a model card
+        (``README.md``). With an image or tensor data module (MNIST, digits) it holds ``model.onnx`` and
+        ``model_quantized.onnx`` (static int8, calibrated on the first test examples), ``config.json`` with the label
+        names and the input's shape, ``preprocessor_config.json`` with the data's image normalization where it has
+        one, and the model card (:func:`~lightning_distill.core.export.export_tensor_classifier`).
 
         Args:
             model: The LightningModule of the config; its ``student`` (distillation) or ``model`` is exported.
-            datamodule: A text data module: its tokenizer, label names, ``max_length`` and first test texts (the
-                export's example) go into the folder.
+            datamodule: A text data module (its tokenizer, label names, ``max_length`` and first test texts go into
+                the folder), or one of tensors (its label names, ``preprocessing`` and first test inputs).
             ckpt_path: Checkpoint whose weights are exported (a structurally pruned one resizes the layers);
                 required unless ``weights`` is ``config``.
             folder: Output folder: new, empty or a previous export (replaced as a whole, so no graph of it remains).
-            graphs: Which graphs to write (``fp32``, ``optimized``, ``int8``, ``int8_emb4``); None: all four.
+            graphs: Which graphs to write (``fp32``, ``optimized``, ``int8``, ``int8_emb4``: text only); None: all
+                four for text, ``fp32`` and ``int8`` for tensors.
             quantization: ONNX Runtime int8 settings: ``default`` (per-tensor int8 weights) or a CPU family's preset
                 as optimum's ``AutoQuantizationConfig`` has it (``avx2``, ``avx512``, ``avx512_vnni``, ``arm64``).
             weights: ``checkpoint``: the weights of ``ckpt_path``; ``config``: those the config's classes load.
@@ -139,38 +144,77 @@ class DistillTrainer(pl.Trainer):
             num_threads: Intra-op threads of ``measure``; None takes the process's count (the CLI's ``--num_threads``).
             overwrite: Replace ``folder`` even where it holds other files than a previous export (all are deleted).
         """
-        from lightning_distill.core.export import GRAPH_FILES, OrtQuantConfig, export_text_classifier
         from lightning_distill.core.export.integrity import check_export_target
 
         check_benchmark_weights(ckpt_path, weights, command="export")
         check_export_target(folder, overwrite)  # before the checkpoint is loaded
-        tokenizer = getattr(datamodule, "tokenizer", None)
-        if tokenizer is None:
+        text = getattr(datamodule, "tokenizer", None) is not None
+        if not text and "int8_emb4" in (graphs or ()):
             raise ValueError(
-                f"export writes a text classifier with its tokenizer, but {type(datamodule).__name__} has no "
-                "tokenizer; export other models with lightning_distill.core.export.export_onnx"
+                f"--graphs int8_emb4 quantizes a text model's embedding tables, but {type(datamodule).__name__} holds "
+                "no text: choose of fp32, optimized, int8"
             )
         deployable = load_deployable(model, ckpt_path, what="ckpt_path")
-        texts = datamodule.benchmark_data(split)[0][:8]
-        written = export_text_classifier(
-            deployable,
-            tokenizer,
-            folder,
-            texts,
-            graphs=graphs or list(GRAPH_FILES),
-            id2label=getattr(datamodule, "id2label", None),
-            max_length=getattr(datamodule, "max_length", None),
-            quantization=OrtQuantConfig() if quantization == "default" else OrtQuantConfig.for_hardware(quantization),
-            provenance={
+        options = {
+            "graphs": graphs or None,
+            "quantization": quantization,
+            "provenance": {
                 "model": f"{type(deployable).__name__} of {type(model).__name__}",
                 "weights": ckpt_path or "loaded by the config's classes (--weights config)",
                 "exported by": "lightning-distill export",
             },
-            overwrite=overwrite,
-        )
+            "overwrite": overwrite,
+        }
+        written = (_export_text if text else _export_tensor)(deployable, datamodule, folder, split, **options)
         if measure:
             _measure_export(folder, datamodule, [p.name for p in written.values()], split, iterations, num_threads)
-        print(f"wrote {', '.join(p.name for p in written.values())}, config.json, tokenizer and README.md to {folder}")
+        print(f"wrote {', '.join(sorted(p.name for p in Path(folder).iterdir()))} to {folder}")
+
+
+def _quant_config(preset: str, mode: Literal["dynamic", "static"]) -> Any:
+    from lightning_distill.core.export import OrtQuantConfig
+
+    return OrtQuantConfig(mode=mode) if preset == "default" else OrtQuantConfig.for_hardware(preset, mode)  # type: ignore[arg-type]
+
+
+def _export_text(
+    model: torch.nn.Module, datamodule: pl.LightningDataModule, folder: str, split: str, **options: Any
+) -> dict[str, Path]:
+    """A text classifier's export folder, with the data module's tokenizer and its first texts of ``split``."""
+    from lightning_distill.core.export import GRAPH_FILES, export_text_classifier
+
+    return export_text_classifier(
+        model,
+        datamodule.tokenizer,
+        folder,
+        datamodule.benchmark_data(split)[0][:8],
+        graphs=options.pop("graphs") or list(GRAPH_FILES),
+        quantization=_quant_config(options.pop("quantization"), "dynamic"),
+        id2label=getattr(datamodule, "id2label", None),
+        max_length=getattr(datamodule, "max_length", None),
+        **options,
+    )
+
+
+def _export_tensor(
+    model: torch.nn.Module, datamodule: pl.LightningDataModule, folder: str, split: str, **options: Any
+) -> dict[str, Path]:
+    """An image or tensor classifier's export folder; its first 32 examples of ``split`` trace, check and calibrate
+    the graphs."""
+    from lightning_distill.core.export import export_tensor_classifier
+
+    datamodule.setup("test" if split == "test" else "fit")
+    example = datamodule.encode(datamodule.benchmark_data(split)[0][:32])
+    return export_tensor_classifier(
+        model,
+        folder,
+        example,
+        graphs=options.pop("graphs") or ("fp32", "int8"),
+        quantization=_quant_config(options.pop("quantization"), "static"),
+        id2label=getattr(datamodule, "id2label", None),
+        preprocessing=getattr(datamodule, "preprocessing", None),
+        **options,
+    )
 
 
 def _measure_export(

@@ -5,13 +5,15 @@ Run from the project root, offline on the shared copy of MNIST:
 Online, leave --data-root out and torchvision downloads MNIST into data/.
 Writes runs/mnist_recipe/<step>/ for each step and runs/mnist_recipe/report.{json,md,png}: a folder of its own, so
 the recipe and `lightning-distill fit --config configs/mnist/<step>.yaml` (which writes runs/mnist/<step>/) never
-overwrite each other's checkpoints. Fits use PyTorch's default thread count (one per physical core), recorded in each
-fit's config.yaml.
+overwrite each other's checkpoints. The export step writes the distilled student as an export folder,
+runs/mnist_recipe/export/student/, that `load_exported` and `lightning-distill benchmark --artifact` read. Fits use
+PyTorch's default thread count (one per physical core), recorded in each fit's config.yaml.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -23,7 +25,7 @@ from lightning_distill.core.benchmark import (
     write_report,
     write_rows,
 )
-from lightning_distill.core.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
+from lightning_distill.core.export import OrtQuantConfig, export_tensor_classifier
 from lightning_distill.core.models import TinyMNIST
 from lightning_distill.core.quantization import DynamicQuantConfig, StaticQuantConfig, quantize, save_quantized
 from lightning_distill.lightning.cli import cli_main, output_arguments
@@ -72,14 +74,7 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
             "dynamic": str(save_quantized(dynamic, folder / "student_dynamic_int8.pt")),
         }
 
-    @recipe.step("export", configs=[CONFIGS / "distill.yaml"], options=inputs)
-    def export_student() -> dict:
-        model, data = distilled()
-        data.setup("fit")
-        folder = recipe.step_dir("export")
-        onnx_path = export_onnx(model, OnnxExportConfig(), data.example_input(8), folder / "student.onnx")
-        int8 = quantize_onnx(onnx_path, folder / "student_int8.onnx", OrtQuantConfig(mode="dynamic"))
-        return {"onnx": str(onnx_path), "onnx_int8": str(int8)}
+    _add_export(recipe, distilled, inputs)
 
     bench = recipe.step_dir("benchmark") / "rows.json"
 
@@ -111,6 +106,28 @@ def build(recipe: Recipe, data_args: list[str]) -> Recipe:
 
     _add_report(recipe, bench)
     return recipe
+
+
+def _add_export(recipe: Recipe, distilled: Callable[[], tuple], inputs: dict) -> None:
+    """The export step: the distilled student (``distilled()``: model and data module) as an export folder."""
+
+    @recipe.step("export", configs=[CONFIGS / "distill.yaml"], options=inputs)
+    def export_student() -> dict:
+        """The distilled student as an export folder (``load_exported`` and ``benchmark --artifact`` read it)."""
+        model, data = distilled()
+        data.setup("test")
+        folder = recipe.step_dir("export") / "student"
+        graphs = export_tensor_classifier(
+            model,
+            folder,
+            data.example_input(8),
+            id2label=data.id2label,
+            preprocessing=data.preprocessing,
+            quantization=OrtQuantConfig(mode="dynamic"),  # TinyMNIST is Linear layers only: no calibration needed
+            title="TinyMNIST distilled from the MNIST teacher",
+            provenance={"recipe": "mnist", "checkpoint": recipe.result("distill")["checkpoint"]},
+        )
+        return {"onnx": str(graphs["fp32"]), "onnx_int8": str(graphs["int8"]), "folder": str(folder)}
 
 
 def _add_report(recipe: Recipe, bench: Path) -> None:

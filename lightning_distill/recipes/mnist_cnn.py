@@ -8,7 +8,9 @@ Steps (each in runs/mnist_cnn_recipe/<step>/, redone when its config or an earli
   student   SmallCNN from scratch, the baseline (configs/mnist_cnn/student.yaml)
   distill   SmallCNN distilled from the teacher: KD loss + feature loss between named layers (distill.yaml)
   prune     distilled while half of its convolution channels are removed on a schedule (prune.yaml)
-  quantize  the pruned student as PyTorch static int8 (FX graph mode, Conv-BN-ReLU fused) and ONNX Runtime int8
+  quantize  the pruned student as PyTorch static int8 (FX graph mode, Conv-BN-ReLU fused), and as an export folder
+            (quantize/student/: fp32 and ONNX Runtime static int8 graphs) that `load_exported` and
+            `lightning-distill benchmark --artifact` read
   benchmark every model on the test split, 1 thread, batch 1 latency
   report    runs/mnist_cnn_recipe/report.{json,md,png} with what each step bought
 The fits' configs are read as dicts, changed (output folders, data root, teacher checkpoint) and handed to the
@@ -30,7 +32,7 @@ from lightning_distill.core.benchmark import (
     write_report,
     write_rows,
 )
-from lightning_distill.core.export import OnnxExportConfig, OrtQuantConfig, export_onnx, quantize_onnx
+from lightning_distill.core.export import export_tensor_classifier
 from lightning_distill.core.quantization import StaticQuantConfig, quantize, save_quantized
 from lightning_distill.lightning.data.mnist import MNISTDataModule
 from lightning_distill.recipes.engine import Recipe, main_guard, recipe_arguments
@@ -94,18 +96,13 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
         folder = recipe.step_dir("quantize")
         static = quantize(model, StaticQuantConfig(backend="x86", calibration_batches=16), datamodule.val_dataloader())
         report = getattr(static, "quantization_report", None)
-        onnx_path = export_onnx(model, OnnxExportConfig(), datamodule.example_input(8), folder / "student.onnx")
-        int8 = quantize_onnx(
-            onnx_path,
-            folder / "student_int8.onnx",
-            OrtQuantConfig(mode="static", calibration_batches=16),
-            calibration_data=datamodule.val_dataloader(),
-        )
+        graphs = export_student(model, datamodule, folder / "student", recipe.result("prune")["checkpoint"])
         return {
             "static": str(save_quantized(static, folder / "student_static_int8.pt")),
             "static_report": report.to_dict() if report is not None else None,
-            "onnx": str(onnx_path),
-            "onnx_int8": str(int8),
+            "onnx": str(graphs["fp32"]),
+            "onnx_int8": str(graphs["int8"]),
+            "export": str(folder / "student"),
         }
 
     bench = recipe.step_dir("benchmark") / "rows.json"
@@ -142,6 +139,20 @@ def build(recipe: Recipe, data: dict[str, Any], limits: dict[str, Any]) -> Recip
         return {"report": str(folder / "report.md"), "gains": gains}
 
     return recipe
+
+
+def export_student(model: Any, datamodule: MNISTDataModule, folder: Path, checkpoint: str) -> dict[str, Path]:
+    """The pruned student as an export folder; its int8 graph is ONNX Runtime static int8, calibrated on 512
+    validation images."""
+    return export_tensor_classifier(
+        model,
+        folder,
+        datamodule.benchmark_data("val")[0][:512],
+        id2label=datamodule.id2label,
+        preprocessing=datamodule.preprocessing,
+        title="SmallCNN distilled from resnet18, half its channels pruned",
+        provenance={"recipe": "mnist_cnn", "checkpoint": checkpoint},
+    )
 
 
 def fully_pruned(best: str, last: str) -> dict[str, Any]:

@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import MNIST10K, ROOT
 
+from lightning_distill.core.export import load_exported
 from lightning_distill.lightning.cli import cli_main
 from lightning_distill.recipes.engine import Recipe, StepFailed, fingerprint
 
@@ -274,7 +276,7 @@ def test_mnist_recipe_and_the_cli_configs_write_to_different_folders(
     short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"]
     monkeypatch.setattr(module, "cli_main", lambda args: cli_main([*args, *short]))  # the same fits, a few steps long
     monkeypatch.chdir(tmp_path)  # the configs and the recipe write under runs/ relative to the working directory
-    module.main(["--data-root", str(MNIST10K), "--only", "teacher", "distill"])
+    module.main(["--data-root", str(MNIST10K), "--only", "teacher", "distill", "export"])
     folder = tmp_path / "runs" / "mnist_recipe"
     assert not (tmp_path / "runs" / "mnist").exists()  # the folder of `lightning-distill fit --config configs/mnist/*`
     for step in ("teacher", "distill"):
@@ -284,3 +286,8 @@ def test_mnist_recipe_and_the_cli_configs_write_to_different_folders(
     (saved,) = (folder / "distill").glob("version_*/config.yaml")
     teacher = yaml.safe_load(saved.read_text())["model"]["init_args"]["teacher_checkpoint"]
     assert teacher == str(folder / "teacher/checkpoints/best.ckpt")
+    # the distilled student as an export folder, predicting the digits by name
+    exported = json.loads((folder / "export" / "done.json").read_text())["result"]
+    assert Path(exported["folder"]).resolve() == folder / "export" / "student"
+    classify = load_exported(exported["folder"])
+    assert classify.id2label == {i: str(i) for i in range(10)} and len(classify(torch.zeros(3, 1, 28, 28))) == 3

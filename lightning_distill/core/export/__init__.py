@@ -9,6 +9,7 @@ from lightning_distill.core.export.config import (
     check_providers,
 )
 from lightning_distill.core.export.exported import ExportedClassifier, load_exported
+from lightning_distill.core.export.exported_tensor import ExportedTensorClassifier
 from lightning_distill.core.export.first_token import cut_for_export, first_token_classifier
 from lightning_distill.core.export.folder import GRAPH_FILES, export_text_classifier
 from lightning_distill.core.export.hub import hub_files, push_to_hub
@@ -18,11 +19,13 @@ from lightning_distill.core.export.onnx import export_onnx
 from lightning_distill.core.export.ort_quantization import quantize_onnx
 from lightning_distill.core.export.parity import OnnxParityError, ParityReport, check_parity
 from lightning_distill.core.export.runtime import create_session, onnx_predictor, optimize_onnx
+from lightning_distill.core.export.tensor_folder import export_tensor_classifier
 
 __all__ = [
     "GRAPH_FILES",
     "ORT_QUANT_PRESETS",
     "ExportedClassifier",
+    "ExportedTensorClassifier",
     "OnnxExportConfig",
     "OnnxParityError",
     "OrtQuantConfig",
@@ -34,6 +37,7 @@ __all__ = [
     "create_session",
     "cut_for_export",
     "export_onnx",
+    "export_tensor_classifier",
     "export_text_classifier",
     "first_token_classifier",
     "hub_files",

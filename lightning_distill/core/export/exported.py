@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lightning_distill.core.export.config import OrtSessionConfig
+from lightning_distill.core.export.exported_tensor import ExportedTensorClassifier, load_tensor_classifier
 from lightning_distill.core.export.integrity import verify_export
 from lightning_distill.core.export.runtime import create_session, onnx_predictor
 from lightning_distill.core.text_encoding import TextEncoder
@@ -53,19 +54,26 @@ class ExportedClassifier:
 
 def load_exported(
     folder: str | Path, graph: str = "model_quantized.onnx", session_config: OrtSessionConfig | None = None
-) -> ExportedClassifier:
-    """Load an export folder written by :func:`~lightning_distill.core.export.export_text_classifier` (or optimum).
+) -> ExportedClassifier | ExportedTensorClassifier:
+    """Load an export folder written by :func:`~lightning_distill.core.export.export_text_classifier` (or optimum)
+    or :func:`~lightning_distill.core.export.export_tensor_classifier`.
+
+    A text classifier's folder gives an :class:`ExportedClassifier` (texts in); a folder whose ``config.json`` names
+    an ``input_shape`` gives an :class:`~lightning_distill.core.export.ExportedTensorClassifier` (tensors, arrays or
+    PIL images in). Both return label names when called, and have ``logits``, ``predict_ids``, ``graph`` and
+    ``id2label``.
 
     Args:
-        folder: The folder with ``config.json``, the tokenizer's files and the ``.onnx`` graphs.
+        folder: The folder with ``config.json``, the tokenizer's files (or the input's shape) and the ``.onnx`` graphs.
         graph: File name of the graph to run: ``model.onnx`` (fp32), ``model_optimized.onnx``,
             ``model_quantized.onnx`` (int8) or ``model_quantized_emb4.onnx`` (int8, 4-bit embeddings).
         session_config: Threads, providers (``providers=["CUDAExecutionProvider", "CPUExecutionProvider"]``) and
             optimization of the ONNX Runtime session; None: one thread on the CPU.
 
-    The graph, ``config.json`` and the tokenizer's files are checked against the sha256s ``export_info.json``
-    records, so a graph of another export is never served with this folder's labels (a folder that optimum wrote,
-    without ``export_info.json``, is not checked). The tokenizer is loaded with ``trust_remote_code=False``.
+    The graph, ``config.json`` and the tokenizer's (or preprocessor's) files are checked against the sha256s
+    ``export_info.json`` records, so a graph of another export is never served with this folder's labels (a folder
+    that optimum wrote, without ``export_info.json``, is not checked). The tokenizer is loaded with
+    ``trust_remote_code=False``.
 
     Raises:
         FileNotFoundError: no such folder, no ``config.json`` in it, or no such graph (the message lists the graphs
@@ -82,8 +90,8 @@ def load_exported(
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"{str(folder)!r} is no export folder: it has no config.json (write one with export_text_classifier or "
-            "`lightning-distill export`)"
+            f"{str(folder)!r} is no export folder: it has no config.json (write one with export_text_classifier, "
+            "export_tensor_classifier or `lightning-distill export`)"
         )
     path = folder / graph
     if not path.is_file():
@@ -97,4 +105,6 @@ def load_exported(
     outputs = session.get_outputs()[0].shape
     if isinstance(outputs[-1], int) and outputs[-1] != len(id2label):
         raise ValueError(f"{graph} predicts {outputs[-1]} classes but config.json names {len(id2label)}")
+    if "input_shape" in config:
+        return load_tensor_classifier(folder, path, config, session)
     return ExportedClassifier(session, from_pretrained(AutoTokenizer, folder, "export folder"), id2label, path)

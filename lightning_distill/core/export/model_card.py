@@ -50,8 +50,11 @@ def add_measurements(folder: str | Path, rows: Mapping[str, Mapping[str, Any]]) 
 
 
 def _render(folder: Path, info: Mapping[str, Any]) -> str:
-
     config = json.loads((folder / "config.json").read_text())
+    if "input_shape" in config:  # an image or tensor classifier (export_tensor_classifier)
+        from lightning_distill.core.export.tensor_card import render_tensor_card
+
+        return render_tensor_card(folder, config, info)
     labels = [config["id2label"][k] for k in sorted(config["id2label"], key=int)]
     shown = ", ".join(labels[:8]) + (f", ... ({len(labels)} in all)" if len(labels) > 8 else "")
     architecture = (config.get("architectures") or [config.get("model_type", "transformer")])[0]

@@ -25,6 +25,10 @@ class TensorBenchmarkMixin:
 
     batch_size: int
     num_workers: int
+    # What an export folder needs (``lightning-distill export``): label names by class id, and how an image becomes a
+    # model input in Hugging Face image-processor keys (``preprocessor_config.json``); None where there is no image.
+    id2label: dict[int, str] | None = None
+    preprocessing: dict[str, Any] | None = None
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         dataset = IndexedDataset(self._dataset(split))

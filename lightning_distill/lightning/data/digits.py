@@ -26,6 +26,9 @@ class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
 
     num_classes: int = 10
     in_features: int = 64
+    id2label = {i: str(i) for i in range(10)}
+    # No preprocessing for export: the inputs are scikit-learn's 64 pixel counts (0..16) divided by 16, not images.
+    preprocessing = None
 
     def __init__(
         self,

@@ -35,6 +35,17 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
 
     num_classes: int = 10
     in_features: int = 28 * 28
+    id2label = {i: str(i) for i in range(10)}
+    # How a 28x28 grayscale image becomes the model input this module yields: what an export folder records.
+    preprocessing = {
+        "image_mode": "L",
+        "size": {"height": 28, "width": 28},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [MNIST_MEAN],
+        "image_std": [MNIST_STD],
+    }
 
     def __init__(
         self,
