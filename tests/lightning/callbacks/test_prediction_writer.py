@@ -49,7 +49,8 @@ def test_predict_writes_one_row_per_test_example_matching_trainer_predict(studen
     rows = _rows(run / "predictions.csv")
     expected = _reference_logits(cli.model, cli.datamodule).argmax(-1)
     assert len(rows) == len(cli.datamodule.benchmark_data("test")[1]) == len(expected)
-    assert list(rows[0]) == ["index", "label_id"]  # digits have no label names, and no probabilities were asked
+    assert list(rows[0]) == ["index", "label_id", "label"]  # digits name their labels "0".."9"; no probabilities
+    assert all(row["label"] == row["label_id"] for row in rows)
     assert [int(row["index"]) for row in rows] == list(range(len(rows)))
     assert [int(row["label_id"]) for row in rows] == expected.tolist()
     assert cli.trainer.predict_loop.predictions == []  # memory stays bounded: the rows are in the file only
@@ -63,7 +64,7 @@ def test_predictions_options_path_and_probabilities(student_checkpoint: Path) ->
 
     rows = _rows(path)
     probabilities = _reference_logits(cli.model, cli.datamodule).softmax(-1)
-    assert list(rows[0]) == ["index", "label_id", *(f"prob_{i}" for i in range(10))]
+    assert list(rows[0]) == ["index", "label_id", "label", *(f"prob_{i}" for i in range(10))]
     written = torch.tensor([[float(row[f"prob_{i}"]) for i in range(10)] for row in rows])
     torch.testing.assert_close(written.sum(-1), torch.ones(len(rows)), atol=1e-4, rtol=0)
     torch.testing.assert_close(written, probabilities, atol=1e-5, rtol=1e-4)
