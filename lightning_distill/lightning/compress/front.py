@@ -82,7 +82,7 @@ def front_markdown(summary: dict[str, Any]) -> str:
         f"Teacher (fp32 ONNX): val acc {100 * teacher['val_accuracy']:.2f}%, test acc "
         f"{_percent(teacher.get('test_accuracy'))}, size {teacher['size_mb']:.4g} MB.",
         "",
-        "| trial | settings | val acc | test acc | p50 ms | x faster | size MB | x of teacher size | budget |",
+        "| trial | settings | val acc | test acc | p50 (ms) | x faster | size MB | of teacher size | budget |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for record in summary["trials"]:

@@ -178,6 +178,7 @@ def open_study(config: CompressConfig) -> Any:
     """The search's study in ``<output_dir>/study.db``: created, or loaded to resume (trials left running by a killed
     search are marked failed and run again)."""
     config.output.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one progress line per trial is ours
     storage = f"sqlite:///{(config.output / 'study.db').as_posix()}"
     study = optuna.create_study(
         storage=storage, study_name="compress", directions=["maximize", "minimize", "minimize"], load_if_exists=True
@@ -188,7 +189,6 @@ def open_study(config: CompressConfig) -> Any:
     study.sampler = optuna.samplers.TPESampler(
         seed=config.seed + len(study.trials), n_startup_trials=max(4, config.trials.n_trials // 4)
     )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one progress line per trial is ours
     return study
 
 

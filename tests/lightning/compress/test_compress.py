@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import optuna
 import pytest
+import yaml
 from conftest import ROOT
 
 from lightning_distill.core.benchmark.measure import accuracy, file_size_mb
@@ -23,7 +24,10 @@ from lightning_distill.lightning.compress import (
     load_compress_config,
 )
 from lightning_distill.lightning.compress.candidate import load_predictor
+from lightning_distill.lightning.compress.space import check_search_space
+from lightning_distill.lightning.compress.teacher import teacher_spec
 from lightning_distill.lightning.data import DigitsDataModule
+from lightning_distill.lightning.main import main
 
 TEACHER_YAML = str(ROOT / "configs/digits/teacher.yaml")
 DATA = {"class_path": "lightning_distill.lightning.data.DigitsDataModule", "init_args": {"batch_size": 64, "seed": 0}}
@@ -172,3 +176,27 @@ def test_a_value_the_dimension_does_not_allow_is_refused() -> None:
     config = _config(Path("unused"), Teacher(config=TEACHER_YAML), search_space={"int8": Dimension("int8", ("fp8",))})
     with pytest.raises(CompressConfigError, match=r"search_space.int8: 'fp8' is not allowed; it must be one of"):
         compress(config)
+
+
+COMPRESS_CONFIGS = sorted(
+    p for p in (ROOT / "configs").rglob("*.yaml") if "budget" in (yaml.safe_load(p.read_text()) or {})
+)
+
+
+@pytest.mark.parametrize("path", COMPRESS_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_compress_configs_are_valid(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert path.read_text().startswith("#"), "each config starts with a comment saying what it does and how to run it"
+    config = load_compress_config(path)
+    check_search_space(config.family, config.search_space)
+    assert teacher_spec(config)["class_path"]
+
+
+def test_the_compress_verb_refuses_a_bad_space_as_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "compress.yaml"
+    path.write_text(f"teacher: {{config: {TEACHER_YAML}}}\ndata: {json.dumps(DATA)}\nsearch_space: {{widht: [8]}}\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["compress", "--config", str(path), "--n_trials", "2", "--output_dir", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert "'widht', a dimension the 'mlp' family does not provide" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
