@@ -159,6 +159,8 @@ class CompressConfig:
         output_dir: Folder of the study (``study.db``), the trials, the teacher, the front files and ``chosen/``.
         query_sample: Validation examples whose batch-1 latency the search measures (the same ones every trial).
         latency_turns: Interleaved turns of candidate and teacher per latency measurement.
+        fit_threads: PyTorch intra-op threads of the teacher's and the students' fits; None keeps PyTorch's default
+            (all cores). Tiny models train several times faster on one thread than on two contended ones.
     """
 
     teacher: Teacher
@@ -172,6 +174,7 @@ class CompressConfig:
     output_dir: str = "runs/compress"
     query_sample: int = 64
     latency_turns: int = 5
+    fit_threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, dict) or not isinstance(self.data.get("class_path"), str):
@@ -182,6 +185,10 @@ class CompressConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CompressConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.fit_threads is not None and (
+            isinstance(self.fit_threads, bool) or not isinstance(self.fit_threads, int) or self.fit_threads < 1
+        ):
+            raise CompressConfigError(f"fit_threads must be an integer >= 1 or null, got {self.fit_threads!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise CompressConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ import yaml
 
 from lightning_distill.core.atomic import write_text
 from lightning_distill.core.benchmark.machine import machine_info, machine_summary
-from lightning_distill.core.benchmark.measure import accuracy
+from lightning_distill.core.benchmark.measure import accuracy, torch_threads
 from lightning_distill.lightning.compress.budget import closest_message, describe
 from lightning_distill.lightning.compress.candidate import load_predictor
 from lightning_distill.lightning.compress.chosen import write_chosen
@@ -84,7 +85,8 @@ def compress(config: CompressConfig, callbacks: Sequence[TrialCallback] = ()) ->
     """
     family = check_search_space(config.family, config.search_space)
     spec = teacher_spec(config)
-    with quiet_lightning():
+    threads = torch_threads(config.fit_threads) if config.fit_threads else contextlib.nullcontext()
+    with quiet_lightning(), threads:  # the latency measurements set one thread themselves
         teacher = fit_teacher(config, spec)
         context = _context(config, family, teacher)
         study = open_study(config)
@@ -107,9 +109,10 @@ def _context(config: CompressConfig, family: Any, teacher: Any) -> SearchContext
         config=config,
         family=family,
         teacher=teacher,
-        teacher_figures={**figures, "datamodule": datamodule},
+        teacher_figures=figures,
         teacher_predict=load_predictor(figures["artifact"], datamodule.encode),
         queries=query_sample(datamodule, "val", config.query_sample),
+        datamodule=datamodule,
     )
 
 
@@ -120,13 +123,13 @@ def _test_accuracy(artifact: str, datamodule: Any) -> float:
 
 def _finish(context: SearchContext, trials: Sequence[Any]) -> CompressResult:
     config = context.config
-    datamodule = context.teacher_figures["datamodule"]
+    datamodule = context.datamodule
     datamodule.setup("test")
     records = trial_records(trials, config.budget, context.teacher_figures["val_accuracy"])
     for record in non_dominated(records):
         record["on_front"] = True
         record["test_accuracy"] = _test_accuracy(record["artifact"], datamodule)
-    teacher = {k: v for k, v in context.teacher_figures.items() if k != "datamodule"}
+    teacher = dict(context.teacher_figures)
     teacher["test_accuracy"] = _test_accuracy(teacher["artifact"], datamodule)
     teacher_p50s = [r["teacher_latency_ms_p50"] for r in records]
     teacher["latency_ms_p50"] = statistics.median(teacher_p50s) if teacher_p50s else None

@@ -40,7 +40,8 @@ TrialCallback = Callable[[Any, Any], None]
 
 @dataclass
 class SearchContext:
-    """What every trial shares: the config, the family, the teacher (record, figures, predictor) and the queries."""
+    """What every trial shares: the config, the family, the teacher (record, figures, predictor), the queries and the
+    data module they come from."""
 
     config: CompressConfig
     family: Family
@@ -48,6 +49,7 @@ class SearchContext:
     teacher_figures: dict[str, Any]
     teacher_predict: Any
     queries: list[Any]
+    datamodule: Any = None
 
 
 def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -> dict[str, Any]:
