@@ -200,3 +200,13 @@ def test_the_compress_verb_refuses_a_bad_space_as_a_usage_error(tmp_path: Path, 
     assert stopped.value.code == 2
     assert "'widht', a dimension the 'mlp' family does not provide" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_the_compress_verb(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "compress Search distilled, exported students" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    out = capsys.readouterr().out
+    assert "--n_trials N_TRIALS" in out and "--timeout_s TIMEOUT_S" in out
