@@ -1,10 +1,13 @@
-"""The ``lightning-distill`` command (and ``python -m lightning_distill``): ``DistillCLI`` plus ``tune``.
+"""The ``lightning-distill`` command (and ``python -m lightning_distill``): ``DistillCLI`` plus ``tune`` and
+``compress``.
 
 ``fit``, ``validate``, ``test``, ``predict``, ``benchmark`` and ``export`` are
 :class:`~lightning_distill.lightning.cli.DistillCLI`'s.
-``tune`` builds no model, data or trainer and its ``--config`` is a tune YAML, so it is no LightningCLI run: the
-command's parser lists it beside the others (``--help``), and :func:`main` hands ``tune ...`` to :func:`tune_main`.
-Dependencies run one way: this module imports ``cli`` and ``tuning``; ``tuning`` runs its trials through ``cli``.
+``tune`` and ``compress`` build no model, data or trainer and their ``--config`` is a search YAML, so they are no
+LightningCLI runs: the command's parser lists them beside the others (``--help``), and :func:`main` hands
+``tune ...`` to :func:`tune_main` and ``compress ...`` to :func:`compress_main`.
+Dependencies run one way: this module imports ``cli``, ``tuning`` and ``compress``; they run their trials through
+``cli``.
 """
 
 from __future__ import annotations
