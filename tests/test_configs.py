@@ -16,7 +16,8 @@ from conftest import MNIST10K, ROOT
 
 from lightning_distill.lightning.cli import DistillCLI
 
-# Tune specs (top-level search_space) are not LightningCLI configs; tests/lightning/test_tune.py checks them.
+# Tune and compress specs (top-level search_space) are not LightningCLI configs; test_tune.py and
+# tests/lightning/compress check them.
 CONFIGS = sorted(
     p for p in (ROOT / "configs").rglob("*.yaml") if "search_space" not in (yaml.safe_load(p.read_text()) or {})
 )

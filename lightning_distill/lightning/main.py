@@ -1,10 +1,13 @@
-"""The ``lightning-distill`` command (and ``python -m lightning_distill``): ``DistillCLI`` plus ``tune``.
+"""The ``lightning-distill`` command (and ``python -m lightning_distill``): ``DistillCLI`` plus ``tune`` and
+``compress``.
 
 ``fit``, ``validate``, ``test``, ``predict``, ``benchmark`` and ``export`` are
 :class:`~lightning_distill.lightning.cli.DistillCLI`'s.
-``tune`` builds no model, data or trainer and its ``--config`` is a tune YAML, so it is no LightningCLI run: the
-command's parser lists it beside the others (``--help``), and :func:`main` hands ``tune ...`` to :func:`tune_main`.
-Dependencies run one way: this module imports ``cli`` and ``tuning``; ``tuning`` runs its trials through ``cli``.
+``tune`` and ``compress`` build no model, data or trainer and their ``--config`` is a search YAML, so they are no
+LightningCLI runs: the command's parser lists them beside the others (``--help``), and :func:`main` hands
+``tune ...`` to :func:`tune_main` and ``compress ...`` to :func:`compress_main`.
+Dependencies run one way: this module imports ``cli``, ``tuning`` and ``compress``; they run their trials through
+``cli``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ from lightning_distill.lightning.console import (
     user_errors_in_brief,
 )
 
-__all__ = ["LightningDistillCLI", "main", "tune_command", "tune_main", "tune_parser"]
+__all__ = [
+    "LightningDistillCLI",
+    "compress_command",
+    "compress_main",
+    "compress_parser",
+    "main",
+    "tune_command",
+    "tune_main",
+    "tune_parser",
+]
 
 PROG = "lightning-distill"
 
@@ -58,8 +70,32 @@ def tune_command(
     tune(spec)
 
 
-def _description() -> str:
-    return " ".join((tune_command.__doc__ or "").split("\n\n")[0].split())
+def compress_command(
+    config: str, n_trials: int | None = None, timeout_s: float | None = None, output_dir: str | None = None
+) -> None:
+    """Search distilled, exported students for the best one under a latency, size and accuracy budget.
+
+    Writes the Pareto front (front.json, front.md, front.png) and the chosen artifact; the study is a SQLite file in
+    the output folder, so a stopped search resumes.
+
+    Args:
+        config: Compress YAML: teacher, data, family, search_space, budget, trials (e.g. configs/digits/compress.yaml).
+        n_trials: Completed trials the study should reach (overrides trials.n_trials).
+        timeout_s: Seconds this run may start trials for (overrides trials.timeout_s).
+        output_dir: Output folder (overrides output_dir).
+
+    Raises:
+        ImportError: Optuna is not installed (the message names the ``[tune]`` extra).
+        CompressConfigError: The compress YAML, its teacher config or its search space is wrong (before any training).
+    """
+    require("optuna", f"{PROG} compress")
+    from lightning_distill.lightning.compress import compress, load_compress_config
+
+    compress(load_compress_config(config, n_trials=n_trials, timeout_s=timeout_s, output_dir=output_dir))
+
+
+def _description(command: Any = None) -> str:
+    return " ".join(((command or tune_command).__doc__ or "").split("\n\n")[0].split())
 
 
 def tune_parser(prog: str = f"{PROG} tune") -> ArgumentParser:
@@ -69,23 +105,39 @@ def tune_parser(prog: str = f"{PROG} tune") -> ArgumentParser:
     return parser
 
 
+def compress_parser(prog: str = f"{PROG} compress") -> ArgumentParser:
+    """The parser of ``lightning-distill compress``: :func:`compress_command`'s arguments and docstring."""
+    parser = ArgumentParser(prog=prog, description=_description(compress_command))
+    parser.add_function_arguments(compress_command)
+    return parser
+
+
 def tune_main(argv: list[str]) -> None:
     """Run ``lightning-distill tune ARGV``: errors in the arguments, the tune YAML or a missing Optuna print a usage
     error (exit code 2); Ctrl+C stops the search, whose finished trials the same command resumes (exit code 130).
     """
-    parser = tune_parser()
+    _search_main("tune", tune_parser(), tune_command, argv)
+
+
+def compress_main(argv: list[str]) -> None:
+    """Run ``lightning-distill compress ARGV``, as :func:`tune_main` runs ``tune``."""
+    _search_main("compress", compress_parser(), compress_command, argv)
+
+
+def _search_main(verb: str, parser: ArgumentParser, command: Any, argv: list[str]) -> None:
     values = parser.parse_args(argv)
     try:
-        require("optuna", f"{PROG} tune")  # before the tuning package, which imports it, is loaded
+        require("optuna", f"{PROG} {verb}")  # before the search packages, which import it, are loaded
     except ImportError as error:
         parser.error(str(error))
+    from lightning_distill.lightning.compress import CompressConfigError
     from lightning_distill.lightning.tuning import TuneConfigError
 
-    # The trials' in-process LightningCLIs must not see tune's own options on the command line.
+    # The trials' in-process LightningCLIs must not see the verb's own options on the command line.
     script_argv, sys.argv = sys.argv, sys.argv[:1]
     try:
-        tune_command(**values.as_dict())
-    except TuneConfigError as error:
+        command(**values.as_dict())
+    except (TuneConfigError, CompressConfigError) as error:
         parser.error(str(error))
     except KeyboardInterrupt:
         print(
@@ -104,6 +156,7 @@ class _ParserWithTune(LightningArgumentParser):
     def add_subcommands(self, *args: Any, **kwargs: Any) -> Any:
         subcommands = super().add_subcommands(*args, **kwargs)
         subcommands.add_subcommand("tune", tune_parser(), help=_description())
+        subcommands.add_subcommand("compress", compress_parser(), help=_description(compress_command))
         return subcommands
 
 
@@ -119,8 +172,9 @@ class LightningDistillCLI(DistillCLI):
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
-        if self.config.get("subcommand") == "tune":  # main() runs `tune ...` itself; options before it are no part
-            parser.error(f"tune takes its options after it: {PROG} tune --config TUNE.yaml [--n_trials N] ...")
+        verb = self.config.get("subcommand")
+        if verb in ("tune", "compress"):  # main() runs `tune ...` itself; options before it are no part
+            parser.error(f"{verb} takes its options after it: {PROG} {verb} --config {verb.upper()}.yaml ...")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -139,6 +193,9 @@ def main(args: list[str] | None = None) -> None:
     with user_errors_in_brief(_command(argv)):
         if argv[:1] == ["tune"]:
             tune_main(argv[1:])
+            return
+        if argv[:1] == ["compress"]:
+            compress_main(argv[1:])
             return
         parser_kwargs = {"prog": PROG, "exit_on_error": False, "description": _DESCRIPTION}
         if args is None:
@@ -164,4 +221,4 @@ def _command(argv: list[str]) -> str:
     return f"{PROG} {subcommand}" if subcommand else PROG
 
 
-_SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark", "export", "tune")
+_SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark", "export", "tune", "compress")

@@ -23,8 +23,8 @@ from lightning_distill.lightning.tuning import (
 TUNE_YAML = ROOT / "configs/digits/tune.yaml"
 DISTILL_YAML = ROOT / "configs/digits/distill.yaml"
 TUNE_CONFIGS = sorted(
-    p for p in (ROOT / "configs").rglob("*.yaml") if "search_space" in (yaml.safe_load(p.read_text()) or {})
-)
+    p for p in (ROOT / "configs").rglob("*.yaml") if "base_config" in (yaml.safe_load(p.read_text()) or {})
+)  # compress specs also have a search_space; tests/lightning/compress checks them
 TEMPERATURE = "model.init_args.loss.init_args.temperature"
 SOFT_WEIGHT = "model.init_args.loss.init_args.soft_target_weight"
 LEARNING_RATE = "model.init_args.learning_rate"

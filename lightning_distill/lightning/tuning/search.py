@@ -173,15 +173,22 @@ def _open_study(config: TuneConfig) -> optuna.Study:
             f"study {config.study_name!r} in {config.storage} was created to {study.direction.name.lower()}, but the "
             f"tune config says direction: {config.direction}; use another study_name"
         )
-    # One search process owns a study: a trial still RUNNING was left by a search that was killed; run it again.
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        print(f"[tune {config.study_name}] trial {trial.number} was left running by a stopped search: marked failed")
+    fail_abandoned_trials(study, f"[tune {config.study_name}]")
     # A fixed seed would replay the first trials' values after a resume; offset it by the trials already sampled.
     study.sampler = optuna.samplers.TPESampler(
         seed=config.seed + len(study.trials), n_startup_trials=config.sampler_startup_trials
     )
     return study
+
+
+def fail_abandoned_trials(study: optuna.Study, tag: str) -> None:
+    """Mark failed the trials a killed search left RUNNING, so the resumed search runs them again.
+
+    One search process owns a study: a trial still RUNNING when a search opens it was left by one that was killed.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        print(f"{tag} trial {trial.number} was left running by a stopped search: marked failed", flush=True)
 
 
 def _finished(study: optuna.Study) -> list[FrozenTrial]:
