@@ -13,8 +13,9 @@ from lightning_distill.lightning.data.indexed import IndexedDataset
 class TensorBenchmarkMixin:
     """Loaders, ``benchmark_data`` and ``encode`` for data modules whose ``_dataset(split)`` is a ``TensorDataset``.
 
-    Loaders yield ``(inputs, labels, index)`` batches (:class:`IndexedDataset`): ``index`` is each example's position
-    in its split, so ``cache_teacher_logits`` works with these data modules.
+    Loaders yield ``(inputs, labels)`` batches, or ``(inputs, labels, index)`` with ``return_index`` (through
+    :class:`IndexedDataset`: ``index`` is each example's position in its split), which ``cache_teacher_logits`` needs;
+    a ``DistillationModule`` that caches turns ``return_index`` on itself before the loaders are built.
 
     The benchmark measures a deployed model on *raw* inputs (here: tensors; for text: strings), so the cost of
     turning a raw input into model inputs (``encode``) is part of every latency figure.
@@ -25,13 +26,14 @@ class TensorBenchmarkMixin:
 
     batch_size: int
     num_workers: int
+    return_index: bool = False
     # What an export folder needs (``lightning-distill export``): label names by class id, and how an image becomes a
     # model input in Hugging Face image-processor keys (``preprocessor_config.json``); None where there is no image.
     id2label: dict[int, str] | None = None
     preprocessing: dict[str, Any] | None = None
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        dataset = IndexedDataset(self._dataset(split))
+        dataset = IndexedDataset(self._dataset(split)) if self.return_index else self._dataset(split)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -22,6 +22,8 @@ class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         test_fraction: Fraction of all examples used for testing.
         num_workers: DataLoader worker processes.
         seed: Seed of the split.
+        return_index: Yield ``(inputs, labels, index)`` batches, ``index`` being each example's position in its split
+            (what ``cache_teacher_logits`` needs; a ``DistillationModule`` that caches turns it on itself).
     """
 
     num_classes: int = 10
@@ -37,6 +39,7 @@ class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         test_fraction: float = 0.2,
         num_workers: int = 0,
         seed: int = 0,
+        return_index: bool = False,
     ) -> None:
         super().__init__()
         check_positive("batch_size", batch_size)
@@ -51,6 +54,7 @@ class DigitsDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         self.test_fraction = test_fraction
         self.num_workers = num_workers
         self.seed = seed
+        self.return_index = return_index
         self._splits: dict[str, TensorDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:

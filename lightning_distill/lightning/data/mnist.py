@@ -31,6 +31,8 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         val_fraction: Fraction of the training files held out for validation.
         num_workers: DataLoader worker processes.
         seed: Seed of the train/validation split.
+        return_index: Yield ``(inputs, labels, index)`` batches, ``index`` being each example's position in its split
+            (what ``cache_teacher_logits`` needs; a ``DistillationModule`` that caches turns it on itself).
     """
 
     num_classes: int = 10
@@ -55,6 +57,7 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         val_fraction: float = 0.1,
         num_workers: int = 0,
         seed: int = 0,
+        return_index: bool = False,
     ) -> None:
         super().__init__()
         check_positive("batch_size", batch_size)
@@ -65,6 +68,7 @@ class MNISTDataModule(TensorBenchmarkMixin, pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.num_workers = num_workers
         self.seed = seed
+        self.return_index = return_index
         if not download:
             self._check_files()
         self._splits: dict[str, TensorDataset] = {}

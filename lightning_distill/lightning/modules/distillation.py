@@ -288,8 +288,7 @@ class DistillationModule(pl.LightningModule):
                 student_logits, teacher_logits, terms = hf_feature_step(self, batch)
             else:
                 student_logits = self(student_inputs(batch))
-                cached = self.cache_teacher_logits
-                teacher_logits = self._cached_logits(batch) if cached else self.teacher_logits(batch)
+                teacher_logits = self._cached_logits(batch) if self.cache_teacher_logits else self.teacher_logits(batch)
         terms.update(self._named_feature_terms(student_outputs, teacher_outputs))
         out = self.loss(student_logits, teacher_logits, labels)
         loss = out.loss + sum(terms.values()) if terms else out.loss
@@ -340,12 +339,14 @@ class DistillationModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         _teacher_check.check_checkpoint_on_every_rank(self._teacher_checkpoint_missing, self.hparams.teacher_checkpoint)
-        # A tokenizer larger than a model's embedding table fails deep inside the model; say so before any step.
-        from lightning_distill.core.models.text import check_tokenizer_fits
-
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.cache_teacher_logits and getattr(datamodule, "return_index", None) is False:
+            datamodule.return_index = True  # before the loaders are built: the cache looks logits up by index
+        # A tokenizer larger than a model's embedding table fails deep inside the model; say so before any step.
         student_vocab = getattr(datamodule, "vocab_size", None)
         if student_vocab is not None:
+            from lightning_distill.core.models.text import check_tokenizer_fits
+
             check_tokenizer_fits(student_vocab, self.student, "student")
             teacher_vocab = getattr(datamodule, "teacher_vocab_size", None)
             check_tokenizer_fits(teacher_vocab or student_vocab, self.teacher, "teacher")

@@ -39,7 +39,7 @@ def test_examples_it_cannot_index_are_refused() -> None:
 
 
 def test_digits_batches_carry_each_examples_position_in_every_shuffled_epoch() -> None:
-    data = DigitsDataModule(batch_size=100, seed=1)
+    data = DigitsDataModule(batch_size=100, seed=1, return_index=True)
     data.setup()
     features = data._dataset("train").tensors[0]
     epochs = []

@@ -11,8 +11,11 @@ def test_mnist_from_local_copy() -> None:
     data = MNISTDataModule(root=str(MNIST10K), download=False, batch_size=32, val_fraction=0.1)
     data.setup("fit")
     data.setup("test")
+    images, labels = next(iter(data.train_dataloader()))  # (inputs, labels): what a user's training_step unpacks
+    assert images.shape == (32, 1, 28, 28) and labels.dtype == torch.long
+    data.return_index = True  # what cache_teacher_logits needs; DistillationModule turns it on itself
     images, labels, index = next(iter(data.train_dataloader()))
-    assert images.shape == (32, 1, 28, 28) and labels.dtype == torch.long and index.shape == (32,)
+    assert index.shape == (32,) and torch.equal(images, data._dataset("train").tensors[0][index])
     assert len(data._dataset("train")) == 7200 and len(data._dataset("val")) == 800
     inputs, test_labels = data.benchmark_data("test")
     assert inputs.shape == (2000, 1, 28, 28) and set(test_labels.tolist()) == set(range(10))
