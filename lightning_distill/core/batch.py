@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 TEACHER_PREFIX = "teacher_"
@@ -32,12 +33,27 @@ def batch_labels(batch: Any) -> Tensor:
 
 
 def batch_index(batch: Any) -> Tensor | None:
-    """Each example's position in its split: a mapping's ``index`` entry, the third item of a sequence, else None."""
+    """Each example's position in its split: a mapping's ``index`` entry, the third item of a sequence, else None.
+
+    The third item of any 3-item sequence is taken as the index, whatever it holds: check it with :func:`is_index`
+    before relying on it (an ``(inputs, labels, weights)`` batch has no index).
+    """
     if isinstance(batch, Mapping):
         return batch.get("index")
     if isinstance(batch, (tuple, list)) and len(batch) == 3:
         return batch[2]
     return None
+
+
+def is_index(value: Any) -> bool:
+    """Whether ``value`` can be an index of a batch: a 1-D tensor of integers."""
+    return (
+        isinstance(value, Tensor)
+        and value.dim() == 1
+        and not value.is_floating_point()
+        and not value.is_complex()
+        and value.dtype != torch.bool
+    )
 
 
 def to_device(inputs: Any, device: Any) -> Any:

@@ -139,9 +139,9 @@ class DistillCLI(LightningCLI):
             if add_subcommands and subcommand in self.subcommands():
                 self.parser.set_defaults({f"{subcommand}.num_threads": 1})
         if add_subcommands and "predict" in self.subcommands():
-            # predict writes its rows (--predictions.path, --predictions.probabilities). Private: LightningCLI calls
-            # add_arguments_to_parser without saying which subcommand's parser it is, so the predict parser is
-            # reached through the map LightningCLI keeps of them.
+            # predict writes its rows (--predictions.path, --predictions.probabilities, --predictions.enabled).
+            # Private: LightningCLI calls add_arguments_to_parser without saying which subcommand's parser it is, so
+            # the predict parser is reached through the map LightningCLI keeps of them.
             self._subcommand_parsers["predict"].add_lightning_class_args(PredictionWriter, "predictions")
             # the rows are in the file: Lightning keeping every batch's logits too would make memory grow with the split
             self.parser.set_defaults({"predict.return_predictions": False})
@@ -208,9 +208,10 @@ class DistillCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
         default = self.config_init[self.subcommand].get("predictions") if self.subcommand == "predict" else None
-        if default is not None and any(
-            isinstance(c, BasePredictionWriter) and c is not default for c in trainer.callbacks
-        ):  # the config's own prediction writer (in trainer.callbacks) replaces the default one
+        if default is not None and (
+            not default.enabled
+            or any(isinstance(c, BasePredictionWriter) and c is not default for c in trainer.callbacks)
+        ):  # --predictions.enabled false, or the config's own prediction writer (in trainer.callbacks) replaces it
             trainer.callbacks = [c for c in trainer.callbacks if c is not default]
         return trainer
 

@@ -66,12 +66,16 @@ def load(module: str, config_name: str) -> ModuleType:
 
     Raises:
         TorchAoUnavailableError: this PyTorch does not ship it; the message names the torchao equivalent.
+        ImportError: any other import failure (a broken install, a missing dependency of ``torch.ao``), as raised:
+            blaming it on a dropped ``torch.ao`` would send the user to the wrong fix.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "torch.ao.quantization is deprecated and will be removed"
             return importlib.import_module(module)
     except ImportError as error:
+        if not is_dropped(error.name):
+            raise
         raise TorchAoUnavailableError(_message(config_name)) from error
 
 

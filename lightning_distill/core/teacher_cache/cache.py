@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_distill.core.batch import batch_index, logits_of, teacher_inputs, to_device
+from lightning_distill.core.batch import batch_index, is_index, logits_of, teacher_inputs, to_device
 from lightning_distill.core.cache_files import check_free_space
 from lightning_distill.core.teacher_cache._folder import load_or_build
 from lightning_distill.core.teacher_cache._ranks import gather, raise_on_every_rank, rank_and_world
@@ -143,11 +143,23 @@ def _check_batch(batch: Any, positions: list[int], first: bool, again: Callable[
             "wrap the training dataset in lightning_distill.lightning.data.IndexedDataset, or set "
             "cache_teacher_logits: false"
         )
-    if index.reshape(-1).tolist() != positions:
+    # A 3-item sequence's third item is taken as the index whatever it holds: say so, or an (inputs, labels, weights)
+    # batch gets a message about numbering examples it never meant to number.
+    taken = "" if isinstance(batch, Mapping) else " (the third item of each 3-item training batch, taken as the index)"
+    way_out = (
+        "a 3-item batch's third item must be the index; put other extras in a mapping batch with 'labels' and "
+        "'index' entries, or set cache_teacher_logits: false"
+    )
+    if not is_index(index):
         raise ValueError(
-            f"cache_teacher_logits needs each training example's 'index' to be its position in the training set, but "
-            f"examples {positions[0]}..{positions[-1]} have index {index.reshape(-1).tolist()[:8]}...; "
-            "number the examples 0..N-1 in dataset order (IndexedDataset does) or set cache_teacher_logits: false"
+            f"cache_teacher_logits needs each training example's 'index' as a 1-D integer tensor, but 'index'{taken} "
+            f"is a {index.dtype} tensor of shape {tuple(index.shape)}; {way_out}"
+        )
+    if index.tolist() != positions:
+        raise ValueError(
+            f"cache_teacher_logits needs each training example's 'index'{taken} to be its position in the training "
+            f"set, but examples {positions[0]}..{positions[-1]} have index {index.tolist()[:8]}...; number the "
+            f"examples 0..N-1 in dataset order (IndexedDataset does); {way_out}"
         )
     # Collating the same examples again must give the same inputs, or cached logits would belong to other inputs.
     if first and not _same(batch, again()):

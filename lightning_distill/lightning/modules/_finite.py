@@ -30,6 +30,8 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from lightning_distill.core.batch import batch_index, is_index
+
 CHECK_FIRST_BATCHES = 10
 _SHOWN = 5  # rows and parameter names shown in a message
 
@@ -82,8 +84,8 @@ def _rows(batch: Any, tensor: Tensor) -> str:
     rows = bad.nonzero().flatten().tolist()
     shown = f"{rows[:_SHOWN]}" + (f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else "")
     text = f", in rows {shown} of the batch"
-    index = batch.get("index") if isinstance(batch, Mapping) else None
-    if isinstance(index, Tensor) and index.shape[:1] == tensor.shape[:1]:
+    index = batch_index(batch)
+    if is_index(index) and index.shape[:1] == tensor.shape[:1]:
         text += f" (the examples with index {index[rows[:_SHOWN]].tolist()})"
     return text
 

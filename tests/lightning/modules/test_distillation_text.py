@@ -111,6 +111,39 @@ def test_cache_refuses_batches_without_index() -> None:
         tiny_trainer(limit_train_batches=1).fit(module, _TupleData())
 
 
+class _TripleData(pl.LightningDataModule):
+    """``(features, labels, third)`` batches whose third item is not the examples' positions."""
+
+    def __init__(self, third: torch.Tensor) -> None:
+        super().__init__()
+        self.third = third
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.randn(16, 4), torch.randint(0, 3, (16,)), self.third), batch_size=8)
+
+
+@pytest.mark.parametrize(
+    ("third", "match"),
+    [
+        (
+            torch.rand(16),
+            r"'index' \(the third item of each 3-item training batch, taken as the index\) is a "
+            r"torch.float32 tensor of shape \(\d+,\); a 3-item batch's third item must be the index",
+        ),
+        (
+            torch.arange(16).flip(0),
+            r"'index' \(the third item of each 3-item training batch, taken as the index\) to "
+            r"be its position .* a 3-item batch's third item must be the index",
+        ),
+    ],
+    ids=["float-weights", "integer-not-positions"],
+)
+def test_cache_says_a_3_item_batch_third_item_is_taken_as_the_index(third: torch.Tensor, match: str) -> None:
+    module = DistillationModule(MLP(3, 4, [8]), MLP(3, 4, [8]), num_classes=3, cache_teacher_logits=True)
+    with pytest.raises(ValueError, match=match):
+        tiny_trainer(limit_train_batches=1).fit(module, _TripleData(third))
+
+
 def test_cache_refuses_random_augmentation(folder: Path) -> None:
     files = {split: str(folder / "data" / f"{split}.parquet") for split in ("train", "validation", "test")}
     data = _AugmentedData(str(folder / "tokenizer"), data_files=files, label_column="intent", batch_size=8)

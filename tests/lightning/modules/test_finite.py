@@ -87,6 +87,27 @@ def test_a_batch_with_an_index_names_the_examples() -> None:
         tiny_trainer().fit(ClassifierModule(_mlp(), learning_rate=0.01), loader)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_tuple_batch_with_an_index_names_the_examples(shuffle: bool) -> None:
+    """(inputs, labels, index) batches, as the data modules yield with return_index=True."""
+    x = torch.randn(32, 8)
+    x[21, 4] = math.nan
+    dataset = TensorDataset(x, torch.arange(32) % 2, torch.arange(32))
+    loader = DataLoader(dataset, batch_size=8, shuffle=shuffle, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match=r"batch\[0\] has 1 non-finite of 64 values, in rows \[\d\] of the batch "
+                                         r"\(the examples with index \[21\]\)"):  # fmt: skip
+        tiny_trainer().fit(ClassifierModule(_mlp(), learning_rate=0.01), loader)
+
+
+def test_a_third_item_that_is_no_index_is_not_named_as_one() -> None:
+    x = torch.randn(32, 8)
+    x[21, 4] = math.nan
+    weights = torch.rand(32)
+    loader = DataLoader(TensorDataset(x, torch.arange(32) % 2, weights), batch_size=8)
+    with pytest.raises(ValueError, match=r"in rows \[5\] of the batch\. Fix"):
+        tiny_trainer().fit(ClassifierModule(_mlp(), learning_rate=0.01), loader)
+
+
 def test_a_diverging_learning_rate_stops_the_fit_with_the_loss_message() -> None:
     module = ClassifierModule(_mlp(), num_classes=2, learning_rate=1e30)
     expected = (
