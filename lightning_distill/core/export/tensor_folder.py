@@ -63,6 +63,16 @@ def _check_arguments(
     return example_inputs, quantization
 
 
+def _check_calibration(example: Tensor, calibration_inputs: Any) -> Tensor:
+    calibration = example if calibration_inputs is None else calibration_inputs
+    if not isinstance(calibration, Tensor) or len(calibration) == 0 or calibration.shape[1:] != example.shape[1:]:
+        raise ValueError(
+            f"calibration_inputs must be a non-empty batch of inputs of shape {list(example.shape[1:])}, as "
+            f"example_inputs; got {type(calibration).__name__} {list(getattr(calibration, 'shape', ()))}"
+        )
+    return calibration
+
+
 def _labels(num_labels: int, id2label: Mapping[int, str] | None) -> list[str]:
     if id2label is None:
         warnings.warn(
@@ -220,23 +230,18 @@ def export_tensor_classifier(
     ``export_info.json``. The fp32 graph is checked against PyTorch on ``example_inputs``
     (``export_config.parity_atol``).
 
-    The int8 graph is ONNX Runtime's static quantization (QDQ) by default, calibrated on ``calibration_inputs``
-    (``example_inputs`` where None; pass examples of another split than the one its accuracy is measured on): dynamic
-    quantization turns each ``Conv`` into ``ConvInteger``, which ONNX Runtime runs without its fused int8 kernels,
-    while a session fuses static QDQ convolutions into ``QLinearConv``. Pass ``OrtQuantConfig(mode="dynamic")`` for a
-    model of ``Linear`` layers only, where dynamic needs no calibration.
+    The int8 graph is ONNX Runtime's static quantization (QDQ) by default, calibrated on ``calibration_inputs``:
+    a session fuses static QDQ convolutions into ``QLinearConv``, while dynamic quantization makes ``ConvInteger``,
+    run without fused int8 kernels. ``OrtQuantConfig(mode="dynamic")`` suits a model of ``Linear`` layers only.
 
-    The folder is written whole and swapped in, and refused or replaced, exactly as by
-    :func:`~lightning_distill.core.export.export_text_classifier`; ``load_exported`` checks its files' sha256s.
+    The folder is written, refused or replaced as by :func:`~lightning_distill.core.export.export_text_classifier`.
 
     Args:
         model: A classifier taking one float tensor (batch axis first) and returning logits.
         folder: Output folder: new, empty, or a previous export of this package; replaced as a whole.
         example_inputs: A batch of model inputs, as the data module yields them (normalized): the export's trace,
-            the parity check's input and, without ``calibration_inputs``, the static int8 graph's calibration data (a
-            few dozen examples).
-        calibration_inputs: A batch of model inputs (of ``example_inputs``'s shape) the static int8 graph is
-            calibrated on, e.g. the first validation examples; None: ``example_inputs``.
+            the parity check's input and, without ``calibration_inputs``, the int8 calibration data (a few dozen).
+        calibration_inputs: Inputs of another split than the measured one (validation) to calibrate int8 on.
         id2label: Label names by class id; None names them ``LABEL_0``.. (with a warning).
         preprocessing: How an image becomes a model input, in Hugging Face image-processor keys: ``image_mode``
             (``L`` or ``RGB``), ``size`` (``{"height": .., "width": ..}``), ``do_rescale``/``rescale_factor``,
@@ -255,21 +260,15 @@ def export_tensor_classifier(
         The path of each written graph, by kind.
 
     Raises:
-        ValueError: an unknown graph kind, ``example_inputs`` that are no batch tensor, label names that do not fit
-            the model's logits, ``calibration_inputs`` of another shape, or ``preprocessing`` that does not fit the
-            input shape or normalizes without a mean or std (all before anything is written).
+        ValueError: an unknown graph kind, inputs that are no batch tensor, labels that do not fit the logits, or
+            ``preprocessing`` that does not fit the input shape or lacks a mean or std (before anything is written).
         FileExistsError: ``folder`` is a file, or a non-empty folder that holds no export of this package and
             ``overwrite`` is False (before anything is written).
         OnnxParityError: the fp32 graph differs from PyTorch on ``example_inputs``.
     """
     example, quantization = _check_arguments(example_inputs, graphs, quantization or OrtQuantConfig(mode="static"))
     export_config = export_config or OnnxExportConfig()
-    calibration = example if calibration_inputs is None else calibration_inputs
-    if not isinstance(calibration, Tensor) or len(calibration) == 0 or calibration.shape[1:] != example.shape[1:]:
-        raise ValueError(
-            f"calibration_inputs must be a non-empty batch of inputs of shape {list(example.shape[1:])}, as "
-            f"example_inputs; got {type(calibration).__name__} {list(getattr(calibration, 'shape', ()))}"
-        )
+    calibration = _check_calibration(example, calibration_inputs)
     config = _folder_config(model, example, id2label, export_config)
     processor = None if preprocessing is None else check_preprocessing(preprocessing, config["input_shape"])
     folder = Path(folder)
