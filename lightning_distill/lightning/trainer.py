@@ -16,6 +16,7 @@ import torch
 
 from lightning_distill.core.benchmark import benchmark_artifact, benchmark_module, markdown_table, write_rows
 from lightning_distill.lightning.checkpoint_io import use_atomic_checkpoints
+from lightning_distill.lightning.export_data import calibration_examples, check_export_data, tensor_examples
 from lightning_distill.lightning.modules.deployable import load_deployable
 
 __all__ = ["DistillTrainer", "check_artifact", "check_benchmark_weights"]
@@ -128,8 +129,9 @@ class DistillTrainer(pl.Trainer):
 
         Args:
             model: The LightningModule of the config; its ``student`` (distillation) or ``model`` is exported.
-            datamodule: A text data module (its tokenizer, label names, ``max_length`` and first test texts go into
-                the folder), or one of tensors (its label names, ``preprocessing`` and first test inputs).
+            datamodule: A text data module (its tokenizer, label names, ``max_length`` and first texts of ``split`` go
+                into the folder), or one of tensors (its label names, ``preprocessing``, first inputs of ``split`` and
+                the validation inputs that calibrate the int8 graph).
             ckpt_path: Checkpoint whose weights are exported (a structurally pruned one resizes the layers);
                 required unless ``weights`` is ``config``.
             folder: Output folder: new, empty or a previous export (replaced as a whole, so no graph of it remains).
@@ -139,7 +141,7 @@ class DistillTrainer(pl.Trainer):
                 as optimum's ``AutoQuantizationConfig`` has it (``avx2``, ``avx512``, ``avx512_vnni``, ``arm64``).
             weights: ``checkpoint``: the weights of ``ckpt_path``; ``config``: those the config's classes load.
             measure: Benchmark each graph on ``split`` (accuracy, latency) and put the figures in the model card.
-            split: Data split of ``measure``.
+            split: Data split of ``measure``, whose first examples trace and check the graphs.
             iterations: Timed batch-1 calls of ``measure``.
             num_threads: Intra-op threads of ``measure``; None takes the process's count (the CLI's ``--num_threads``).
             overwrite: Replace ``folder`` even where it holds other files than a previous export (all are deleted).
@@ -149,6 +151,7 @@ class DistillTrainer(pl.Trainer):
         check_benchmark_weights(ckpt_path, weights, command="export")
         check_export_target(folder, overwrite)  # before the checkpoint is loaded
         text = getattr(datamodule, "tokenizer", None) is not None
+        check_export_data(datamodule, split, text=text, measure=measure)
         if not text and "int8_emb4" in (graphs or ()):
             raise ValueError(
                 f"--graphs int8_emb4 quantizes a text model's embedding tables, but {type(datamodule).__name__} holds "
@@ -199,17 +202,26 @@ def _export_text(
 def _export_tensor(
     model: torch.nn.Module, datamodule: pl.LightningDataModule, folder: str, split: str, **options: Any
 ) -> dict[str, Path]:
-    """An image or tensor classifier's export folder; its first 32 examples of ``split`` trace, check and calibrate
-    the graphs."""
+    """An image or tensor classifier's export folder: its first 32 examples of ``split`` trace and check the graphs,
+    32 of another split (:func:`~lightning_distill.lightning.export_data.calibration_examples`) calibrate int8."""
     from lightning_distill.core.export import export_tensor_classifier
 
-    datamodule.setup("test" if split == "test" else "fit")
-    example = datamodule.encode(datamodule.benchmark_data(split)[0][:32])
+    example = tensor_examples(datamodule, split)
+    if example is None:
+        raise ValueError(f"{type(datamodule).__name__} has no examples in --split {split}: choose a split it has")
+    graphs = options.pop("graphs") or ("fp32", "int8")
+    calibration = None
+    if "int8" in graphs:
+        calibration, calibrated_on = calibration_examples(datamodule, split)
+        options["provenance"]["int8 calibrated on"] = (
+            f"the first {len(calibration)} examples of the {calibrated_on!r} split"
+        )
     return export_tensor_classifier(
         model,
         folder,
         example,
-        graphs=options.pop("graphs") or ("fp32", "int8"),
+        calibration_inputs=calibration,
+        graphs=graphs,
         quantization=_quant_config(options.pop("quantization"), "static"),
         id2label=getattr(datamodule, "id2label", None),
         preprocessing=getattr(datamodule, "preprocessing", None),

@@ -39,6 +39,9 @@ def test_export_of_the_mnist_configs_loads_and_benchmarks(task: str, tmp_path: P
         "preprocessor_config.json",
     ]
     assert json.loads((folder / "config.json").read_text())["input_shape"] == [1, 28, 28]
+    # int8 calibrated on validation examples, not on the test split it is measured on
+    info = json.loads((folder / "export_info.json").read_text())
+    assert info["provenance"]["int8 calibrated on"] == "the first 32 examples of the 'val' split"
     classify = load_exported(folder, "model.onnx")
     assert isinstance(classify, ExportedTensorClassifier)
     cli.datamodule.setup("test")

@@ -9,7 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from lightning_distill.core.export.tensor_folder import IMAGE_MODES, PREPROCESSOR_CONFIG
+from lightning_distill.core.export.tensor_folder import (
+    IMAGE_MODES,
+    PREPROCESSING_KEYS,
+    PREPROCESSOR_CONFIG,
+    check_preprocessing,
+)
 
 __all__ = ["ExportedTensorClassifier"]
 
@@ -132,8 +137,24 @@ def preprocess_image(
 def load_tensor_classifier(
     folder: Path, path: Path, config: Mapping[str, Any], session: Any
 ) -> ExportedTensorClassifier:
-    """The :class:`ExportedTensorClassifier` of ``folder`` running the graph at ``path`` in ``session``."""
+    """The :class:`ExportedTensorClassifier` of ``folder`` running the graph at ``path`` in ``session``.
+
+    Raises:
+        ValueError: the folder's ``preprocessor_config.json`` does not say how to turn an image into the model's
+            input (it normalizes without ``image_mean`` or ``image_std``, or its images do not fit ``input_shape``).
+    """
     id2label = {int(k): str(v) for k, v in config.get("id2label", {}).items()}
     processor_path = folder / PREPROCESSOR_CONFIG
-    preprocessor = json.loads(processor_path.read_text()) if processor_path.is_file() else None
+    preprocessor = None
+    if processor_path.is_file():
+        written = json.loads(processor_path.read_text())
+        try:
+            preprocessor = check_preprocessing(
+                {k: v for k, v in written.items() if k in PREPROCESSING_KEYS}, config["input_shape"]
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"{str(processor_path)!r} cannot turn images into this model's inputs ({error}): fix it, delete it "
+                "to classify tensors only, or export the model again"
+            ) from error
     return ExportedTensorClassifier(session, config, preprocessor, id2label, path)

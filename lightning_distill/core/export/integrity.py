@@ -33,6 +33,9 @@ __all__ = [
 EXPORT_FORMAT = "lightning-distill/export"
 # Files rewritten after the export (measurements go into the card), so they carry no hash.
 _UNHASHED = (EXPORT_INFO, "README.md")
+# Files a loader reads wherever they are there (an export of a tensor classifier without preprocessing has none): one
+# that export_info.json does not list was copied in, and is refused rather than read unchecked.
+_READ_WHEN_PRESENT = ("config.json", "preprocessor_config.json")
 # export_info.json of exports written before it carried a format: these keys were always there.
 _LEGACY_KEYS = {"title", "provenance", "quantization"}
 
@@ -94,14 +97,15 @@ def export_record(folder: str | Path) -> dict[str, Any]:
 
 
 def verify_export(folder: str | Path, graph: str) -> None:
-    """Check that ``graph``, ``config.json`` and the tokenizer's files of ``folder`` come from one export.
+    """Check that ``graph``, ``config.json``, ``preprocessor_config.json`` and the tokenizer's files of ``folder`` come
+    from one export.
 
     A folder without ``export_info.json`` (written by optimum) is not checked; a previous version's export, which
     records no hashes, is loaded with a warning.
 
     Raises:
-        ExportMismatchError: a checked file is not one the export wrote, or its content changed since; the message
-            names the file.
+        ExportMismatchError: a checked file is not one the export wrote (a ``preprocessor_config.json`` in a folder
+            exported without one included), or its content changed since; the message names the file.
     """
     folder = Path(folder)
     if not (folder / EXPORT_INFO).is_file():
@@ -121,7 +125,8 @@ def verify_export(folder: str | Path, graph: str) -> None:
             stacklevel=3,
         )
         return
-    checked = [graph, *(name for name in recorded if not name.endswith(".onnx") and (folder / name).is_file())]
+    present = (name for name in (*recorded, *_READ_WHEN_PRESENT) if (folder / name).is_file())
+    checked = [graph, *(name for name in present if not name.endswith(".onnx"))]
     for name in dict.fromkeys(checked):
         if name not in recorded:
             raise ExportMismatchError(

@@ -32,7 +32,7 @@ PREPROCESSOR_CONFIG = "preprocessor_config.json"
 _TENSOR_GRAPHS = ("fp32", "optimized", "int8")
 # Channels of each PIL mode a preprocessor may name.
 IMAGE_MODES = {"L": 1, "RGB": 3}
-_PREPROCESSING_KEYS = {
+PREPROCESSING_KEYS = {
     "image_mode",
     "size",
     "do_resize",
@@ -61,6 +61,16 @@ def _check_arguments(
             f"got {quantization}"
         )
     return example_inputs, quantization
+
+
+def _check_calibration(example: Tensor, calibration_inputs: Any) -> Tensor:
+    calibration = example if calibration_inputs is None else calibration_inputs
+    if not isinstance(calibration, Tensor) or len(calibration) == 0 or calibration.shape[1:] != example.shape[1:]:
+        raise ValueError(
+            f"calibration_inputs must be a non-empty batch of inputs of shape {list(example.shape[1:])}, as "
+            f"example_inputs; got {type(calibration).__name__} {list(getattr(calibration, 'shape', ()))}"
+        )
+    return calibration
 
 
 def _labels(num_labels: int, id2label: Mapping[int, str] | None) -> list[str]:
@@ -101,35 +111,72 @@ def _folder_config(
     }
 
 
-def _check_preprocessing(preprocessing: Mapping[str, Any], input_shape: Sequence[int]) -> dict[str, Any]:
-    """``preprocessing`` as written to ``preprocessor_config.json``, checked against the model's input shape."""
-    unknown = sorted(set(preprocessing) - _PREPROCESSING_KEYS)
+def _input_layouts(mode: str, height: int, width: int) -> list[list[int]]:
+    """The model input shapes an image of ``mode`` and ``height`` x ``width`` is reshaped into: channels first, the
+    channel axis dropped (``L`` only), or flattened channels first."""
+    channels = IMAGE_MODES[mode]
+    layouts = [[channels, height, width], *([[height, width]] if channels == 1 else []), [channels * height * width]]
+    return [list(layout) for layout in dict.fromkeys(tuple(layout) for layout in layouts)]
+
+
+def _check_normalization(preprocessing: Mapping[str, Any], mode: str) -> bool:
+    """Whether ``preprocessing`` normalizes (``do_normalize``, by default where a mean or std is given); where it
+    does, both ``image_mean`` and ``image_std`` must be there, one value per channel, the std's positive."""
+    given = [key for key in ("image_mean", "image_std") if preprocessing.get(key) is not None]
+    normalize = bool(preprocessing.get("do_normalize", bool(given)))
+    if normalize and len(given) < 2:
+        missing = sorted({"image_mean", "image_std"} - set(given))
+        raise ValueError(
+            f"preprocessing normalizes images (do_normalize is {preprocessing.get('do_normalize', 'implied')}) but "
+            f"has no {' and no '.join(missing)}: give both image_mean and image_std (one value per channel of "
+            f"{mode}, as the data module normalizes), or set do_normalize to false"
+        )
+    for key in given:
+        value = preprocessing[key]
+        if not isinstance(value, Sequence) or len(value) != IMAGE_MODES[mode]:
+            raise ValueError(f"preprocessing {key} {value} needs one value per channel of {mode}")
+    if normalize and not all(float(v) > 0 for v in preprocessing["image_std"]):
+        raise ValueError(f"preprocessing image_std {preprocessing['image_std']} must be positive (it divides)")
+    return normalize
+
+
+def check_preprocessing(preprocessing: Mapping[str, Any], input_shape: Sequence[int]) -> dict[str, Any]:
+    """``preprocessing`` as written to ``preprocessor_config.json``, checked against the model's input shape.
+
+    An image becomes a model input channels first: the input shape must be ``[C, H, W]``, ``[H, W]`` (mode ``L``)
+    or ``[C * H * W]`` (flattened channels first); a channels-last model would get scrambled pixels.
+
+    Raises:
+        ValueError: an unknown key or image mode, no ``size``, normalization without ``image_mean`` or ``image_std``,
+            or an input shape that is none of those layouts (the message names both shapes).
+    """
+    unknown = sorted(set(preprocessing) - PREPROCESSING_KEYS)
     if unknown:
-        raise ValueError(f"preprocessing has unknown keys {unknown}; known are {sorted(_PREPROCESSING_KEYS)}")
+        raise ValueError(f"preprocessing has unknown keys {unknown}; known are {sorted(PREPROCESSING_KEYS)}")
     mode = preprocessing.get("image_mode", "RGB")
     if mode not in IMAGE_MODES:
         raise ValueError(f"preprocessing image_mode must be one of {list(IMAGE_MODES)}; got {mode!r}")
     size = preprocessing.get("size")
     if not isinstance(size, Mapping) or not all(isinstance(size.get(k), int) for k in ("height", "width")):
         raise ValueError(f"preprocessing needs size {{'height': int, 'width': int}}; got {size!r}")
-    pixels = IMAGE_MODES[mode] * size["height"] * size["width"]
-    if pixels != int(torch.Size(input_shape).numel()):
+    layouts = _input_layouts(mode, size["height"], size["width"])
+    if list(input_shape) not in layouts:
         raise ValueError(
-            f"preprocessing makes {mode} images of {size['height']}x{size['width']} ({pixels} values) but the model "
-            f"takes inputs of shape {list(input_shape)}: fix size or image_mode"
+            f"preprocessing makes {mode} images of {size['height']}x{size['width']} "
+            f"({int(torch.Size(layouts[0]).numel())} values), laid out channels first as one of "
+            f"{' or '.join(str(layout) for layout in layouts)}, but the model takes inputs of shape "
+            f"{list(input_shape)}: fix size or image_mode, or export a model that takes channels-first inputs "
+            "(a channels-last model would get scrambled pixels)"
         )
-    for key in ("image_mean", "image_std"):
-        value = preprocessing.get(key)
-        if value is not None and len(value) != IMAGE_MODES[mode]:
-            raise ValueError(f"preprocessing {key} {value} needs one value per channel of {mode}")
+    normalize = _check_normalization(preprocessing, mode)
     return {
         "image_processor_type": "lightning-distill",
         "do_resize": True,
         "do_rescale": True,
         "rescale_factor": 1 / 255,
-        "do_normalize": preprocessing.get("image_mean") is not None,
         "image_mode": mode,
         **{k: (dict(v) if isinstance(v, Mapping) else v) for k, v in preprocessing.items()},
+        "do_normalize": normalize,
     }
 
 
@@ -140,9 +187,10 @@ def _write_graphs(
     graphs: Sequence[str],
     quantization: OrtQuantConfig,
     export_config: OnnxExportConfig,
+    calibration: Tensor,
 ) -> dict[str, Path]:
     """The graphs of ``graphs`` in ``folder``; the int8 one is quantized from ``model.onnx`` (static: calibrated on
-    ``example``)."""
+    ``calibration``)."""
     from lightning_distill.core.export.onnx import export_onnx
     from lightning_distill.core.export.ort_quantization import quantize_onnx
     from lightning_distill.core.export.runtime import optimize_onnx
@@ -151,8 +199,8 @@ def _write_graphs(
     if "optimized" in graphs:
         written["optimized"] = optimize_onnx(written["fp32"], folder / GRAPH_FILES["optimized"])
     if "int8" in graphs:
-        calibration = [example] if quantization.mode == "static" else None
-        written["int8"] = quantize_onnx(written["fp32"], folder / GRAPH_FILES["int8"], quantization, calibration)
+        batches = [calibration] if quantization.mode == "static" else None
+        written["int8"] = quantize_onnx(written["fp32"], folder / GRAPH_FILES["int8"], quantization, batches)
     if "fp32" not in graphs:
         written.pop("fp32").unlink()
     return written
@@ -163,6 +211,7 @@ def export_tensor_classifier(
     folder: str | Path,
     example_inputs: Tensor,
     *,
+    calibration_inputs: Tensor | None = None,
     id2label: Mapping[int, str] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     graphs: Sequence[GraphKind] = ("fp32", "int8"),
@@ -181,24 +230,25 @@ def export_tensor_classifier(
     ``export_info.json``. The fp32 graph is checked against PyTorch on ``example_inputs``
     (``export_config.parity_atol``).
 
-    The int8 graph is ONNX Runtime's static quantization (QDQ) by default, calibrated on ``example_inputs``: dynamic
-    quantization turns each ``Conv`` into ``ConvInteger``, which ONNX Runtime runs without its fused int8 kernels,
-    while a session fuses static QDQ convolutions into ``QLinearConv``. Pass ``OrtQuantConfig(mode="dynamic")`` for a
-    model of ``Linear`` layers only, where dynamic needs no calibration.
+    The int8 graph is ONNX Runtime's static quantization (QDQ) by default, calibrated on ``calibration_inputs``:
+    a session fuses static QDQ convolutions into ``QLinearConv``, while dynamic quantization makes ``ConvInteger``,
+    run without fused int8 kernels. ``OrtQuantConfig(mode="dynamic")`` suits a model of ``Linear`` layers only.
 
-    The folder is written whole and swapped in, and refused or replaced, exactly as by
-    :func:`~lightning_distill.core.export.export_text_classifier`; ``load_exported`` checks its files' sha256s.
+    The folder is written, refused or replaced as by :func:`~lightning_distill.core.export.export_text_classifier`.
 
     Args:
         model: A classifier taking one float tensor (batch axis first) and returning logits.
         folder: Output folder: new, empty, or a previous export of this package; replaced as a whole.
         example_inputs: A batch of model inputs, as the data module yields them (normalized): the export's trace,
-            the parity check's input and the static int8 graph's calibration data (a few dozen examples).
+            the parity check's input and, without ``calibration_inputs``, the int8 calibration data (a few dozen).
+        calibration_inputs: Inputs of another split than the measured one (validation) to calibrate int8 on.
         id2label: Label names by class id; None names them ``LABEL_0``.. (with a warning).
         preprocessing: How an image becomes a model input, in Hugging Face image-processor keys: ``image_mode``
             (``L`` or ``RGB``), ``size`` (``{"height": .., "width": ..}``), ``do_rescale``/``rescale_factor``,
-            ``do_normalize``/``image_mean``/``image_std``; written to ``preprocessor_config.json`` so the loaded
-            folder takes PIL images. None: the folder takes tensors only.
+            ``do_normalize``/``image_mean``/``image_std`` (normalization, on by default where a mean or std is
+            given, needs both); written to ``preprocessor_config.json`` so the loaded folder takes PIL images. The
+            model must take the image channels first: ``[C, H, W]``, ``[H, W]`` (``L``) or ``[C * H * W]``. None:
+            the folder takes tensors only.
         graphs: Which graphs to write, of ``fp32``, ``optimized`` and ``int8``.
         quantization: Settings of the int8 graph; None: ``OrtQuantConfig(mode="static")``.
         export_config: ONNX export settings.
@@ -210,21 +260,21 @@ def export_tensor_classifier(
         The path of each written graph, by kind.
 
     Raises:
-        ValueError: an unknown graph kind, ``example_inputs`` that are no batch tensor, label names that do not fit
-            the model's logits, or ``preprocessing`` that does not fit the input shape (all before anything is
-            written).
+        ValueError: an unknown graph kind, inputs that are no batch tensor, labels that do not fit the logits, or
+            ``preprocessing`` that does not fit the input shape or lacks a mean or std (before anything is written).
         FileExistsError: ``folder`` is a file, or a non-empty folder that holds no export of this package and
             ``overwrite`` is False (before anything is written).
         OnnxParityError: the fp32 graph differs from PyTorch on ``example_inputs``.
     """
     example, quantization = _check_arguments(example_inputs, graphs, quantization or OrtQuantConfig(mode="static"))
     export_config = export_config or OnnxExportConfig()
+    calibration = _check_calibration(example, calibration_inputs)
     config = _folder_config(model, example, id2label, export_config)
-    processor = None if preprocessing is None else _check_preprocessing(preprocessing, config["input_shape"])
+    processor = None if preprocessing is None else check_preprocessing(preprocessing, config["input_shape"])
     folder = Path(folder)
     check_export_target(folder, overwrite)
     with replace_folder(folder.resolve() if folder.is_symlink() else folder) as temporary:
-        written = _write_graphs(model, example, temporary, graphs, quantization, export_config)
+        written = _write_graphs(model, example, temporary, graphs, quantization, export_config, calibration)
         write_json(temporary / "config.json", config)
         if processor is not None:
             write_json(temporary / PREPROCESSOR_CONFIG, processor)

@@ -131,3 +131,66 @@ def test_foreign_folders_are_refused_and_graphs_of_other_exports_detected(export
     (other / "model_quantized.onnx").write_bytes((first / "model_quantized.onnx").read_bytes())
     with pytest.raises(ExportMismatchError, match=r"model_quantized\.onnx' is not part of the export"):
         load_exported(other, "model_quantized.onnx")
+
+
+def test_normalization_without_a_mean_or_std_is_refused(tmp_path: Path) -> None:
+    model, inputs, folder = ResidualCNN().eval(), torch.randn(4, 1, 12, 12), tmp_path / "out"
+    no_std = {k: v for k, v in GRAY.items() if k not in ("image_std", "do_normalize")}
+    with pytest.raises(ValueError, match=r"normalizes images .* has no image_std: give both image_mean and image_std"):
+        export_tensor_classifier(model, folder, inputs, id2label=LABELS, preprocessing=no_std)
+    no_mean = {k: v for k, v in GRAY.items() if k not in ("image_mean", "image_std")}
+    with pytest.raises(ValueError, match=r"do_normalize is True\) but has no image_mean and no image_std"):
+        export_tensor_classifier(model, folder, inputs, id2label=LABELS, preprocessing=no_mean)
+    assert not folder.exists()
+
+
+def test_a_preprocessor_config_without_its_std_is_refused_when_loaded(tmp_path: Path) -> None:
+    from lightning_distill.core.cache_files import file_sha256
+
+    folder = tmp_path / "out"
+    export_tensor_classifier(
+        ResidualCNN().eval(), folder, torch.randn(4, 1, 12, 12), id2label=LABELS, graphs=["fp32"], preprocessing=GRAY
+    )
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    del processor["image_std"]
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    info = json.loads((folder / "export_info.json").read_text())  # as the export itself had written it
+    info["files"]["preprocessor_config.json"] = file_sha256(folder / "preprocessor_config.json")
+    (folder / "export_info.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"preprocessor_config\.json' cannot turn images .*has no image_std"):
+        load_exported(folder, "model.onnx")
+
+
+def test_only_channels_first_inputs_take_images(tmp_path: Path) -> None:
+    rgb = {"image_mode": "RGB", "size": {"height": 4, "width": 5}, "image_mean": [0.5] * 3, "image_std": [0.25] * 3}
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(60, 3)).eval()
+    with pytest.raises(ValueError, match=r"\[3, 4, 5\] or \[60\], but the model takes inputs of shape \[4, 5, 3\]"):
+        export_tensor_classifier(mlp, tmp_path / "hwc", torch.randn(2, 4, 5, 3), id2label=LABELS, preprocessing=rgb)
+    assert not (tmp_path / "hwc").exists()
+    # flat inputs are channels first flattened: an image gives the logits of its [3, 4, 5] pixels, flattened
+    export_tensor_classifier(
+        mlp, tmp_path / "flat", torch.randn(2, 60), id2label=LABELS, preprocessing=rgb, graphs=["fp32"]
+    )
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    by_hand = torch.from_numpy((pixels / 255 - 0.5) / 0.25).float().permute(2, 0, 1).reshape(1, 60)
+    classify = load_exported(tmp_path / "flat", "model.onnx")
+    np.testing.assert_allclose(classify.logits(Image.fromarray(pixels, "RGB")), mlp(by_hand).detach(), atol=1e-5)
+
+
+def test_a_preprocessor_config_copied_into_an_export_without_one_is_refused(exported, tmp_path: Path) -> None:
+    model, inputs, first = exported
+    bare = tmp_path / "bare"
+    export_tensor_classifier(model, bare, inputs, id2label=LABELS, graphs=["fp32"])
+    (bare / "preprocessor_config.json").write_bytes((first / "preprocessor_config.json").read_bytes())
+    with pytest.raises(ExportMismatchError, match=r"preprocessor_config\.json' is not part of the export"):
+        load_exported(bare, "model.onnx")
+
+
+def test_calibration_inputs_must_fit_the_example_shape(tmp_path: Path) -> None:
+    model, inputs = ResidualCNN().eval(), torch.randn(4, 1, 12, 12)
+    with pytest.raises(
+        ValueError, match=r"calibration_inputs must be a non-empty batch of inputs of shape \[1, 12, 12\]"
+    ):
+        export_tensor_classifier(model, tmp_path / "out", inputs, id2label=LABELS, calibration_inputs=inputs[:, 0])
+    with pytest.raises(ValueError, match=r"calibration_inputs must be a non-empty batch"):
+        export_tensor_classifier(model, tmp_path / "out", inputs, id2label=LABELS, calibration_inputs=inputs[:0])
