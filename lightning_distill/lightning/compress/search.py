@@ -52,15 +52,23 @@ class SearchContext:
     datamodule: Any = None
 
 
+def teacher_cache_dir(config: CompressConfig) -> Path:
+    """The one teacher-logits cache of a search, ``<output_dir>/teacher_cache``: the first trial's fit runs the teacher
+    over the training set and stores its logits there; every later fit (resumed searches too) reads them."""
+    return config.output / "teacher_cache"
+
+
 def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The fit config of one trial: the family's student distilled from the teacher on the config's data."""
+    """The fit config of one trial: the family's student distilled from the teacher on the config's data, with the
+    teacher's training-set logits read from the search's shared cache (:func:`teacher_cache_dir`)."""
     config = context.config
+    limits = {} if config.limit_train_batches is None else {"limit_train_batches": config.limit_train_batches}
     return {
         "seed_everything": config.seed,
         "model": {
             "class_path": "lightning_distill.lightning.modules.DistillationModule",
             "init_args": {
-                "student": context.family.student(values),
+                "student": context.family.student(values, config.student),
                 "teacher": context.teacher.spec,
                 "teacher_checkpoint": context.teacher.checkpoint,
                 "loss": {
@@ -71,6 +79,9 @@ def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -
                     },
                 },
                 "learning_rate": float(values["learning_rate"]),
+                # Every family's fit distils logits only (no feature losses), so all of them can use the cache.
+                "cache_teacher_logits": True,
+                "teacher_cache_dir": str(teacher_cache_dir(config)),
             },
         },
         "data": config.data,
@@ -81,6 +92,7 @@ def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -
             "logger": False,
             "enable_checkpointing": False,
             "default_root_dir": str(folder),
+            **limits,
         },
     }
 
@@ -129,9 +141,8 @@ def run_trial(context: SearchContext, trial: Any) -> tuple[float, float, float]:
     cli = build_cli(config_path, run=True)
     datamodule = cli.datamodule
     student = cli.model.student
-    spec = student_spec(context.family.student(values), student)
-    example = datamodule.encode(datamodule.benchmark_data("val")[0][:1])
-    artifact = write_artifact(student, spec, values["int8"], folder, example)
+    spec = student_spec(context.family.student(values, config.student), student)
+    artifact = write_artifact(student, spec, values["int8"], folder, datamodule)
     figures = _measure(context, artifact, datamodule)
     misses = budget_misses(config.budget, figures, context.teacher_figures["val_accuracy"])
     for name, value in misses.items():  # the budget as Optuna constraints: feasible when every value is <= 0

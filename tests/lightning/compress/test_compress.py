@@ -9,8 +9,11 @@ import optuna
 import pytest
 import yaml
 from conftest import ROOT
+from torch import nn
 
 from lightning_distill.core.benchmark.measure import accuracy, file_size_mb
+from lightning_distill.core.export import load_exported
+from lightning_distill.core.models import MLP
 from lightning_distill.lightning.cli import cli_main
 from lightning_distill.lightning.compress import (
     Budget,
@@ -53,6 +56,25 @@ class FitCounter:
         patch.setattr(pl.Trainer, "fit", fit)
 
 
+class TeacherExamples:
+    """Counts the training examples the digits teacher (the MLP with a 256-unit layer) runs on, by their pixels; the
+    wrapped forward still runs."""
+
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        data = DigitsDataModule(batch_size=64, seed=0)
+        data.setup("fit")
+        self.train = {example[0].numpy().tobytes() for example in data.train_dataloader().dataset}
+        self.count = 0
+        original = MLP.forward
+
+        def forward(model: MLP, inputs):
+            if any(isinstance(m, nn.Linear) and m.out_features == 256 for m in model.modules()):
+                self.count += sum(row.detach().numpy().tobytes() in self.train for row in inputs)
+            return original(model, inputs)
+
+        patch.setattr(MLP, "forward", forward)
+
+
 def _config(output: Path, teacher: Teacher, **changes) -> CompressConfig:
     settings = {
         "teacher": teacher,
@@ -83,13 +105,22 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     with pytest.MonkeyPatch.context() as patch:
         fits = FitCounter(patch)
+        teacher = TeacherExamples(patch)
         with pytest.raises(RuntimeError, match="killed after its second trial"):
             compress(config, callbacks=[stop_after_second])
         first_fits = fits.count
         study = optuna.load_study(study_name="compress", storage=f"sqlite:///{root / 'out/study.db'}")
         first_params = [t.params for t in study.trials]
         result = compress(config)
-    return {"config": config, "result": result, "first_fits": first_fits, "fits": fits.count, "first": first_params}
+    return {
+        "config": config,
+        "result": result,
+        "first_fits": first_fits,
+        "fits": fits.count,
+        "first": first_params,
+        "teacher_train_examples": teacher.count,
+        "train_examples": len(teacher.train),
+    }
 
 
 def _checkpoint(folder: Path) -> list[dict]:
@@ -135,6 +166,29 @@ def test_the_chosen_artifact_meets_the_budget_on_the_validation_split(searched: 
     assert stated["budget"] == GENEROUS.limits() and stated["machine"]["cpu"]
     feasible = [r for r in result.records if r["meets_budget"]]
     assert result.chosen["val_accuracy"] == max(r["val_accuracy"] for r in feasible)
+
+
+def test_the_chosen_artifact_is_an_export_folder_whose_card_states_the_budget(searched: dict) -> None:
+    result, config = searched["result"], searched["config"]
+    front = json.loads((config.output / "front.json").read_text())
+    chosen = next(r for r in front["trials"] if r["number"] == front["chosen"])
+    classify = load_exported(config.output / "chosen", graph=result.chosen_artifact.name)
+    data = DigitsDataModule(batch_size=64, seed=0)
+    inputs, labels = data.benchmark_data("val")
+    predicted = classify.predict_ids(data.encode(inputs))
+    assert sum(int(p == y) for p, y in zip(predicted, labels.tolist(), strict=True)) / len(labels) == pytest.approx(
+        chosen["val_accuracy"], abs=0.002
+    )
+    card = (config.output / "chosen/README.md").read_text()
+    assert "size_ratio <= 0.5, max_drop_points <= 60" in card
+    assert f"figures are for: `{result.chosen_artifact.name}" in card and front["machine_summary"] in card
+
+
+def test_the_teacher_runs_on_the_training_set_once_for_all_trials(searched: dict) -> None:
+    # Four one-epoch trials over two compress() calls: without the shared cache the teacher would run on the training
+    # set four times. With it, the first fit's cache build runs it once, and every later fit reads the logits.
+    assert searched["teacher_train_examples"] == searched["train_examples"]
+    assert len([p for p in (searched["config"].output / "teacher_cache").iterdir() if p.is_dir()]) == 1
 
 
 def test_a_budget_nothing_meets_names_the_closest_points(searched: dict, tmp_path: Path) -> None:
