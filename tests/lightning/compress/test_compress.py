@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import optuna
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 from torch import nn
@@ -26,7 +27,8 @@ from lightning_distill.lightning.compress import (
     dominates,
     load_compress_config,
 )
-from lightning_distill.lightning.compress.candidate import load_predictor
+from lightning_distill.lightning.compress.candidate import load_predictor, write_artifact
+from lightning_distill.lightning.compress.chosen import write_chosen
 from lightning_distill.lightning.compress.space import check_search_space
 from lightning_distill.lightning.compress.teacher import teacher_spec
 from lightning_distill.lightning.data import DigitsDataModule
@@ -264,3 +266,31 @@ def test_help_lists_the_compress_verb(capsys: pytest.CaptureFixture) -> None:
         main(["compress", "--help"])
     out = capsys.readouterr().out
     assert "--n_trials N_TRIALS" in out and "--timeout_s TIMEOUT_S" in out
+
+
+def test_a_torchao_winner_gets_the_fp32_folder_and_the_card_names_the_measured_file(tmp_path: Path) -> None:
+    pytest.importorskip("torchao", reason="torchao_dynamic artifacts need the [torchao] extra")
+    data = DigitsDataModule(batch_size=64, seed=0)
+    data.setup("fit")
+    student = MLP(in_features=64, num_classes=10, hidden_sizes=[16])
+    spec = {"class_path": "lightning_distill.core.models.MLP", "init_args": {"in_features": 64, "hidden_sizes": [16]}}
+    spec["init_args"]["num_classes"] = 10
+    artifact = write_artifact(student, spec, "torchao_dynamic", tmp_path / "trial_000", data)
+    figures = {"val_accuracy": 0.5, "latency_ms_p50": 0.02, "latency_ratio": 1.5, "size_mb": 0.01, "size_ratio": 0.05}
+    record = {"number": 0, "settings": {"int8": "torchao_dynamic"}, "artifact": str(artifact), **figures}
+    statement = {
+        "budget": {"size_ratio": 0.1},
+        "machine_summary": "a test machine",
+        "num_threads": 1,
+        "teacher": {"val_accuracy": 0.9, "size_mb": 0.2},
+    }
+    chosen = write_chosen(tmp_path / "chosen", record, statement, data)
+    assert chosen == tmp_path / "chosen/model_torchao.pt" and chosen.is_file()
+    card = (tmp_path / "chosen/README.md").read_text()
+    assert "figures are for: `model_torchao.pt (torchao int8 of student.pt; model.onnx is the same student's" in card
+    assert "size_ratio <= 0.1" in card and "a test machine" in card
+    inputs = data.benchmark_data("val")[0]
+    fp32 = load_exported(tmp_path / "chosen", graph="model.onnx").predict_ids(data.encode(inputs))
+    with torch.no_grad():
+        expected = student.eval()(data.encode(inputs)).argmax(-1).tolist()
+    assert fp32 == expected  # the folder's fp32 graph is the chosen student
