@@ -23,14 +23,7 @@ from typing import Any
 from filelock import FileLock
 
 __all__ = [
-    "META",
-    "check_free_space",
-    "entry_lock",
-    "file_record",
-    "file_sha256",
-    "read_entry",
-    "record_files",
-    "reserve",
+    "META", "check_free_space", "entry_lock", "file_record", "file_sha256", "read_entry", "record_files", "reserve"
 ]
 
 META = "meta.json"
