@@ -153,6 +153,9 @@ class CompressConfig:
         family: The student family whose dimensions ``search_space`` names: ``mlp`` or ``cnn``.
         student: The cnn family's base student, ``{class_path, init_args}`` with ``widths`` (channels per stage) that
             ``channel_sparsity`` narrows; None: SmallCNN with widths [32, 64, 128]. Not used by the mlp family.
+        student_checkpoint: The cnn family only: trained weights of ``student`` (a fit checkpoint or a plain
+            ``state_dict``). Each trial then starts from this student pruned to its ``channel_sparsity`` (L1,
+            Torch-Pruning) and distil-finetunes it; None: each trial distils the narrowed student from random weights.
         search_space: Dimensions by name (see :class:`Dimension`); dimensions not named keep the family's defaults.
         budget: The limits the chosen model must meet (see :class:`Budget`).
         trials: Trial count and wall time (see :class:`Trials`).
@@ -170,6 +173,7 @@ class CompressConfig:
     data: dict[str, Any]
     family: str = "mlp"
     student: dict[str, Any] | None = None
+    student_checkpoint: str | None = None
     search_space: dict[str, Dimension] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
     trials: Trials = field(default_factory=Trials)
@@ -194,6 +198,13 @@ class CompressConfig:
             not isinstance(self.student, dict) or not isinstance(self.student.get("class_path"), str)
         ):
             raise CompressConfigError(f"student must be a mapping with class_path and init_args, got {self.student!r}")
+        if self.student_checkpoint is not None:
+            if self.family != "cnn":
+                raise CompressConfigError(
+                    f"student_checkpoint is for the cnn family (a trained student to prune), not {self.family!r}"
+                )
+            if not Path(self.student_checkpoint).is_file():
+                raise CompressConfigError(f"student_checkpoint {self.student_checkpoint!r} does not exist")
         for name in ("fit_threads", "limit_train_batches"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -28,6 +28,7 @@ from lightning_distill.lightning.compress.front import (
 )
 from lightning_distill.lightning.compress.measure import NUM_THREADS, drift_pct, interleaved_latency, query_sample
 from lightning_distill.lightning.compress.plot import plot_front
+from lightning_distill.lightning.compress.pruned_start import check_student_checkpoint
 from lightning_distill.lightning.compress.quiet import quiet_lightning
 from lightning_distill.lightning.compress.search import (
     SearchContext,
@@ -84,6 +85,7 @@ def compress(config: CompressConfig, callbacks: Sequence[TrialCallback] = ()) ->
         CompressConfigError: the config, the teacher config or the search space is wrong (before any training).
     """
     family = check_search_space(config.family, config.search_space, config.student)
+    check_student_checkpoint(config)
     spec = teacher_spec(config)
     threads = torch_threads(config.fit_threads) if config.fit_threads else contextlib.nullcontext()
     with quiet_lightning(), threads:  # the latency measurements set one thread themselves

@@ -10,6 +10,7 @@ import yaml
 from conftest import MNIST10K, ROOT
 
 from lightning_distill.core.export import load_exported
+from lightning_distill.core.models import SmallCNN
 from lightning_distill.lightning.compress import (
     Budget,
     CompressConfig,
@@ -126,3 +127,44 @@ def test_the_mnist_cnn_compress_config_names_the_budget(monkeypatch: pytest.Monk
     data = config.data["init_args"]
     assert data["root"] == "../shared/data/mnist10k" and data["download"] is False
     check_search_space(config.family, config.search_space, config.student)
+
+
+def test_a_given_student_checkpoint_is_pruned_by_importance_and_then_distil_finetuned(
+    searched: dict, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    base = SmallCNN(num_classes=10, in_channels=1, widths=[8, 16])
+    with torch.no_grad():  # channels 0..3 of the first stage carry the largest weights: L1 pruning keeps exactly them
+        base.features[0][0].weight.mul_(0.01)
+        base.features[0][0].weight[:4].mul_(1000.0)
+    checkpoint = tmp_path / "student.pt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in base.state_dict().items()}}, checkpoint)
+    teacher = json.loads((searched["config"].output / "teacher/teacher.json").read_text())["checkpoint"]
+    config = searched["config"].replace(
+        teacher=Teacher(config=searched["config"].teacher.config, checkpoint=teacher),
+        student_checkpoint=str(checkpoint),
+        search_space={
+            "channel_sparsity": Dimension("channel_sparsity", choices=(0.5,)),
+            "learning_rate": Dimension("learning_rate", choices=(1e-9,)),  # the fit keeps the start's weights
+            "int8": Dimension("int8", choices=("none",)),
+        },
+        trials=Trials(n_trials=1),
+        limit_train_batches=1,
+        output_dir=str(tmp_path / "out"),
+    )
+    result = compress(config)
+    folder = Path(result.records[0]["artifact"]).parent.parent
+    start = torch.load(folder / "start.pt", weights_only=True)
+    assert start["features.0.0.weight"].shape[0] == 4 and start["features.1.0.weight"].shape[:2] == (8, 4)
+    assert torch.equal(start["features.0.0.weight"], base.features[0][0].weight[:4])  # the important channels
+    trained = torch.load(folder / "student.pt", weights_only=True)
+    assert torch.allclose(trained["features.0.0.weight"], start["features.0.0.weight"], atol=1e-6)
+
+
+def test_a_student_checkpoint_of_another_model_is_refused_by_name(searched: dict, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "other.pt"
+    torch.save(SmallCNN(widths=[4]).state_dict(), checkpoint)
+    config = searched["config"].replace(student_checkpoint=str(checkpoint), output_dir=str(tmp_path / "out"))
+    with pytest.raises(CompressConfigError, match=r"holds no weights of the base student \(SmallCNN"):
+        compress(config)
+    assert not (tmp_path / "out").exists()  # refused before the teacher's fit
