@@ -71,7 +71,12 @@ def tune_command(
 
 
 def compress_command(
-    config: str, n_trials: int | None = None, timeout_s: float | None = None, output_dir: str | None = None
+    config: str,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    output_dir: str | None = None,
+    max_epochs: int | None = None,
+    limit_train_batches: int | None = None,
 ) -> None:
     """Search distilled, exported students for the best one under a latency, size and accuracy budget.
 
@@ -83,6 +88,9 @@ def compress_command(
         n_trials: Completed trials the study should reach (overrides trials.n_trials).
         timeout_s: Seconds this run may start trials for (overrides trials.timeout_s).
         output_dir: Output folder (overrides output_dir).
+        max_epochs: Epochs of each student's fit (overrides max_epochs).
+        limit_train_batches: Training batches per epoch of each student's fit, for a smoke run (overrides
+            limit_train_batches).
 
     Raises:
         ImportError: Optuna is not installed (the message names the ``[tune]`` extra).
@@ -91,7 +99,16 @@ def compress_command(
     require("optuna", f"{PROG} compress")
     from lightning_distill.lightning.compress import compress, load_compress_config
 
-    compress(load_compress_config(config, n_trials=n_trials, timeout_s=timeout_s, output_dir=output_dir))
+    compress(
+        load_compress_config(
+            config,
+            n_trials=n_trials,
+            timeout_s=timeout_s,
+            output_dir=output_dir,
+            max_epochs=max_epochs,
+            limit_train_batches=limit_train_batches,
+        )
+    )
 
 
 def _description(command: Any = None) -> str:

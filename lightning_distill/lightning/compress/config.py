@@ -150,11 +150,17 @@ class CompressConfig:
     Args:
         teacher: The teacher (see :class:`Teacher`).
         data: The data module as in the fit configs: ``{class_path: ..., init_args: {...}}``.
-        family: The student family whose dimensions ``search_space`` names (``mlp``).
+        family: The student family whose dimensions ``search_space`` names: ``mlp`` or ``cnn``.
+        student: The cnn family's base student, ``{class_path, init_args}`` with ``widths`` (channels per stage) that
+            ``channel_sparsity`` narrows; None: SmallCNN with widths [32, 64, 128]. Not used by the mlp family.
+        student_checkpoint: The cnn family only: trained weights of ``student`` (a fit checkpoint or a plain
+            ``state_dict``). Each trial then starts from this student pruned to its ``channel_sparsity`` (L1,
+            Torch-Pruning) and distil-finetunes it; None: each trial distils the narrowed student from random weights.
         search_space: Dimensions by name (see :class:`Dimension`); dimensions not named keep the family's defaults.
         budget: The limits the chosen model must meet (see :class:`Budget`).
         trials: Trial count and wall time (see :class:`Trials`).
         max_epochs: Epochs of each student's distillation fit.
+        limit_train_batches: Training batches per epoch of each student's fit (a smoke run); None: all of them.
         seed: Seed of the fits and of the sampler (offset by the trials already in the study on resume).
         output_dir: Folder of the study (``study.db``), the trials, the teacher, the front files and ``chosen/``.
         query_sample: Validation examples whose batch-1 latency the search measures (the same ones every trial).
@@ -166,10 +172,13 @@ class CompressConfig:
     teacher: Teacher
     data: dict[str, Any]
     family: str = "mlp"
+    student: dict[str, Any] | None = None
+    student_checkpoint: str | None = None
     search_space: dict[str, Dimension] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
     trials: Trials = field(default_factory=Trials)
     max_epochs: int = 10
+    limit_train_batches: int | None = None
     seed: int = 0
     output_dir: str = "runs/compress"
     query_sample: int = 64
@@ -185,10 +194,21 @@ class CompressConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CompressConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.fit_threads is not None and (
-            isinstance(self.fit_threads, bool) or not isinstance(self.fit_threads, int) or self.fit_threads < 1
+        if self.student is not None and (
+            not isinstance(self.student, dict) or not isinstance(self.student.get("class_path"), str)
         ):
-            raise CompressConfigError(f"fit_threads must be an integer >= 1 or null, got {self.fit_threads!r}")
+            raise CompressConfigError(f"student must be a mapping with class_path and init_args, got {self.student!r}")
+        if self.student_checkpoint is not None:
+            if self.family != "cnn":
+                raise CompressConfigError(
+                    f"student_checkpoint is for the cnn family (a trained student to prune), not {self.family!r}"
+                )
+            if not Path(self.student_checkpoint).is_file():
+                raise CompressConfigError(f"student_checkpoint {self.student_checkpoint!r} does not exist")
+        for name in ("fit_threads", "limit_train_batches"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise CompressConfigError(f"{name} must be an integer >= 1 or null, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise CompressConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
 

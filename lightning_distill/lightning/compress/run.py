@@ -28,6 +28,7 @@ from lightning_distill.lightning.compress.front import (
 )
 from lightning_distill.lightning.compress.measure import NUM_THREADS, drift_pct, interleaved_latency, query_sample
 from lightning_distill.lightning.compress.plot import plot_front
+from lightning_distill.lightning.compress.pruned_start import check_student_checkpoint
 from lightning_distill.lightning.compress.quiet import quiet_lightning
 from lightning_distill.lightning.compress.search import (
     SearchContext,
@@ -83,7 +84,8 @@ def compress(config: CompressConfig, callbacks: Sequence[TrialCallback] = ()) ->
     Raises:
         CompressConfigError: the config, the teacher config or the search space is wrong (before any training).
     """
-    family = check_search_space(config.family, config.search_space)
+    family = check_search_space(config.family, config.search_space, config.student)
+    check_student_checkpoint(config)
     spec = teacher_spec(config)
     threads = torch_threads(config.fit_threads) if config.fit_threads else contextlib.nullcontext()
     with quiet_lightning(), threads:  # the latency measurements set one thread themselves
@@ -157,7 +159,8 @@ def _finish(context: SearchContext, trials: Sequence[Any]) -> CompressResult:
             chosen["test_accuracy"] = _test_accuracy(chosen["artifact"], datamodule)
         final = _final_latency(context, chosen, datamodule)
         chosen.update(final)
-        artifact = write_chosen(config.output / "chosen", chosen, {**{k: summary[k] for k in _STATED}})
+        stated = {k: summary[k] for k in _STATED}
+        artifact = write_chosen(config.output / "chosen", chosen, stated, datamodule)
         message = (
             f"chosen: trial {chosen['number']} ({describe(chosen['settings'])}): val acc "
             f"{100 * chosen['val_accuracy']:.2f}%, test acc {100 * chosen['test_accuracy']:.2f}%, "

@@ -19,15 +19,21 @@ from typing import Any
 import yaml
 
 from lightning_distill.core._optional import require
-from lightning_distill.core.atomic import write_text
+from lightning_distill.core.atomic import write_text, write_torch
 from lightning_distill.core.benchmark.measure import accuracy, file_size_mb
 from lightning_distill.lightning.cli import DistillCLI
 from lightning_distill.lightning.compress.budget import budget_misses, describe, meets
-from lightning_distill.lightning.compress.candidate import load_predictor, student_spec, write_artifact
+from lightning_distill.lightning.compress.candidate import (
+    calibration_inputs,
+    load_predictor,
+    student_spec,
+    write_artifact,
+)
 from lightning_distill.lightning.compress.config import CompressConfig
 from lightning_distill.lightning.compress.measure import interleaved_latency
+from lightning_distill.lightning.compress.pruned_start import pruned_start
 from lightning_distill.lightning.compress.quiet import QUIET_TRAINER
-from lightning_distill.lightning.compress.space import Family, suggest
+from lightning_distill.lightning.compress.space import CNN_BASE, Family, suggest
 from lightning_distill.lightning.compress.teacher import TeacherRecord
 from lightning_distill.lightning.tuning.search import fail_abandoned_trials
 
@@ -52,15 +58,23 @@ class SearchContext:
     datamodule: Any = None
 
 
+def teacher_cache_dir(config: CompressConfig) -> Path:
+    """The one teacher-logits cache of a search, ``<output_dir>/teacher_cache``: the first trial's fit runs the teacher
+    over the training set and stores its logits there; every later fit (resumed searches too) reads them."""
+    return config.output / "teacher_cache"
+
+
 def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The fit config of one trial: the family's student distilled from the teacher on the config's data."""
+    """The fit config of one trial: the family's student distilled from the teacher on the config's data, with the
+    teacher's training-set logits read from the search's shared cache (:func:`teacher_cache_dir`)."""
     config = context.config
+    limits = {} if config.limit_train_batches is None else {"limit_train_batches": config.limit_train_batches}
     return {
         "seed_everything": config.seed,
         "model": {
             "class_path": "lightning_distill.lightning.modules.DistillationModule",
             "init_args": {
-                "student": context.family.student(values),
+                "student": context.family.student(values, config.student),
                 "teacher": context.teacher.spec,
                 "teacher_checkpoint": context.teacher.checkpoint,
                 "loss": {
@@ -71,6 +85,9 @@ def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -
                     },
                 },
                 "learning_rate": float(values["learning_rate"]),
+                # Every family's fit distils logits only (no feature losses), so all of them can use the cache.
+                "cache_teacher_logits": True,
+                "teacher_cache_dir": str(teacher_cache_dir(config)),
             },
         },
         "data": config.data,
@@ -81,6 +98,7 @@ def trial_config(context: SearchContext, values: dict[str, Any], folder: Path) -
             "logger": False,
             "enable_checkpointing": False,
             "default_root_dir": str(folder),
+            **limits,
         },
     }
 
@@ -117,6 +135,28 @@ def _measure(context: SearchContext, artifact: Path, datamodule: Any) -> dict[st
     }
 
 
+def fit_trial(context: SearchContext, values: dict[str, Any], config_path: Path, folder: Path) -> DistillCLI:
+    """Fit a trial's config; with ``student_checkpoint`` the student starts from the trained base student pruned to
+    the trial's ``channel_sparsity`` (saved as ``start.pt`` in the trial's folder) and is distil-finetuned."""
+    config = context.config
+    if config.student_checkpoint is None:
+        return build_cli(config_path, run=True)
+    cli = build_cli(config_path, run=False)
+    datamodule = cli.datamodule
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    base = config.student or CNN_BASE
+    example = calibration_inputs(datamodule)[:2]
+    start = pruned_start(base, config.student_checkpoint, values["channel_sparsity"], cli.model.student, example)
+    write_torch(folder / "start.pt", start)
+    cli.model.student.load_state_dict(start)
+    try:
+        cli.trainer.fit(cli.model, datamodule=datamodule)
+    except SystemExit as error:  # as in build_cli: Ctrl+C becomes a failed trial
+        raise KeyboardInterrupt(f"the fit of {config_path} stopped (exit code {error.code})") from error
+    return cli
+
+
 def run_trial(context: SearchContext, trial: Any) -> tuple[float, float, float]:
     """Fit, export and measure one trial; its figures, budget misses and artifact go into its user attributes."""
     config = context.config
@@ -126,12 +166,11 @@ def run_trial(context: SearchContext, trial: Any) -> tuple[float, float, float]:
     folder.mkdir(parents=True, exist_ok=True)
     config_path = write_text(folder / "config.yaml", yaml.safe_dump(trial_config(context, values, folder)))
     start = time.perf_counter()
-    cli = build_cli(config_path, run=True)
+    cli = fit_trial(context, values, config_path, folder)
     datamodule = cli.datamodule
     student = cli.model.student
-    spec = student_spec(context.family.student(values), student)
-    example = datamodule.encode(datamodule.benchmark_data("val")[0][:1])
-    artifact = write_artifact(student, spec, values["int8"], folder, example)
+    spec = student_spec(context.family.student(values, config.student), student)
+    artifact = write_artifact(student, spec, values["int8"], folder, datamodule)
     figures = _measure(context, artifact, datamodule)
     misses = budget_misses(config.budget, figures, context.teacher_figures["val_accuracy"])
     for name, value in misses.items():  # the budget as Optuna constraints: feasible when every value is <= 0

@@ -1,8 +1,8 @@
 """The dimensions each student family provides, checked before any training, and sampled per trial.
 
-A family turns a trial's values into the student's ``class_path``/``init_args`` for the distillation fit. Every family
-also takes the common dimensions: the distillation temperature, the soft-target weight, the learning rate and the
-int8 scheme of the exported artifact.
+A family turns a trial's values (and the config's base ``student``) into the student's ``class_path``/``init_args`` for
+the distillation fit. Every family also takes the common dimensions: the distillation temperature, the soft-target
+weight, the learning rate and the int8 scheme of the exported artifact.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Any
 
 from lightning_distill.lightning.compress.config import CompressConfigError, Dimension
 
-# The int8 schemes of a candidate artifact: none (the fp32 ONNX graph), ONNX Runtime dynamic int8 of that graph
-# (core.export.quantize_onnx), torchao dynamic int8 of the PyTorch model (core.quantization, engine='torchao').
-INT8_SCHEMES = ("none", "ort_dynamic", "torchao_dynamic")
+# The int8 schemes of a candidate artifact: none (the export folder's fp32 ONNX graph), ONNX Runtime dynamic or static
+# (QDQ, calibrated on validation inputs) int8 of that graph (the folder's model_quantized.onnx; static is what
+# convolutions need, dynamic suits Linear-only models), torchao dynamic int8 of the PyTorch model (core.quantization,
+# engine='torchao': its Linear layers).
+INT8_SCHEMES = ("none", "ort_dynamic", "ort_static", "torchao_dynamic")
 
 
 def _positive(value: Any) -> str | None:
@@ -76,12 +78,13 @@ class Family:
     Args:
         name: The ``family`` key of the compress config.
         dimensions: The family's own dimensions (the common ones are added).
-        student: Trial values (all dimensions) -> the student's ``{class_path, init_args}`` for the fit config.
+        student: Trial values (all dimensions) and the config's base ``student`` (or None) -> the student's
+            ``{class_path, init_args}`` for the fit config.
     """
 
     name: str
     dimensions: dict[str, DimensionSpec]
-    student: Callable[[dict[str, Any]], dict[str, Any]]
+    student: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
 
     @property
     def all_dimensions(self) -> dict[str, DimensionSpec]:
@@ -93,7 +96,7 @@ class Family:
         return {name: searched.get(name, spec.default) for name, spec in self.all_dimensions.items()}
 
 
-def _mlp_student(values: dict[str, Any]) -> dict[str, Any]:
+def _mlp_student(values: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
     sizes = [int(values["hidden_width"])] * int(values["hidden_layers"])
     return {"class_path": "lightning_distill.core.models.MLP", "init_args": {"hidden_sizes": sizes}}
 
@@ -107,7 +110,40 @@ MLP_FAMILY = Family(
     student=_mlp_student,
 )
 
-FAMILIES: dict[str, Family] = {"mlp": MLP_FAMILY}
+# The cnn family's student when the config names none: configs/mnist_cnn/student.yaml's SmallCNN.
+CNN_BASE = {"class_path": "lightning_distill.core.models.SmallCNN", "init_args": {"widths": [32, 64, 128]}}
+
+
+def _sparsity(value: Any) -> str | None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < 1
+    return None if ok else "a number in [0, 1): the fraction of each convolution's channels removed"
+
+
+def pruned_widths(widths: list[int], sparsity: float) -> list[int]:
+    """Channels kept per stage when ``sparsity`` of each stage's channels is removed (at least one per stage), rounded
+    as :func:`~lightning_distill.core.pruning.structured.units_to_keep` rounds them."""
+    return [max(1, int(w) - round(float(sparsity) * int(w))) for w in widths]
+
+
+def _cnn_student(values: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    base = base or CNN_BASE
+    init_args = dict(base.get("init_args") or {})
+    widths = init_args.get("widths", CNN_BASE["init_args"]["widths"])
+    init_args["widths"] = pruned_widths(widths, values["channel_sparsity"])
+    return {"class_path": base["class_path"], "init_args": init_args}
+
+
+CNN_FAMILY = Family(
+    name="cnn",
+    dimensions={
+        "channel_sparsity": DimensionSpec(
+            0.5, _sparsity, "fraction of every stage's channels removed from the base student's widths"
+        ),
+    },
+    student=_cnn_student,
+)
+
+FAMILIES: dict[str, Family] = {"mlp": MLP_FAMILY, "cnn": CNN_FAMILY}
 
 
 def family(name: str) -> Family:
@@ -119,9 +155,9 @@ def family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def check_search_space(family_name: str, space: dict[str, Dimension]) -> Family:
-    """Refuse, before any training, a dimension the family does not provide (with close names) and values a
-    dimension does not allow. Returns the family.
+def check_search_space(family_name: str, space: dict[str, Dimension], student: dict[str, Any] | None = None) -> Family:
+    """Refuse, before any training, a dimension the family does not provide (with close names), values a
+    dimension does not allow, and a base ``student`` the family cannot narrow. Returns the family.
 
     Raises:
         CompressConfigError: naming the dimension and what the family provides or the dimension allows.
@@ -142,6 +178,15 @@ def check_search_space(family_name: str, space: dict[str, Dimension]) -> Family:
             problem = provided[name].check(value)
             if problem:
                 raise CompressConfigError(f"search_space.{name}: {value!r} is not allowed; it must be {problem}")
+    if student is not None and chosen.name == "cnn":
+        widths = (student.get("init_args") or {}).get("widths")
+        if not isinstance(widths, list | tuple) or not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise CompressConfigError(
+                f"student.init_args.widths must list the channels of each stage (e.g. SmallCNN's [32, 64, 128]) for "
+                f"the cnn family to narrow them by channel_sparsity; got {widths!r}"
+            )
+    elif student is not None and chosen.name == "mlp":
+        raise CompressConfigError("student is for the cnn family's base model; the mlp family builds its own MLPs")
     return chosen
 
 

@@ -7,10 +7,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import optuna
 import pytest
+import torch
 import yaml
 from conftest import ROOT
+from torch import nn
 
 from lightning_distill.core.benchmark.measure import accuracy, file_size_mb
+from lightning_distill.core.export import load_exported
+from lightning_distill.core.models import MLP
 from lightning_distill.lightning.cli import cli_main
 from lightning_distill.lightning.compress import (
     Budget,
@@ -23,7 +27,8 @@ from lightning_distill.lightning.compress import (
     dominates,
     load_compress_config,
 )
-from lightning_distill.lightning.compress.candidate import load_predictor
+from lightning_distill.lightning.compress.candidate import load_predictor, write_artifact
+from lightning_distill.lightning.compress.chosen import write_chosen
 from lightning_distill.lightning.compress.space import check_search_space
 from lightning_distill.lightning.compress.teacher import teacher_spec
 from lightning_distill.lightning.data import DigitsDataModule
@@ -51,6 +56,25 @@ class FitCounter:
             return original(trainer, *args, **kwargs)
 
         patch.setattr(pl.Trainer, "fit", fit)
+
+
+class TeacherExamples:
+    """Counts the training examples the digits teacher (the MLP with a 256-unit layer) runs on, by their pixels; the
+    wrapped forward still runs."""
+
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        data = DigitsDataModule(batch_size=64, seed=0)
+        data.setup("fit")
+        self.train = {example[0].numpy().tobytes() for example in data.train_dataloader().dataset}
+        self.count = 0
+        original = MLP.forward
+
+        def forward(model: MLP, inputs):
+            if any(isinstance(m, nn.Linear) and m.out_features == 256 for m in model.modules()):
+                self.count += sum(row.detach().numpy().tobytes() in self.train for row in inputs)
+            return original(model, inputs)
+
+        patch.setattr(MLP, "forward", forward)
 
 
 def _config(output: Path, teacher: Teacher, **changes) -> CompressConfig:
@@ -83,13 +107,22 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     with pytest.MonkeyPatch.context() as patch:
         fits = FitCounter(patch)
+        teacher = TeacherExamples(patch)
         with pytest.raises(RuntimeError, match="killed after its second trial"):
             compress(config, callbacks=[stop_after_second])
         first_fits = fits.count
         study = optuna.load_study(study_name="compress", storage=f"sqlite:///{root / 'out/study.db'}")
         first_params = [t.params for t in study.trials]
         result = compress(config)
-    return {"config": config, "result": result, "first_fits": first_fits, "fits": fits.count, "first": first_params}
+    return {
+        "config": config,
+        "result": result,
+        "first_fits": first_fits,
+        "fits": fits.count,
+        "first": first_params,
+        "teacher_train_examples": teacher.count,
+        "train_examples": len(teacher.train),
+    }
 
 
 def _checkpoint(folder: Path) -> list[dict]:
@@ -135,6 +168,29 @@ def test_the_chosen_artifact_meets_the_budget_on_the_validation_split(searched: 
     assert stated["budget"] == GENEROUS.limits() and stated["machine"]["cpu"]
     feasible = [r for r in result.records if r["meets_budget"]]
     assert result.chosen["val_accuracy"] == max(r["val_accuracy"] for r in feasible)
+
+
+def test_the_chosen_artifact_is_an_export_folder_whose_card_states_the_budget(searched: dict) -> None:
+    result, config = searched["result"], searched["config"]
+    front = json.loads((config.output / "front.json").read_text())
+    chosen = next(r for r in front["trials"] if r["number"] == front["chosen"])
+    classify = load_exported(config.output / "chosen", graph=result.chosen_artifact.name)
+    data = DigitsDataModule(batch_size=64, seed=0)
+    inputs, labels = data.benchmark_data("val")
+    predicted = classify.predict_ids(data.encode(inputs))
+    assert sum(int(p == y) for p, y in zip(predicted, labels.tolist(), strict=True)) / len(labels) == pytest.approx(
+        chosen["val_accuracy"], abs=0.002
+    )
+    card = (config.output / "chosen/README.md").read_text()
+    assert "size_ratio <= 0.5, max_drop_points <= 60" in card
+    assert f"figures are for: `{result.chosen_artifact.name}" in card and front["machine_summary"] in card
+
+
+def test_the_teacher_runs_on_the_training_set_once_for_all_trials(searched: dict) -> None:
+    # Four one-epoch trials over two compress() calls: without the shared cache the teacher would run on the training
+    # set four times. With it, the first fit's cache build runs it once, and every later fit reads the logits.
+    assert searched["teacher_train_examples"] == searched["train_examples"]
+    assert len([p for p in (searched["config"].output / "teacher_cache").iterdir() if p.is_dir()]) == 1
 
 
 def test_a_budget_nothing_meets_names_the_closest_points(searched: dict, tmp_path: Path) -> None:
@@ -210,3 +266,31 @@ def test_help_lists_the_compress_verb(capsys: pytest.CaptureFixture) -> None:
         main(["compress", "--help"])
     out = capsys.readouterr().out
     assert "--n_trials N_TRIALS" in out and "--timeout_s TIMEOUT_S" in out
+
+
+def test_a_torchao_winner_gets_the_fp32_folder_and_the_card_names_the_measured_file(tmp_path: Path) -> None:
+    pytest.importorskip("torchao", reason="torchao_dynamic artifacts need the [torchao] extra")
+    data = DigitsDataModule(batch_size=64, seed=0)
+    data.setup("fit")
+    student = MLP(in_features=64, num_classes=10, hidden_sizes=[16])
+    spec = {"class_path": "lightning_distill.core.models.MLP", "init_args": {"in_features": 64, "hidden_sizes": [16]}}
+    spec["init_args"]["num_classes"] = 10
+    artifact = write_artifact(student, spec, "torchao_dynamic", tmp_path / "trial_000", data)
+    figures = {"val_accuracy": 0.5, "latency_ms_p50": 0.02, "latency_ratio": 1.5, "size_mb": 0.01, "size_ratio": 0.05}
+    record = {"number": 0, "settings": {"int8": "torchao_dynamic"}, "artifact": str(artifact), **figures}
+    statement = {
+        "budget": {"size_ratio": 0.1},
+        "machine_summary": "a test machine",
+        "num_threads": 1,
+        "teacher": {"val_accuracy": 0.9, "size_mb": 0.2},
+    }
+    chosen = write_chosen(tmp_path / "chosen", record, statement, data)
+    assert chosen == tmp_path / "chosen/model_torchao.pt" and chosen.is_file()
+    card = (tmp_path / "chosen/README.md").read_text()
+    assert "figures are for: `model_torchao.pt (torchao int8 of student.pt; model.onnx is the same student's" in card
+    assert "size_ratio <= 0.1" in card and "a test machine" in card
+    inputs = data.benchmark_data("val")[0]
+    fp32 = load_exported(tmp_path / "chosen", graph="model.onnx").predict_ids(data.encode(inputs))
+    with torch.no_grad():
+        expected = student.eval()(data.encode(inputs)).argmax(-1).tolist()
+    assert fp32 == expected  # the folder's fp32 graph is the chosen student
