@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-__all__ = ["GRAPH_DESCRIPTIONS", "GRAPH_FILES", "GraphKind"]
+__all__ = ["GRAPH_DESCRIPTIONS", "GRAPH_FILES", "GraphKind", "served_graph", "usage_lines"]
 
 GraphKind = Literal["fp32", "optimized", "int8", "int8_emb4"]
 
@@ -22,3 +23,23 @@ GRAPH_DESCRIPTIONS = {
     "int8": "ONNX Runtime dynamic int8 (weights int8, activations quantized at run time)",
     "int8_emb4": "int8 with the embedding tables stored block-wise in 4 bits",
 }
+
+
+def served_graph(folder: Path) -> str:
+    """The graph a model card's example loads: the int8 one where the folder has it, else the fp32 one."""
+    return next((n for n in ("model_quantized.onnx", "model.onnx") if (folder / n).is_file()), "model.onnx")
+
+
+def usage_lines(graph: str, call: str) -> list[str]:
+    """The start of a model card's "Use" section: ``load_exported`` of ``graph``, then ``call`` (the python block is
+    left open for the caller to close)."""
+    return [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from lightning_distill.core.export import load_exported",
+        "",
+        f'classify = load_exported("path/to/this/folder", graph="{graph}")',
+        call,
+    ]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_distill.core.atomic import write_json, write_text
-from lightning_distill.core.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES
+from lightning_distill.core.export.layout import GRAPH_DESCRIPTIONS, GRAPH_FILES, served_graph, usage_lines
 
 __all__ = ["EXPORT_INFO", "add_measurements", "read_export_info", "write_model_card"]
 
@@ -90,7 +90,7 @@ def _render(folder: Path, info: Mapping[str, Any]) -> str:
             f"Accuracy on {row.get('num_examples')} test texts; latency of one text (tokenization included) with "
             f"{row.get('num_threads')} intra-op thread(s), ONNX Runtime on {row.get('providers', ['CPU'])[0]}.",
         ]
-    lines += _usage(next((n for n in ("model_quantized.onnx", "model.onnx") if (folder / n).is_file()), "model.onnx"))
+    lines += _usage(served_graph(folder))
     lines += ["", "## How it was made", ""]
     lines += [f"- {key}: `{value}`" for key, value in info.get("provenance", {}).items()]
     if info.get("quantization"):
@@ -105,14 +105,7 @@ def _render(folder: Path, info: Mapping[str, Any]) -> str:
 
 def _usage(graph: str) -> list[str]:
     return [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from lightning_distill.core.export import load_exported",
-        "",
-        f'classify = load_exported("path/to/this/folder", graph="{graph}")',
-        'print(classify(["what is the weather like tomorrow"]))  # label names',
+        *usage_lines(graph, 'print(classify(["what is the weather like tomorrow"]))  # label names'),
         "```",
         "",
         "With optimum (`pip install optimum-onnx[onnxruntime]`) and transformers:",

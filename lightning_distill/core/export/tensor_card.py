@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning_distill.core.export.layout import GRAPH_FILES
+from lightning_distill.core.export.layout import GRAPH_FILES, served_graph, usage_lines
 
 _DESCRIPTIONS = {
     "fp32": "fp32, as exported from PyTorch (checked against PyTorch's logits)",
@@ -48,17 +48,9 @@ def render_tensor_card(folder: Path, config: Mapping[str, Any], info: Mapping[st
             size = (folder / name).stat().st_size / 1e6
             what = _DESCRIPTIONS[kind].format(mode=mode)
             lines.append(f"| `{name}` | {what} | {size:.2f} | {accuracy} | {latency} |")
-    graph = next((n for n in ("model_quantized.onnx", "model.onnx") if (folder / n).is_file()), "model.onnx")
+    call = "print(classify(inputs))  # label names of a batch of model inputs (normalized as in training)"
+    lines += usage_lines(served_graph(folder), call + (", or of PIL images" if preprocessor else ""))
     lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from lightning_distill.core.export import load_exported",
-        "",
-        f'classify = load_exported("path/to/this/folder", graph="{graph}")',
-        "print(classify(inputs))  # label names of a batch of model inputs (normalized as in training)"
-        + (", or of PIL images" if preprocessor else ""),
         "```",
         "",
         "## How it was made",
