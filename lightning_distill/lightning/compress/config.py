@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from lightning_distill.lightning.tuning.config import refuse_unknown_keys
+
 
 class CompressConfigError(ValueError):
     """A compress config, its budget or its search space is wrong; the message names the key and what is allowed."""
@@ -235,10 +237,7 @@ class CompressConfig:
 def _known(spec: Any, kind: type, where: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise CompressConfigError(f"{where} must be a mapping, got {spec!r}")
-    allowed = [f.name for f in dataclasses.fields(kind)]
-    unknown = sorted(set(spec) - set(allowed))
-    if unknown:
-        raise CompressConfigError(f"{where}: unknown keys {unknown}; allowed keys are {allowed}")
+    refuse_unknown_keys(spec, kind, where, CompressConfigError)
     return spec
 
 

@@ -17,6 +17,14 @@ class TuneConfigError(ValueError):
     """A tune spec, its search space, or the base config it points at cannot be searched; the message says why."""
 
 
+def refuse_unknown_keys(spec: dict[str, Any], kind: type, where: str, error: type[ValueError]) -> None:
+    """Raise ``error`` naming the keys of ``spec`` that are no field of the dataclass ``kind``, and the allowed ones."""
+    allowed = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise error(f"{where}: unknown keys {unknown}; allowed keys are {allowed}")
+
+
 @dataclass(frozen=True)
 class SearchRange:
     """A float range Optuna samples one config key from.
@@ -128,10 +136,7 @@ class TuneConfig:
         """Build from a parsed YAML mapping; unknown keys, at the top or inside a range, are refused by name."""
         if not isinstance(spec, dict):
             raise TuneConfigError(f"{source} must be a mapping of settings, got {type(spec).__name__}")
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(spec) - set(allowed))
-        if unknown:
-            raise TuneConfigError(f"{source}: unknown keys {unknown}; allowed keys are {allowed}")
+        refuse_unknown_keys(spec, cls, source, TuneConfigError)
         missing = [name for name in ("base_config", "search_space") if name not in spec]
         if missing:
             raise TuneConfigError(f"{source}: missing required keys {missing}")
