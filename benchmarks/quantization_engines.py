@@ -7,8 +7,8 @@ torchao dynamic int8 (``quantize_``); torchao static int8 (PT2E, X86InductorQuan
 static int8 (``quantize_onnx``). Both models are trained here, seeded, on the 8,000 training images of the offline
 MNIST copy; accuracy is on its test split.
 
-Latency is measured with ``lightning_distill.core.benchmark``'s functions (``latency_ms``, ``summarize_latency``,
-``accuracy``), in interleaved turns against the fp32 PyTorch model: each turn times the fp32 model and the row's
+Latency is measured with ``lightning_distill.core.benchmark``'s functions (``interleaved_latency``, ``accuracy``),
+in interleaved turns against the fp32 PyTorch model: each turn times the fp32 model and the row's
 model alternately (order swapped every turn), so load on the machine hits both alike; each row reports the fp32
 figures of its own turns and the ratio. PyTorch runs with ``torch.set_num_threads(1)``, ONNX Runtime with
 ``intra_op_num_threads=1, inter_op_num_threads=1``; both are recorded in the JSON with the machine and versions.
@@ -40,9 +40,8 @@ from lightning_distill.core.atomic import write_torch
 from lightning_distill.core.benchmark import file_size_mb, machine_info, machine_summary
 from lightning_distill.core.benchmark.measure import (
     accuracy,
-    latency_ms,
+    interleaved_latency,
     module_predictor,
-    summarize_latency,
     torch_threads,
 )
 from lightning_distill.core.export import (
@@ -116,16 +115,10 @@ class Engines:
         print({k: v for k, v in row.items() if k != "notes"}, flush=True)
 
     def interleaved(self, predict: Predict) -> dict[str, float]:
-        example = self.inputs[:1]
-        for function in (self.fp32, predict):
-            latency_ms(function, example, warmup=self.args.warmup, iterations=0)
-        own: list[float] = []
-        fp32: list[float] = []
-        for turn in range(self.args.turns):
-            pair = [(self.fp32, fp32), (predict, own)]
-            for function, timings in pair if turn % 2 == 0 else reversed(pair):
-                timings += latency_ms(function, example, warmup=0, iterations=self.args.iterations)
-        mine, base = summarize_latency(own), summarize_latency(fp32)
+        queries = [self.inputs[:1]] * self.args.iterations
+        args = self.args
+        timed = interleaved_latency({"fp32": self.fp32, "row": predict}, queries, args.turns, args.warmup, args.threads)
+        mine, base = timed["row"], timed["fp32"]
         return {
             "latency_ms_p50": round(mine["latency_ms_p50"], 4),
             "latency_ms_p95": round(mine["latency_ms_p95"], 4),

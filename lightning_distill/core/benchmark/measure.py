@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -136,6 +136,38 @@ def summarize_latency(timings: Sequence[float]) -> dict[str, float]:
         "latency_ms_std": float(statistics.pstdev(timings)) if len(timings) > 1 else 0.0,
         "latency_ms_p50": float(np.percentile(ordered, 50)),
         "latency_ms_p95": float(np.percentile(ordered, 95)),
+    }
+
+
+def interleaved_latency(
+    predictors: Mapping[str, PredictFn], queries: list[Any], turns: int, warmup: int = 5, num_threads: int = 1
+) -> dict[str, dict[str, float]]:
+    """Batch-1 latency of each predictor over ``queries``, timed in ``turns`` turns whose order alternates.
+
+    Args:
+        predictors: Raw inputs -> logits, by name (e.g. ``candidate`` and ``teacher``).
+        queries: Batch-1 raw inputs; every predictor answers each of them once per turn.
+        turns: Turns per predictor; the order of the predictors is reversed every other turn.
+        warmup: Untimed calls of each predictor before the first turn.
+        num_threads: PyTorch intra-op threads while timing.
+
+    Returns:
+        By name: mean, std, p50 and p95 in milliseconds (:func:`summarize_latency`) and ``num_threads``.
+    """
+    if not queries:
+        raise ValueError("no queries to time: the query sample is empty")
+    names = list(predictors)
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    with torch_threads(num_threads), torch.inference_mode():
+        for name in names:
+            latency_ms(predictors[name], queries[0], warmup=warmup, iterations=0)
+        for turn in range(turns):
+            for name in names if turn % 2 == 0 else reversed(names):
+                for query in queries:
+                    timings[name] += latency_ms(predictors[name], query, warmup=0, iterations=1)
+    return {
+        name: {**{k: round(v, 5) for k, v in summarize_latency(timings[name]).items()}, "num_threads": num_threads}
+        for name in names
     }
 
 

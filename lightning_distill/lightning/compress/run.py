@@ -14,7 +14,7 @@ import yaml
 
 from lightning_distill.core.atomic import write_text
 from lightning_distill.core.benchmark.machine import machine_info, machine_summary
-from lightning_distill.core.benchmark.measure import accuracy, torch_threads
+from lightning_distill.core.benchmark.measure import accuracy, interleaved_latency, torch_threads
 from lightning_distill.lightning.compress.budget import closest_message, describe
 from lightning_distill.lightning.compress.candidate import load_predictor
 from lightning_distill.lightning.compress.chosen import write_chosen
@@ -26,7 +26,7 @@ from lightning_distill.lightning.compress.front import (
     write_front_json,
     write_front_markdown,
 )
-from lightning_distill.lightning.compress.measure import NUM_THREADS, drift_pct, interleaved_latency, query_sample
+from lightning_distill.lightning.compress.measure import NUM_THREADS, drift_pct, query_sample
 from lightning_distill.lightning.compress.plot import plot_front
 from lightning_distill.lightning.compress.pruned_start import check_student_checkpoint
 from lightning_distill.lightning.compress.quiet import quiet_lightning

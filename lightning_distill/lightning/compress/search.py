@@ -20,7 +20,7 @@ import yaml
 
 from lightning_distill.core._optional import require
 from lightning_distill.core.atomic import write_text, write_torch
-from lightning_distill.core.benchmark.measure import accuracy, file_size_mb
+from lightning_distill.core.benchmark.measure import accuracy, file_size_mb, interleaved_latency
 from lightning_distill.lightning.cli import DistillCLI
 from lightning_distill.lightning.compress.budget import budget_misses, describe, meets
 from lightning_distill.lightning.compress.candidate import (
@@ -30,7 +30,6 @@ from lightning_distill.lightning.compress.candidate import (
     write_artifact,
 )
 from lightning_distill.lightning.compress.config import CompressConfig
-from lightning_distill.lightning.compress.measure import interleaved_latency
 from lightning_distill.lightning.compress.pruned_start import pruned_start
 from lightning_distill.lightning.compress.quiet import QUIET_TRAINER
 from lightning_distill.lightning.compress.space import CNN_BASE, Family, suggest
